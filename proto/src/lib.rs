@@ -1,0 +1,1 @@
+//! Weir wire types.
