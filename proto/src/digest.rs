@@ -60,6 +60,25 @@ impl Digest {
         Digest { hash, size: data.len() as u64 }
     }
 
+    /// The digest of everything `reader` yields, read in chunks so that large
+    /// files are never held in memory.
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Digest { hash: hasher.finalize().into(), size })
+    }
+
     /// The digest of the empty blob.
     pub fn empty() -> Self {
         Digest::of(&[])
@@ -177,7 +196,7 @@ mod tests {
     #[test]
     fn rejects_malformed_digests() {
         for bad in [
-            "", "/", "abc/1", &format!("{EMPTY}"), &format!("{EMPTY}/"), &format!("{EMPTY}/-1"),
+            "", "/", "abc/1", EMPTY, &format!("{EMPTY}/"), &format!("{EMPTY}/-1"),
             &format!("{EMPTY}/+1"), &format!("{}/0", EMPTY.to_uppercase()), &format!("{EMPTY}0/0"),
             &format!("{EMPTY}/99999999999999999999"), &format!("{EMPTY}/9223372036854775808"),
             &format!("{}g/0", &EMPTY[..63]), "é/0",
@@ -186,6 +205,13 @@ mod tests {
         }
         assert!(Digest::from_parts(EMPTY, -1).is_err());
         assert!(Digest::try_from(None).is_err());
+    }
+
+    #[test]
+    fn reader_digest_equals_slice_digest() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(Digest::of_reader(&data[..]).unwrap(), Digest::of(&data));
+        assert_eq!(Digest::of_reader(&[][..]).unwrap(), Digest::empty());
     }
 
     #[test]

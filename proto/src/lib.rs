@@ -7,12 +7,23 @@
 //!   crate (no protoc is needed to build Weir).
 //! * [`Digest`]: a validated SHA-256 digest; the only digest type that gets
 //!   past a wire boundary.
+//! * [`merkle`]: the canonical Merkle tree builder (disk or in-memory tree →
+//!   `Directory` protos, BuildStream/buildbox-casd compatible digests).
+//! * [`name`]: the rule for entry names (one ordinary path segment).
+//! * [`directory`] and [`tree`]: validation of `Directory` and `Tree`
+//!   messages received from the wire.
+//! * [`resource_name`]: ByteStream resource names (parse and format).
 //!
 //! Validation lives here: anything parsed from the wire or from disk is checked
 //! once, and the checked value is what the rest of the code handles.
 #![deny(missing_docs)]
 
 pub mod digest;
+pub mod directory;
+pub mod merkle;
+pub mod name;
+pub mod resource_name;
+pub mod tree;
 
 pub use digest::{Digest, DigestError};
 

@@ -4,4 +4,11 @@
 //! Data flows one way: files → nodes → project → elements → graph → keys → plan
 //! → remote. Each arrow is a module boundary (see `docs/architecture.md`).
 
+pub mod cachekey;
 pub mod cli;
+pub mod graph;
+pub mod loader;
+pub mod plugins;
+pub mod project;
+pub mod remote;
+pub mod yaml;

@@ -1,1 +1,401 @@
-//! (being written)
+//! Running one REAPI action: stage its input root from the CAS into a fresh
+//! directory, run its `Command` in a sandbox, collect its outputs into the CAS
+//! and describe them in an `ActionResult`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`input_tree`] | fetching and validating every `Directory` of an input root, then staging it |
+//! | [`sandbox`] | the sandbox kinds (`host`, `namespace`), spawning and killing the process, [`probe`] |
+//! | [`namespace`] | the child-side Linux namespace set-up (user, mount, pid, net, uts, ipc) |
+//! | [`outputs`] | collecting output files, directories (as `Tree`s) and symlinks and uploading them |
+//!
+//! Key decisions: every `Directory` of the input root is fetched and validated
+//! before a single file is written, so a bad tree never leaves anything on
+//! disk; the filesystem work (staging, collection, clean-up) runs on tokio's
+//! blocking pool, while the process itself is awaited by tokio's child reaper,
+//! so no thread is held per running action. Timeouts and cancellation kill the
+//! whole process group (in the namespace sandbox that takes the pid namespace,
+//! and every process in it, down with it).
+//!
+//! This module does not decide *whether* to run (cache lookups, deduplication,
+//! slots): that is [`crate::execution`].
+
+pub mod input_tree;
+pub mod namespace;
+pub mod outputs;
+pub mod sandbox;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use weir_proto::reapi::{ActionResult, Command, ExecutedActionMetadata};
+use weir_proto::Digest;
+
+use crate::store::{Store, StoreError};
+
+pub use input_tree::InputTree;
+pub use outputs::OutputSpec;
+pub use sandbox::{probe, SandboxKind};
+
+/// Why running an action failed (as opposed to the command exiting non-zero,
+/// which is a successful run with a non-zero `exit_code`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// Blobs the action needs are not in the CAS.
+    #[error("{} input blob(s) missing from the CAS, first {}", .0.len(), .0.first().map(|d| d.to_string()).unwrap_or_default())]
+    MissingBlobs(Vec<Digest>),
+    /// The input root is malformed (bad names, unsorted entries, escaping symlinks, ...).
+    #[error("invalid input tree: {0}")]
+    InvalidInput(String),
+    /// The `Command` is malformed (no arguments, bad paths, ...).
+    #[error("invalid command: {0}")]
+    InvalidCommand(String),
+    /// An output exists but is not of the kind that was asked for.
+    #[error("output {path:?}: {reason}")]
+    InvalidOutput {
+        /// The output path as given in the command.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The command could not be started.
+    #[error("failed to start {program:?}: {source}")]
+    Spawn {
+        /// `arguments[0]`.
+        program: String,
+        /// The operating-system error.
+        source: io::Error,
+    },
+    /// The run was cancelled; the process was killed.
+    #[error("cancelled")]
+    Cancelled,
+    /// The sandbox cannot be provided on this machine.
+    #[error("sandbox unavailable: {0}")]
+    SandboxUnavailable(String),
+    /// A filesystem operation of the runner itself failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the runner was doing.
+        context: String,
+        /// The operating-system error.
+        source: io::Error,
+    },
+    /// The CAS failed.
+    #[error("CAS: {0}")]
+    Store(#[from] StoreError),
+    /// A blob in the CAS is not the proto it should be.
+    #[error("blob {digest} is not a valid {kind}: {source}")]
+    BadProto {
+        /// The blob.
+        digest: Digest,
+        /// The proto message expected.
+        kind: &'static str,
+        /// The decoding error.
+        source: prost::DecodeError,
+    },
+}
+
+impl RunnerError {
+    /// The gRPC code REAPI prescribes for this failure (used for
+    /// `ExecuteResponse.status`).
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            RunnerError::MissingBlobs(_) => tonic::Code::FailedPrecondition,
+            RunnerError::Store(StoreError::NotFound(_)) => tonic::Code::FailedPrecondition,
+            RunnerError::InvalidInput(_) | RunnerError::InvalidCommand(_) | RunnerError::BadProto { .. } => {
+                tonic::Code::InvalidArgument
+            }
+            RunnerError::InvalidOutput { .. } => tonic::Code::FailedPrecondition,
+            RunnerError::Spawn { .. } => tonic::Code::InvalidArgument,
+            RunnerError::Cancelled => tonic::Code::Cancelled,
+            RunnerError::SandboxUnavailable(_) => tonic::Code::FailedPrecondition,
+            RunnerError::Io { .. } => tonic::Code::Internal,
+            RunnerError::Store(_) => tonic::Code::Unavailable,
+        }
+    }
+
+    /// The digests of missing blobs, for a `PreconditionFailure`.
+    pub fn missing_blobs(&self) -> Vec<Digest> {
+        match self {
+            RunnerError::MissingBlobs(digests) => digests.clone(),
+            RunnerError::Store(StoreError::NotFound(digest)) => vec![*digest],
+            _ => Vec::new(),
+        }
+    }
+
+    fn io(context: impl fmt::Display, source: io::Error) -> Self {
+        RunnerError::Io { context: context.to_string(), source }
+    }
+}
+
+/// How the runner runs actions.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The sandbox every action runs in.
+    pub sandbox: SandboxKind,
+    /// Directory under which each action gets a fresh directory (created if
+    /// absent; it should be on the same filesystem as the CAS so that inputs
+    /// can be hard-linked).
+    pub work_dir: PathBuf,
+    /// Timeout for an action that gives none.
+    pub default_timeout: Duration,
+    /// Largest timeout an action may ask for; larger ones are refused.
+    pub max_timeout: Duration,
+    /// Name reported as `ExecutedActionMetadata.worker`.
+    pub worker_name: String,
+    /// Keep each action's directory after the run (for debugging).
+    pub keep_work_dirs: bool,
+}
+
+impl RunnerConfig {
+    /// A configuration with defaults (1 h default timeout, 24 h maximum).
+    pub fn new(sandbox: SandboxKind, work_dir: impl Into<PathBuf>) -> Self {
+        RunnerConfig {
+            sandbox,
+            work_dir: work_dir.into(),
+            default_timeout: Duration::from_secs(3600),
+            max_timeout: Duration::from_secs(24 * 3600),
+            worker_name: hostname(),
+            keep_work_dirs: false,
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok()).unwrap_or_else(|| "weir-worker".into())
+}
+
+/// One action to run, as decided by the execution layer.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The digest of the `Action` (for logs and directory names).
+    pub action_digest: Digest,
+    /// The decoded `Command`.
+    pub command: Command,
+    /// The digest of the input root `Directory`.
+    pub input_root: Digest,
+    /// How long the command may run.
+    pub timeout: Duration,
+    /// Whether the command may use the network (namespace sandbox only).
+    pub network: bool,
+    /// When the action was queued.
+    pub queued_at: SystemTime,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The result (with `exit_code`, stdout/stderr, outputs and timestamps).
+    pub result: ActionResult,
+    /// Whether the command was killed because it ran past its timeout.
+    pub timed_out: bool,
+}
+
+/// Cancels a run: [`Canceller::cancel`] kills the process.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<watch::Sender<bool>>);
+
+/// The receiving side of a [`Canceller`], handed to [`Runner::run`].
+#[derive(Debug, Clone)]
+pub struct CancelSignal(watch::Receiver<bool>);
+
+/// A new cancellation pair.
+pub fn cancellation() -> (Canceller, CancelSignal) {
+    let (tx, rx) = watch::channel(false);
+    (Canceller(Arc::new(tx)), CancelSignal(rx))
+}
+
+impl Canceller {
+    /// Asks the run to stop; the process (group) is killed.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl CancelSignal {
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when cancellation is asked for (never, if every
+    /// [`Canceller`] is dropped without cancelling). Cancel-safe.
+    pub async fn cancelled(&mut self) {
+        if self.0.wait_for(|cancelled| *cancelled).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs actions: holds the CAS and the configuration. Cheap to share behind an
+/// `Arc`; each [`Runner::run`] is independent.
+pub struct Runner {
+    store: Store,
+    config: RunnerConfig,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// A runner over `store`; creates `config.work_dir`.
+    pub fn new(store: Store, config: RunnerConfig) -> Result<Self, RunnerError> {
+        std::fs::create_dir_all(&config.work_dir)
+            .map_err(|e| RunnerError::io(format!("creating work directory {}", config.work_dir.display()), e))?;
+        Ok(Runner { store, config, next_id: AtomicU64::new(0) })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// Runs one action: stages, runs, collects. A non-zero exit is `Ok`.
+    pub async fn run(&self, request: RunRequest, cancel: CancelSignal) -> Result<RunOutcome, RunnerError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let dir = self.config.work_dir.join(format!("{}-{}-{id}", std::process::id(), &request.action_digest.hash_hex()[..16]));
+        let result = self.run_in(&dir, request, cancel).await;
+        if !self.config.keep_work_dirs {
+            // Removal can take a while for big trees; nobody waits for it.
+            tokio::task::spawn_blocking(move || remove_tree(&dir));
+        }
+        result
+    }
+
+    async fn run_in(&self, dir: &Path, request: RunRequest, mut cancel: CancelSignal) -> Result<RunOutcome, RunnerError> {
+        let mut metadata = ExecutedActionMetadata {
+            worker: self.config.worker_name.clone(),
+            queued_timestamp: Some(timestamp(request.queued_at)),
+            worker_start_timestamp: Some(timestamp(SystemTime::now())),
+            ..Default::default()
+        };
+        let outputs = OutputSpec::from_command(&request.command)?;
+        if request.command.arguments.is_empty() {
+            return Err(RunnerError::InvalidCommand("no arguments".into()));
+        }
+
+        metadata.input_fetch_start_timestamp = Some(timestamp(SystemTime::now()));
+        let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
+        let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
+        let root = dir.join("root");
+        let mount_points = {
+            let dir = dir.to_path_buf();
+            let root = root.clone();
+            let outputs = outputs.clone();
+            let sandbox = self.config.sandbox;
+            run_blocking(move || {
+                std::fs::create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
+                tree.stage(&root)?;
+                outputs.prepare(&root)?;
+                sandbox.prepare_root(&root)
+            })
+            .await?
+        };
+        metadata.input_fetch_completed_timestamp = Some(timestamp(SystemTime::now()));
+        if cancel.is_cancelled() {
+            return Err(RunnerError::Cancelled);
+        }
+
+        metadata.execution_start_timestamp = Some(timestamp(SystemTime::now()));
+        let stdout_path = dir.join("stdout");
+        let stderr_path = dir.join("stderr");
+        let mut child = self.config.sandbox.spawn(&sandbox::SpawnSpec {
+            root: &root,
+            command: &request.command,
+            working_dir: outputs.working_dir(),
+            stdout: &stdout_path,
+            stderr: &stderr_path,
+            network: request.network,
+        })?;
+        let (status, ended) = tokio::select! {
+            status = child.wait() => (Some(status), Ended::Exited),
+            _ = tokio::time::sleep(request.timeout) => (None, Ended::TimedOut),
+            _ = cancel.cancelled() => (None, Ended::Cancelled),
+        };
+        let status = match status {
+            Some(status) => status,
+            None => {
+                child.kill_group();
+                child.wait().await
+            }
+        };
+        let status = status.map_err(|e| RunnerError::io("waiting for the command", e))?;
+        metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
+        if ended == Ended::Cancelled {
+            return Err(RunnerError::Cancelled);
+        }
+
+        metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
+        let collected = {
+            let root = root.clone();
+            let outputs = outputs.clone();
+            run_blocking(move || {
+                SandboxKind::clean_root(&mount_points);
+                outputs.collect(&root, &stdout_path, &stderr_path)
+            })
+            .await?
+        };
+        let mut result = collected.upload(&self.store).await?;
+        result.exit_code = sandbox::exit_code(status);
+        metadata.output_upload_completed_timestamp = Some(timestamp(SystemTime::now()));
+        metadata.worker_completed_timestamp = Some(timestamp(SystemTime::now()));
+        result.execution_metadata = Some(metadata);
+        Ok(RunOutcome { result, timed_out: ended == Ended::TimedOut })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Exited,
+    TimedOut,
+    Cancelled,
+}
+
+/// Runs filesystem work on tokio's blocking pool.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RunnerError> + Send + 'static,
+) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RunnerError::io("blocking task", io::Error::other(e.to_string())))?
+}
+
+/// Removes an action directory, making read-only directories writable first.
+fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return;
+    }
+    make_writable(dir);
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove action directory");
+    }
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            make_writable(&entry.path());
+        }
+    }
+}
+
+/// A protobuf timestamp for `time`.
+pub fn timestamp(time: SystemTime) -> weir_proto::protobuf::Timestamp {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    weir_proto::protobuf::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 }
+}

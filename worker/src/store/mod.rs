@@ -7,6 +7,30 @@
 //! decorator implements little and forwards explicitly. Capabilities such as a
 //! hard-linkable local path are methods that default to `None`, never
 //! downcasts through layers.
+//!
+//! | module | type | why |
+//! |---|---|---|
+//! | [`memory`] | [`MemoryStore`] | blobs in a hash map: tests, small fast tiers |
+//! | [`filesystem`] | [`FilesystemStore`] | sharded files, temp-then-rename, verified |
+//! | [`size_limited`] | [`SizeLimitedStore`] | least-recently-used eviction under a byte budget |
+//! | [`fast_slow`] | [`FastSlowStore`] | read-through: misses in the fast tier are filled from the slow one |
+//! | [`upstream`] | [`UpstreamStore`] | another REAPI CAS over gRPC |
+//! | [`verify`] | [`VerifyStore`] | re-hashes what an inner store returns, evicting corrupt blobs |
+//! | [`metrics`] | [`MetricsStore`] | counters per layer; the factory wraps every node in one |
+//! | [`spec`] | [`StoreSpec`], [`build`] | the typed configuration and the one recursive factory |
+//!
+//! To add a store: implement [`BlobStore`] in `store/<purpose>.rs` with a
+//! `<Purpose>Spec`, add a [`StoreSpec`] variant and one arm in [`build`].
+
+pub mod byte_size;
+pub mod fast_slow;
+pub mod filesystem;
+pub mod memory;
+pub mod metrics;
+pub mod size_limited;
+pub mod spec;
+pub mod upstream;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +38,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use weir_proto::Digest;
+
+pub use byte_size::ByteSize;
+pub use fast_slow::{FastSlowSpec, FastSlowStore};
+pub use filesystem::{FilesystemSpec, FilesystemStore};
+pub use memory::{MemorySpec, MemoryStore};
+pub use metrics::{MetricsStore, StoreMetrics};
+pub use size_limited::{SizeLimitedSpec, SizeLimitedStore};
+pub use spec::{build, BuildContext, StoreSpec};
+pub use upstream::{UpstreamSpec, UpstreamStore};
+pub use verify::{VerifySpec, VerifyStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +83,47 @@ pub enum StoreError {
     /// A failure of an upstream store (another REAPI CAS).
     #[error("upstream store: {0}")]
     Upstream(String),
+    /// The store does not support the operation (e.g. removal on an upstream CAS).
+    #[error("operation not supported by the {0} store")]
+    Unsupported(&'static str),
+    /// The storage configuration is invalid (unknown shared store, cycle, bad path).
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// The gRPC code a client should see for this error.
+    ///
+    /// A bad upload is the caller's fault (`INVALID_ARGUMENT`); a corrupt
+    /// stored blob is the server's (`INTERNAL`, and the blob is gone, so a
+    /// retry re-uploads it).
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            StoreError::NotFound(_) => tonic::Code::NotFound,
+            StoreError::DigestMismatch { .. } => tonic::Code::InvalidArgument,
+            StoreError::Corrupt(_) => tonic::Code::Internal,
+            StoreError::OutOfRange { .. } => tonic::Code::OutOfRange,
+            StoreError::Full(_) => tonic::Code::ResourceExhausted,
+            StoreError::Io(_) => tonic::Code::Internal,
+            StoreError::Upstream(_) => tonic::Code::Unavailable,
+            StoreError::Unsupported(_) => tonic::Code::Unimplemented,
+            StoreError::Config(_) => tonic::Code::FailedPrecondition,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Upstream(_) | StoreError::Io(_) | StoreError::Full(_))
+    }
 }
 
 /// A content-addressed blob store.
 ///
 /// Implementations must never return a blob whose content does not match its
 /// digest, and must never make a partially written blob visible.
+///
+/// Only `find_missing`, `read` and `write` are required; the others are
+/// defaults an implementation may override.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Returns the digests among `digests` that the store does not hold.
@@ -82,7 +151,34 @@ pub trait BlobStore: Send + Sync + 'static {
     fn local_path(&self, _digest: &Digest) -> Option<PathBuf> {
         None
     }
+
+    /// Removes the blob; returns whether it was there. Used by eviction and
+    /// to drop corrupt blobs. Defaults to [`StoreError::Unsupported`].
+    async fn remove(&self, _digest: &Digest) -> Result<bool, StoreError> {
+        Err(StoreError::Unsupported("this"))
+    }
+
+    /// Every blob the store holds (used to seed eviction state at start-up).
+    /// Defaults to [`StoreError::Unsupported`].
+    async fn list(&self) -> Result<Vec<Digest>, StoreError> {
+        Err(StoreError::Unsupported("this"))
+    }
 }
 
 /// A cheap-clone handle on a shared blob store.
 pub type Store = Arc<dyn BlobStore>;
+
+/// The part of a whole blob that a ranged read asks for.
+///
+/// Shared by the stores that hold whole blobs in memory.
+pub(crate) fn slice_range(digest: &Digest, data: &Bytes, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
+    let len = data.len() as u64;
+    if offset > len {
+        return Err(StoreError::OutOfRange { digest: *digest, offset });
+    }
+    let end = match limit {
+        Some(limit) if limit > 0 => offset.saturating_add(limit).min(len),
+        _ => len,
+    };
+    Ok(data.slice(offset as usize..end as usize))
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Time `weir show` against BuildStream 2.8.1's `bst show` on the same
+# generated projects (issue 4, "Speed and memory"). A benchmark, not a test.
+#
+# Usage: bench/show.sh [--weir-only] [--sizes "1000 10000 50000"]
+#                      [--dense-sizes "2000"] [--huge] [--bst-max N]
+#                      [--runs R] [--workdir DIR]
+#
+#   --weir-only        do not install or run bst (weir figures only)
+#   --sizes LIST       layered project sizes (default "1000 10000 50000")
+#   --dense-sizes LIST dense project sizes (default "2000"; "" for none)
+#   --huge             also N=100000 layered, weir only (bst would take far
+#                      too long there)
+#   --bst-max N        run bst only for projects of at most N elements; bst
+#                      needs minutes at N=50000 (e.g. --bst-max 10000 skips it)
+#   --runs R           runs per measurement, the median is reported (default 1)
+#   --workdir DIR      scratch directory (default: a fresh mktemp -d, kept)
+#
+# Environment:
+#   WEIR_PEER_CACHE    where the bst virtualenv lives, outside the clone
+#                      (default $HOME/.cache/weir-peers; may start empty:
+#                      ../shared/peers/bst/setup.sh installs into it)
+#   CARGO_TARGET_DIR   cargo target directory for the release build of weir
+#   WEIR               use this weir executable instead of building one
+#
+# Both tools run `show --format '%{name}' target.bst` from the project
+# directory with an empty user configuration; bst gets a fresh cache
+# directory each run (as show_bench.sh's "cold" mode), weir has no cache.
+# Wall time and peak RSS come from /usr/bin/time -v (for bst: its largest
+# single process, bst itself or buildbox-casd). The outputs of the two tools
+# are compared line by line; a mismatch is reported in the table.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SHARED=${WEIR_SHARED:-$(cd "$ROOT/../shared" && pwd)}
+GEN=$SHARED/bench/gen_project.py
+BST_SETUP=$SHARED/peers/bst/setup.sh
+
+WEIR_ONLY=0
+SIZES="1000 10000 50000"
+DENSE_SIZES="2000"
+HUGE=0
+BST_MAX=0   # 0 = no limit
+RUNS=1
+WORKDIR=
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --weir-only) WEIR_ONLY=1 ;;
+        --sizes) SIZES=${2?--sizes needs a list}; shift ;;
+        --dense-sizes) DENSE_SIZES=${2?--dense-sizes needs a list}; shift ;;
+        --huge) HUGE=1 ;;
+        --bst-max) BST_MAX=${2?--bst-max needs a number}; shift ;;
+        --runs) RUNS=${2?--runs needs a number}; shift ;;
+        --workdir) WORKDIR=${2?--workdir needs a directory}; shift ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
+    esac
+    shift
+done
+
+[ -x /usr/bin/time ] || { echo "/usr/bin/time is missing (Debian package 'time')" >&2; exit 1; }
+WORKDIR=${WORKDIR:-$(mktemp -d -t weir-show-bench.XXXXXX)}
+mkdir -p "$WORKDIR"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+log() { echo "# $*" >&2; }
+
+# --- peers and binaries ----------------------------------------------------
+BST=
+if [ "$WEIR_ONLY" -eq 0 ]; then
+    PEER_CACHE=${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}
+    VENV=$PEER_CACHE/bst-2.8.1
+    mkdir -p "$PEER_CACHE"
+    if [ ! -x "$VENV/bin/bst" ] || ! "$VENV/bin/bst" --version 2>/dev/null | grep -q '^2\.8\.1'; then
+        log "installing BuildStream 2.8.1 into $VENV (pip; takes a few minutes)"
+        bash "$BST_SETUP" "$VENV" >"$WORKDIR/bst-setup.log" 2>&1 || {
+            echo "bst setup failed; see $WORKDIR/bst-setup.log" >&2
+            tail -5 "$WORKDIR/bst-setup.log" >&2
+            exit 1
+        }
+    fi
+    BST=$VENV/bin/bst
+    log "bst: $BST ($("$BST" --version))"
+fi
+
+if [ -z "${WEIR:-}" ]; then
+    log "building weir (release)"
+    (cd "$ROOT" && cargo build --release -q -p weir-scheduler --bin weir)
+    WEIR=${CARGO_TARGET_DIR:-$ROOT/target}/release/weir
+fi
+[ -x "$WEIR" ] || { echo "weir executable not found at $WEIR" >&2; exit 1; }
+log "weir: $WEIR"
+
+export XDG_CONFIG_HOME=$WORKDIR/config   # empty: default user configuration
+mkdir -p "$XDG_CONFIG_HOME"
+
+# --- measuring ---------------------------------------------------------------
+# measure TOOL PROJ TAG RUN: runs one `show`, prints "wall_s rss_MiB lines",
+# or "FAIL" when the tool failed (its stderr is kept in the workdir).
+measure() {
+    local tool=$1 proj=$2 tag=$3 run=$4
+    local out=$WORKDIR/$tool-$tag-$run.out err=$WORKDIR/$tool-$tag-$run.err tv=$WORKDIR/$tool-$tag-$run.time
+    local cmd
+    if [ "$tool" = weir ]; then
+        cmd=("$WEIR" show --format '%{name}' target.bst)
+    else
+        rm -rf "$WORKDIR/bst-cache-$tag-$run"
+        cmd=(env XDG_CACHE_HOME="$WORKDIR/bst-cache-$tag-$run" "$BST" --no-colors show --format '%{name}' target.bst)
+    fi
+    if ! (cd "$proj" && /usr/bin/time -v -o "$tv" "${cmd[@]}" >"$out" 2>"$err"); then
+        log "$tool failed on $tag (run $run): $(tail -1 "$err")"
+        echo FAIL
+        return
+    fi
+    awk -F': ' '
+        /Elapsed \(wall clock\)/ { n = split($2, p, ":"); wall = (n == 3) ? p[1]*3600 + p[2]*60 + p[3] : p[1]*60 + p[2] }
+        /Maximum resident set size/ { rss = $2 / 1024 }
+        END { printf "%.2f %.0f", wall, rss }' "$tv"
+    echo " $(wc -l <"$out")"
+}
+
+# median_of TOOL PROJ TAG: the median wall time and RSS over $RUNS runs.
+median_of() {
+    local tool=$1 proj=$2 tag=$3 r line rows=""
+    for r in $(seq 1 "$RUNS"); do
+        line=$(measure "$tool" "$proj" "$tag" "$r")
+        [ "$line" = FAIL ] && { echo FAIL; return; }
+        rows+="$line"$'\n'
+    done
+    printf '%s' "$rows" | python3 -c '
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+print("%.2f %d %d" % (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows), rows[0][2]))'
+}
+
+# --- the runs ----------------------------------------------------------------
+JOBS=()
+for n in $SIZES; do JOBS+=("layered $n bst"); done
+for n in $DENSE_SIZES; do JOBS+=("dense $n bst"); done
+[ "$HUGE" -eq 1 ] && JOBS+=("layered 100000 weir-only")
+
+RESULTS=$WORKDIR/results.tsv
+printf 'shape\tN\tweir_wall_s\tweir_rss_MiB\tbst_wall_s\tbst_rss_MiB\tspeedup\tmemory_ratio\tsame_output\n' >"$RESULTS"
+for job in "${JOBS[@]}"; do
+    read -r shape n mode <<<"$job"
+    tag=$shape-$n
+    proj=$WORKDIR/proj-$tag
+    log "generating $tag"
+    python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$tag.json"
+
+    read -r w_wall w_rss w_lines <<<"$(median_of weir "$proj" "$tag") - -"
+    b_wall=-; b_rss=-; speed=-; mem=-; same=-
+    if [ "$WEIR_ONLY" -eq 0 ] && [ "$mode" = bst ] && { [ "$BST_MAX" -eq 0 ] || [ "$n" -le "$BST_MAX" ]; }; then
+        log "bst show on $tag"
+        read -r b_wall b_rss b_lines <<<"$(median_of bst "$proj" "$tag") - -"
+        if [ "$w_wall" != FAIL ] && [ "$b_wall" != FAIL ]; then
+            speed=$(awk -v w="$w_wall" -v b="$b_wall" 'BEGIN { printf "%.1fx", (w > 0 ? b / w : 0) }')
+            mem=$(awk -v w="$w_rss" -v b="$b_rss" 'BEGIN { printf "%.3f", (b > 0 ? w / b : 0) }')
+            if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then same=yes; else same=NO; fi
+        fi
+    elif [ "$mode" != bst ] || [ "$WEIR_ONLY" -eq 1 ]; then
+        b_wall="(weir only)"
+    else
+        b_wall="(skipped: --bst-max $BST_MAX)"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$w_wall" "$w_rss" "$b_wall" "$b_rss" "$speed" "$mem" "$same" >>"$RESULTS"
+done
+
+echo
+echo "weir show vs bst show --format '%{name}' target.bst (median of $RUNS run(s); speedup = bst wall / weir wall;"
+echo "memory_ratio = weir peak RSS / bst peak RSS)"
+column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
+log "workdir (projects, outputs, timings): $WORKDIR"

@@ -1,0 +1,202 @@
+//! [`BuildPlan`]: what the build queue builds — elements in topological
+//! order, each with its keys, what it waits for and a [`Recipe`] saying how
+//! its artifact is made.
+//!
+//! Key decision: the plan is plain, validated data. An adapter fills it from
+//! the loader's graph and the key table; tests fill it by hand. Everything
+//! element-kind specific that the queue needs is in the recipe, so the queue
+//! itself knows no kinds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::BuildError;
+
+/// The cache keys an artifact is stored and found under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactKeys {
+    /// The strong (strict) key.
+    pub strong: String,
+    /// The weak key.
+    pub weak: String,
+}
+
+/// A source tree staged into an element's build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTree {
+    /// The local directory (or file) imported, as BuildStream's `local` source.
+    pub path: PathBuf,
+    /// The subdirectory of the build root it is staged in (`directory:`), `""` for the root.
+    pub directory: String,
+}
+
+/// How an element that runs commands is built (`manual` and BuildElements).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandsRecipe {
+    /// The sources, staged under the build root in order.
+    pub sources: Vec<SourceTree>,
+    /// `%{build-root}` (absolute, inside the sandbox).
+    pub build_root: String,
+    /// `%{install-root}` (absolute, inside the sandbox): the output directory.
+    pub install_root: String,
+    /// The commands, in order (configure, build, install, strip), each run through `sh -e -c`.
+    pub commands: Vec<String>,
+    /// The environment.
+    pub environment: BTreeMap<String, String>,
+    /// REAPI platform properties (`OSFamily`, `ISA`, ...).
+    pub platform: BTreeMap<String, String>,
+}
+
+/// How an element's artifact is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipe {
+    /// `import`: the artifact is the source tree (its `source` subdirectory
+    /// relocated under `target`); nothing runs.
+    Import {
+        /// The sources, staged in order.
+        sources: Vec<SourceTree>,
+        /// `config.source`: the subdirectory of the sources taken.
+        source: String,
+        /// `config.target`: where it lands in the artifact.
+        target: String,
+    },
+    /// `stack`: an empty artifact that only stands for its dependencies.
+    Stack,
+    /// Run commands in a sandbox on the staged dependencies and sources.
+    Commands(CommandsRecipe),
+}
+
+/// One element of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanElement {
+    /// The element's project.
+    pub project: String,
+    /// The full element name (`base/alpine.bst`).
+    pub name: String,
+    /// Its keys.
+    pub keys: ArtifactKeys,
+    /// Direct build dependencies (plan indices).
+    pub build_deps: Vec<usize>,
+    /// Direct runtime dependencies (plan indices).
+    pub runtime_deps: Vec<usize>,
+    /// How the artifact is made.
+    pub recipe: Recipe,
+}
+
+/// A validated plan: elements in topological order, with each element's
+/// staged dependency set precomputed.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    elements: Vec<PlanElement>,
+    staged: Vec<Vec<usize>>,
+    dependants: Vec<Vec<usize>>,
+}
+
+impl BuildPlan {
+    /// Checks that every dependency comes before its dependant and computes,
+    /// for each element, the dependencies staged for its build: the runtime
+    /// closure of its build dependencies, in plan order.
+    pub fn new(elements: Vec<PlanElement>) -> Result<Self, BuildError> {
+        for (index, element) in elements.iter().enumerate() {
+            for &dep in element.build_deps.iter().chain(&element.runtime_deps) {
+                if dep >= index {
+                    return Err(BuildError::Plan(format!(
+                        "{} depends on {}, which is not before it",
+                        element.name,
+                        elements.get(dep).map(|e| e.name.as_str()).unwrap_or("an element outside the plan")
+                    )));
+                }
+            }
+        }
+        let mut runtime_closure: Vec<BTreeSet<usize>> = Vec::with_capacity(elements.len());
+        for element in &elements {
+            let mut closure = BTreeSet::new();
+            for &dep in &element.runtime_deps {
+                closure.insert(dep);
+                closure.extend(runtime_closure[dep].iter().copied());
+            }
+            runtime_closure.push(closure);
+        }
+        let mut staged = Vec::with_capacity(elements.len());
+        let mut dependants = vec![Vec::new(); elements.len()];
+        for (index, element) in elements.iter().enumerate() {
+            let mut set = BTreeSet::new();
+            for &dep in &element.build_deps {
+                set.insert(dep);
+                set.extend(runtime_closure[dep].iter().copied());
+            }
+            for &dep in &set {
+                dependants[dep].push(index);
+            }
+            staged.push(set.into_iter().collect());
+        }
+        Ok(BuildPlan { elements, staged, dependants })
+    }
+
+    /// The elements, in topological order.
+    pub fn elements(&self) -> &[PlanElement] {
+        &self.elements
+    }
+
+    /// The dependencies staged when building `index` (plan order); the
+    /// element waits for all of them.
+    pub fn staged(&self, index: usize) -> &[usize] {
+        &self.staged[index]
+    }
+
+    /// The elements that wait for `index`.
+    pub fn dependants(&self, index: usize) -> &[usize] {
+        &self.dependants[index]
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Whether the plan is empty.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A stack element named `name` with the given dependencies.
+    pub(crate) fn element(name: &str, build: &[usize], runtime: &[usize]) -> PlanElement {
+        PlanElement {
+            project: "test".into(),
+            name: name.into(),
+            keys: ArtifactKeys { strong: format!("{name}-strong"), weak: format!("{name}-weak") },
+            build_deps: build.to_vec(),
+            runtime_deps: runtime.to_vec(),
+            recipe: Recipe::Stack,
+        }
+    }
+
+    #[test]
+    fn stages_the_runtime_closure_of_build_dependencies() {
+        // 0 libc; 1 libfoo runtime-depends on 0; 2 tool builds with 1; 3 app builds with 2 only.
+        let plan = BuildPlan::new(vec![
+            element("libc", &[], &[]),
+            element("libfoo", &[0], &[0]),
+            element("tool", &[1], &[]),
+            element("app", &[2], &[]),
+        ])
+        .unwrap();
+        assert_eq!(plan.staged(2), &[0, 1]);
+        // tool has no runtime deps, so app stages tool only.
+        assert_eq!(plan.staged(3), &[2]);
+        assert_eq!(plan.dependants(0), &[1, 2]);
+    }
+
+    #[test]
+    fn refuses_dependencies_out_of_order() {
+        let err = BuildPlan::new(vec![element("a", &[1], &[]), element("b", &[], &[])]).unwrap_err();
+        assert!(matches!(err, BuildError::Plan(_)));
+        assert!(BuildPlan::new(vec![element("a", &[0], &[])]).is_err());
+        assert!(BuildPlan::new(vec![element("a", &[], &[7])]).is_err());
+    }
+}

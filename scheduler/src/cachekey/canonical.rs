@@ -1,0 +1,151 @@
+//! BuildStream's canonical serialisation and the key hash (spec §2).
+//!
+//! This is the one implementation of the cache-key bytes: the JSON text that
+//! `ujson.dumps(value, sort_keys=True, escape_forward_slashes=False)` produces
+//! (no whitespace, code-point key order, `\uXXXX` lowercase escapes for every
+//! non-ASCII code point with surrogate pairs for astral planes, U+007F and `/`
+//! raw), and the lowercase hex SHA-256 of it.
+
+use sha2::{Digest, Sha256};
+
+use super::value::Value;
+
+/// Length of a cache key in hex digits.
+pub const KEY_LENGTH: usize = 64;
+
+/// Appends the canonical JSON text of `value` to `out`.
+pub fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Int(number) => out.push_str(&number.to_string()),
+        Value::Str(text) => write_string(text, out),
+        Value::Raw(text) => out.push_str(text),
+        Value::List(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Map(map) => {
+            out.push('{');
+            for (index, (key, item)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The canonical JSON text of `value`.
+pub fn to_canonical(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+/// Appends `text` as a JSON string literal with ujson's escaping.
+pub fn write_string(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let push_unit = |unit: u16, out: &mut String| {
+        out.push_str("\\u");
+        for shift in [12u16, 8, 4, 0] {
+            out.push(HEX[usize::from((unit >> shift) & 0xf)] as char);
+        }
+    };
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => push_unit(c as u16, out),
+            c if (c as u32) < 0x80 => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    push_unit(*unit, out);
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Lowercase hex SHA-256 of already canonical text.
+pub fn hash_canonical(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The key of a value: SHA-256 of its canonical text (BuildStream's `generate_key`).
+pub fn generate_key(value: &Value) -> String {
+    hash_canonical(&to_canonical(value))
+}
+
+/// Whether `text` looks like a cache key: 64 lowercase hex digits.
+pub fn is_key(text: &str) -> bool {
+    text.len() == KEY_LENGTH && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: &str) -> String {
+        let mut out = String::new();
+        write_string(value, &mut out);
+        out
+    }
+
+    #[test]
+    fn escapes_like_ujson() {
+        assert_eq!(text("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(text("\u{8}\u{c}\n\r\t"), r#""\b\f\n\r\t""#);
+        assert_eq!(text("\u{1}\u{1f}"), r#""\u0001\u001f""#);
+        assert_eq!(text("\u{7f}"), "\"\u{7f}\"");
+        assert_eq!(text("/<>&'"), r#""/<>&'""#);
+        assert_eq!(text("é\u{ffff}"), r#""\u00e9\uffff""#);
+        assert_eq!(text("😀"), r#""\ud83d\ude00""#);
+    }
+
+    #[test]
+    fn maps_sort_by_code_point_and_have_no_whitespace() {
+        let value: Value = [
+            ("\u{1F600}".to_owned(), Value::Int(1)),
+            ("\u{ffff}".to_owned(), Value::Int(2)),
+            ("b".to_owned(), Value::List(vec![Value::Bool(true), Value::Null, Value::Int(-3)])),
+            ("a".to_owned(), Value::map()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(to_canonical(&value), r#"{"a":{},"b":[true,null,-3],"\uffff":2,"\ud83d\ude00":1}"#);
+    }
+
+    #[test]
+    fn bare_strings_hash_with_quotes() {
+        assert_eq!(generate_key(&Value::from("abc")), hash_canonical("\"abc\""));
+        assert_ne!(generate_key(&Value::from("abc")), hash_canonical("abc"));
+    }
+
+    #[test]
+    fn key_validity() {
+        assert!(is_key(&"a".repeat(64)));
+        assert!(!is_key(&"A".repeat(64)));
+        assert!(!is_key(&"a".repeat(63)));
+        assert!(!is_key(&"?".repeat(64)));
+    }
+}

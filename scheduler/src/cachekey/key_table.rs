@@ -1,0 +1,643 @@
+//! Weak and strict keys of every element of a graph, in one pass (spec §1, §3, §4).
+//!
+//! It owns [`KeyTable`] and [`ElementKeys`]. Key decisions:
+//! * elements are visited once in topological order; each element's runtime
+//!   closure (post-order, spec §4.1) is built from its runtime dependencies'
+//!   closures and kept, so a build-scope list is a filtered concatenation of
+//!   already computed closures, never a re-walk of the graph;
+//! * every element's dependency entry (`["project","name"` ...) is serialised
+//!   once and streamed into the hashes of its dependants, and the rest of the
+//!   dict is serialised once per element and split around the `dependencies`
+//!   member, so the quadratic part of the dense shape is only hashing bytes.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::canonical::{to_canonical, write_string};
+use super::element_input::ElementInput;
+use super::plugin_key::PluginKey;
+use super::sandbox::{sandbox_dict, HostPlatform};
+use super::source_key::{SourceKeys, TreeDigester};
+use super::value::Value;
+use super::CacheKeyError;
+
+/// `BST_CORE_ARTIFACT_VERSION` of BuildStream 2.8.
+pub const CORE_ARTIFACT_VERSION: i64 = 11;
+
+/// Marks where the dependency list goes in the serialised base dict; a NUL can
+/// never appear in canonical text otherwise (control characters are escaped).
+const DEPENDENCIES_MARK: &str = "\u{0}";
+
+/// The keys of one element.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementKeys {
+    /// The weak key, once computable.
+    pub weak: Option<String>,
+    /// The strict key, once computable (the strong key in strict mode).
+    pub strict: Option<String>,
+    /// Each source's unique key in declaration order (`None` while unresolved).
+    pub sources: Vec<Option<Value>>,
+}
+
+impl ElementKeys {
+    /// The strong key of a strict-mode session (equal to the strict key).
+    pub fn strong(&self) -> Option<&str> {
+        self.strict.as_deref()
+    }
+
+    /// Whether every source has a unique key.
+    pub fn sources_resolved(&self) -> bool {
+        self.sources.iter().all(Option::is_some)
+    }
+}
+
+/// The keys of every element of a graph, indexed like the inputs.
+#[derive(Debug, Clone, Default)]
+pub struct KeyTable {
+    keys: Vec<ElementKeys>,
+}
+
+impl KeyTable {
+    /// Computes all keys. `inputs[i].dependencies[..].element` index into `inputs`.
+    pub fn compute(
+        inputs: &[ElementInput],
+        host: &HostPlatform,
+        digester: &dyn TreeDigester,
+    ) -> Result<Self, CacheKeyError> {
+        let order = topological_order(inputs)?;
+        let mut sources = SourceKeys::new(digester);
+        let mut keys = vec![ElementKeys::default(); inputs.len()];
+        let mut entries: Vec<String> = vec![String::new(); inputs.len()];
+        let mut closures: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
+        let mut marks = Marks::new(inputs.len());
+        for &index in &order {
+            let input = &inputs[index];
+            entries[index] = dependency_entry_prefix(input);
+
+            // Runtime closure of this element, post-order, itself last.
+            marks.next_epoch();
+            let mut closure = Vec::new();
+            for dep in input.dependencies.iter().filter(|d| d.runtime) {
+                marks.extend_unvisited(&closures[dep.element], &mut closure);
+            }
+            closure.push(index as u32);
+
+            // Build scope: runtime closures of the build dependencies.
+            marks.next_epoch();
+            let mut scope = Vec::new();
+            for dep in input.dependencies.iter().filter(|d| d.build) {
+                marks.extend_unvisited(&closures[dep.element], &mut scope);
+            }
+            closures[index] = closure;
+
+            let element_keys = element_keys(input, index, &scope, &keys, &entries, host, &mut sources)?;
+            keys[index] = element_keys;
+        }
+        Ok(KeyTable { keys })
+    }
+
+    /// The keys of element `index` (as indexed in the inputs).
+    pub fn get(&self, index: usize) -> Option<&ElementKeys> {
+        self.keys.get(index)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Computes the keys of one element whose dependencies already have theirs.
+fn element_keys(
+    input: &ElementInput,
+    index: usize,
+    scope: &[u32],
+    keys: &[ElementKeys],
+    entries: &[String],
+    host: &HostPlatform,
+    sources: &mut SourceKeys<'_>,
+) -> Result<ElementKeys, CacheKeyError> {
+    let name = input.full_name.as_str();
+    let mut result = ElementKeys::default();
+    for source in &input.sources {
+        result.sources.push(sources.unique_key(name, source)?);
+    }
+    let plugin = PluginKey::for_element(input)?;
+    if !result.sources_resolved() {
+        return Ok(result);
+    }
+    let base = base_dict(input, &plugin, &result.sources, host)?;
+    let text = to_canonical(&base);
+    let (head, tail) = text.split_once(DEPENDENCIES_MARK).ok_or_else(|| CacheKeyError::Internal {
+        detail: format!("{name}: the dependency marker is missing from the key dict"),
+    })?;
+
+    let strict_direct: Vec<usize> =
+        input.dependencies.iter().filter(|d| d.strict).map(|d| d.element).collect();
+    let weak_deps: Option<Vec<(usize, Option<&str>)>> = scope
+        .iter()
+        .map(|&dep| {
+            let dep = dep as usize;
+            if plugin.strict_rebuild || strict_direct.contains(&dep) {
+                keys[dep].weak.as_deref().map(|key| (dep, Some(key)))
+            } else {
+                Some((dep, None))
+            }
+        })
+        .collect();
+    let Some(weak_deps) = weak_deps else {
+        return Ok(result);
+    };
+    let weak = hash_dict(head, tail, None, weak_deps.into_iter(), entries);
+    let strict_deps: Option<Vec<(usize, Option<&str>)>> = scope
+        .iter()
+        .map(|&dep| keys[dep as usize].strict.as_deref().map(|key| (dep as usize, Some(key))))
+        .collect();
+    result.strict = strict_deps.map(|deps| hash_dict(head, tail, Some(&weak), deps.into_iter(), entries));
+    result.weak = Some(weak);
+    debug_assert!(index < entries.len());
+    Ok(result)
+}
+
+/// The key dict without `dependencies` content and `weak-cache-key` (spec §3).
+fn base_dict(
+    input: &ElementInput,
+    plugin: &PluginKey,
+    sources: &[Option<Value>],
+    host: &HostPlatform,
+) -> Result<Value, CacheKeyError> {
+    let mut dict = BTreeMap::new();
+    let mut put = |key: &str, value: Value| {
+        dict.insert(key.to_owned(), value);
+    };
+    put("core-artifact-version", Value::Int(CORE_ARTIFACT_VERSION));
+    put("dependencies", Value::Raw(DEPENDENCIES_MARK.to_owned()));
+    put("element-base-key", [("build-root".to_owned(), Value::from(input.build_root.as_str()))].into_iter().collect());
+    put("element-plugin-key", plugin.key.clone());
+    put("element-plugin-name", Value::from(input.kind.as_str()));
+    put("element-plugin-version", Value::Int(plugin.artifact_version));
+    put("public", public_with_split_rules(&input.public));
+    let source_entries = input
+        .sources
+        .iter()
+        .zip(sources)
+        .map(|(source, key)| {
+            let mut entry = BTreeMap::new();
+            entry.insert("key".to_owned(), key.clone().unwrap_or(Value::Null));
+            entry.insert("name".to_owned(), Value::from(source.kind.as_str()));
+            if let Some(directory) = source.directory.as_deref().filter(|d| !d.is_empty()) {
+                entry.insert("directory".to_owned(), Value::from(directory));
+            }
+            Value::Map(entry)
+        })
+        .collect();
+    put("sources", Value::List(source_entries));
+    let mut warnings = input.fatal_warnings.clone();
+    warnings.sort();
+    put("fatal-warnings", warnings.into());
+    if plugin.run_commands {
+        put("sandbox", sandbox_dict(&input.full_name, &input.sandbox, host)?);
+        let environment = input
+            .environment
+            .iter()
+            .filter(|(name, _)| !input.environment_nocache.contains(*name))
+            .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+            .collect();
+        put("environment", environment);
+    }
+    Ok(Value::Map(dict))
+}
+
+/// The element's public data, guaranteed to hold `bst.split-rules` (spec §5.4).
+fn public_with_split_rules(public: &Value) -> Value {
+    let mut public = match public {
+        Value::Map(map) => map.clone(),
+        _ => BTreeMap::new(),
+    };
+    let bst = public.entry("bst".to_owned()).or_insert_with(Value::map);
+    if let Value::Map(bst) = bst {
+        bst.entry("split-rules".to_owned()).or_insert_with(Value::map);
+    }
+    Value::Map(public)
+}
+
+/// `["project","name"` of an element: its dependency entry without the key and `]`.
+fn dependency_entry_prefix(input: &ElementInput) -> String {
+    let mut entry = String::from("[");
+    write_string(&input.project, &mut entry);
+    entry.push(',');
+    write_string(&input.name, &mut entry);
+    entry
+}
+
+/// SHA-256 of `head` + dependency list + `tail` (+ `weak-cache-key`).
+fn hash_dict<'k>(
+    head: &str,
+    tail: &str,
+    weak: Option<&str>,
+    deps: impl Iterator<Item = (usize, Option<&'k str>)>,
+    entries: &[String],
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(head.as_bytes());
+    hasher.update(b"[");
+    for (position, (dep, key)) in deps.enumerate() {
+        if position > 0 {
+            hasher.update(b",");
+        }
+        hasher.update(entries[dep].as_bytes());
+        if let Some(key) = key {
+            // Keys are lowercase hex: no escaping needed.
+            hasher.update(b",\"");
+            hasher.update(key.as_bytes());
+            hasher.update(b"\"");
+        }
+        hasher.update(b"]");
+    }
+    hasher.update(b"]");
+    match weak {
+        None => hasher.update(tail.as_bytes()),
+        Some(weak) => {
+            // `weak-cache-key` sorts after every other member: insert it before the closing brace.
+            let body = tail.strip_suffix('}').unwrap_or(tail);
+            hasher.update(body.as_bytes());
+            hasher.update(b",\"weak-cache-key\":\"");
+            hasher.update(weak.as_bytes());
+            hasher.update(b"\"}");
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Visited marks with an epoch, so a fresh visited set costs nothing.
+struct Marks {
+    stamps: Vec<u32>,
+    epoch: u32,
+}
+
+impl Marks {
+    fn new(len: usize) -> Self {
+        Marks { stamps: vec![0; len], epoch: 0 }
+    }
+
+    fn next_epoch(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Appends the members of `closure` not yet visited, marking them.
+    fn extend_unvisited(&mut self, closure: &[u32], out: &mut Vec<u32>) {
+        for &member in closure {
+            let stamp = &mut self.stamps[member as usize];
+            if *stamp != self.epoch {
+                *stamp = self.epoch;
+                out.push(member);
+            }
+        }
+    }
+}
+
+/// Elements ordered so that every dependency comes before its dependants.
+fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, CacheKeyError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        Open,
+        Done,
+    }
+    let mut state = vec![State::New; inputs.len()];
+    let mut order = Vec::with_capacity(inputs.len());
+    for root in 0..inputs.len() {
+        if state[root] != State::New {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = State::Open;
+        while let Some((node, next)) = stack.pop() {
+            let deps = &inputs[node].dependencies;
+            if let Some(dep) = deps.get(next) {
+                stack.push((node, next + 1));
+                let target = dep.element;
+                match state.get(target) {
+                    None => {
+                        return Err(CacheKeyError::Internal {
+                            detail: format!("{}: dependency index {target} out of range", inputs[node].full_name),
+                        })
+                    }
+                    Some(State::New) => {
+                        state[target] = State::Open;
+                        stack.push((target, 0));
+                    }
+                    Some(State::Open) => {
+                        return Err(CacheKeyError::Internal {
+                            detail: format!("circular dependency at {}", inputs[target].full_name),
+                        })
+                    }
+                    Some(State::Done) => {}
+                }
+            } else {
+                state[node] = State::Done;
+                order.push(node);
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::super::element_input::{DependencyInput, SourceInput};
+    use super::*;
+
+    /// The digest spec §8.1 gives for `files/local` of the upstream project.
+    const LOCAL_DIGEST: &str = "b14708535e0cc5cc97cb5b3dd218d176e00051273518d818ff55a5db8bbaee3c";
+
+    struct FixedDigester;
+
+    impl TreeDigester for FixedDigester {
+        fn tree_hash(&self, _path: &Path) -> Result<String, String> {
+            Ok(LOCAL_DIGEST.to_owned())
+        }
+    }
+
+    fn host() -> HostPlatform {
+        HostPlatform { os: "linux".into(), arch: "x86-64".into() }
+    }
+
+    fn strings(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Value::from(*s)).collect())
+    }
+
+    fn mapping(pairs: Vec<(&str, Value)>) -> Value {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// BuildStream's default public data (projectconfig.yaml split rules, expanded).
+    fn default_public() -> Value {
+        let rules = mapping(vec![
+            ("debug", strings(&["/usr/lib/debug", "/usr/lib/debug/**"])),
+            (
+                "devel",
+                strings(&[
+                    "/usr/include",
+                    "/usr/include/**",
+                    "/usr/lib/lib*.a",
+                    "/usr/lib/lib*.la",
+                    "/usr/lib/pkgconfig/*.pc",
+                    "/usr/share/pkgconfig/*.pc",
+                    "/usr/share/aclocal/*.m4",
+                ]),
+            ),
+            (
+                "doc",
+                strings(&[
+                    "/usr/share/doc",
+                    "/usr/share/doc/**",
+                    "/usr/share/info",
+                    "/usr/share/info/**",
+                    "/usr/share/man",
+                    "/usr/share/man/**",
+                ]),
+            ),
+            (
+                "locale",
+                strings(&[
+                    "/usr/share/locale",
+                    "/usr/share/locale/**",
+                    "/usr/share/i18n",
+                    "/usr/share/i18n/**",
+                    "/usr/share/zoneinfo",
+                    "/usr/share/zoneinfo/**",
+                ]),
+            ),
+            (
+                "runtime",
+                strings(&["/usr/bin", "/usr/bin/*", "/usr/sbin", "/usr/sbin/*", "/usr/libexec", "/usr/libexec/*", "/usr/lib/lib*.so*"]),
+            ),
+        ]);
+        mapping(vec![("bst", mapping(vec![("split-rules", rules)]))])
+    }
+
+    fn default_environment() -> BTreeMap<String, String> {
+        [
+            ("HOME", "/tmp"),
+            ("LC_ALL", "C"),
+            ("LOGNAME", "tomjon"),
+            ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin"),
+            ("SHELL", "/bin/sh"),
+            ("SOURCE_DATE_EPOCH", "1321009871"),
+            ("TERM", "dumb"),
+            ("TZ", "UTC"),
+            ("USER", "tomjon"),
+            ("USERNAME", "tomjon"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn element(name: &str, kind: &str, config: Value) -> ElementInput {
+        ElementInput {
+            project: "cachekey".into(),
+            name: name.into(),
+            full_name: name.into(),
+            kind: kind.into(),
+            build_root: format!("/buildstream/cachekey/{name}"),
+            config,
+            environment: default_environment(),
+            public: default_public(),
+            ..Default::default()
+        }
+    }
+
+    fn local_source() -> SourceInput {
+        SourceInput {
+            kind: "local".into(),
+            config: mapping(vec![("path", "files/local".into())]),
+            ..Default::default()
+        }
+    }
+
+    fn import1() -> ElementInput {
+        let mut import = element("elements/import1.bst", "import", mapping(vec![("source", "/".into()), ("target", "/".into())]));
+        import.sources.push(local_source());
+        import
+    }
+
+    fn build_dep(element: usize, path: &str) -> DependencyInput {
+        DependencyInput { element, path: path.into(), build: true, runtime: false, ..Default::default() }
+    }
+
+    fn keys_of(inputs: &[ElementInput]) -> KeyTable {
+        KeyTable::compute(inputs, &host(), &FixedDigester).unwrap()
+    }
+
+    #[test]
+    fn worked_example_import1_is_byte_exact() {
+        let input = import1();
+        let plugin = PluginKey::for_element(&input).unwrap();
+        let base = base_dict(&input, &plugin, &[Some(Value::from(LOCAL_DIGEST))], &host()).unwrap();
+        let text = to_canonical(&base).replace(DEPENDENCIES_MARK, "[]");
+        let expected = concat!(
+            r#"{"core-artifact-version":11,"dependencies":[],"element-base-key":{"build-root":"/buildstream/cachekey/elements/import1.bst"},"#,
+            r#""element-plugin-key":{"source":"/","target":"/"},"element-plugin-name":"import","element-plugin-version":0,"fatal-warnings":[],"#,
+            r#""public":{"bst":{"split-rules":{"debug":["/usr/lib/debug","/usr/lib/debug/**"],"devel":["/usr/include","/usr/include/**","/usr/lib/lib*.a","/usr/lib/lib*.la","/usr/lib/pkgconfig/*.pc","/usr/share/pkgconfig/*.pc","/usr/share/aclocal/*.m4"],"#,
+            r#""doc":["/usr/share/doc","/usr/share/doc/**","/usr/share/info","/usr/share/info/**","/usr/share/man","/usr/share/man/**"],"#,
+            r#""locale":["/usr/share/locale","/usr/share/locale/**","/usr/share/i18n","/usr/share/i18n/**","/usr/share/zoneinfo","/usr/share/zoneinfo/**"],"#,
+            r#""runtime":["/usr/bin","/usr/bin/*","/usr/sbin","/usr/sbin/*","/usr/libexec","/usr/libexec/*","/usr/lib/lib*.so*"]}}},"#,
+            r#""sources":[{"key":"b14708535e0cc5cc97cb5b3dd218d176e00051273518d818ff55a5db8bbaee3c","name":"local"}]}"#
+        );
+        assert_eq!(text, expected);
+        assert_eq!(text.len(), 971);
+
+        let table = keys_of(&[input]);
+        let keys = table.get(0).unwrap();
+        assert_eq!(keys.weak.as_deref(), Some("1442e9902ec5457747c74da06a2ca253041e297dc5f8d3f51800beb330ccdbc5"));
+        assert_eq!(keys.strict.as_deref(), Some("9fa24d24cf3351f522694c0cf39440efabb4ec65d888284b7048285f3eab9429"));
+    }
+
+    #[test]
+    fn manual_build1_runs_commands() {
+        let config = mapping(vec![
+            ("configure-commands", strings(&[])),
+            ("build-commands", strings(&["make"])),
+            ("install-commands", strings(&[])),
+            ("strip-commands", strings(&[""])),
+        ]);
+        let mut build1 = element("elements/build1.bst", "manual", config);
+        build1.sources.push(local_source());
+        let table = keys_of(&[build1.clone()]);
+        let keys = table.get(0).unwrap();
+        assert_eq!(keys.weak.as_deref(), Some("298b71a6a3b650f30c598613330f9e9d0242bcf5d2ca3f16b418b6822be3d615"));
+        assert_eq!(keys.strict.as_deref(), Some("95cc8ee040690b8abbacb201c8f0d9eeab7d1376db473d62799b5b5c36c71b47"));
+
+        // A nocache variable leaves the key alone; a cached one changes it.
+        build1.environment.insert("MAKEFLAGS".into(), "-j8".into());
+        build1.environment_nocache = BTreeSet::from(["MAKEFLAGS".to_owned()]);
+        assert_eq!(keys_of(&[build1.clone()]).get(0).unwrap(), keys);
+        build1.environment_nocache.clear();
+        assert_ne!(keys_of(&[build1]).get(0).unwrap().strict, keys.strict);
+    }
+
+    #[test]
+    fn compose1_weak_entries_carry_keys() {
+        let config = mapping(vec![
+            ("integrate", "True".into()),
+            ("include", strings(&[])),
+            ("exclude", strings(&[])),
+            ("include-orphans", "True".into()),
+        ]);
+        let mut compose1 = element("elements/compose1.bst", "compose", config);
+        compose1.dependencies.push(build_dep(0, "elements/import1.bst"));
+        let table = keys_of(&[import1(), compose1]);
+        let keys = table.get(1).unwrap();
+        assert_eq!(keys.weak.as_deref(), Some("ae615bedf928083bdc4f4265c31f15345da5cd05871fb03e7cd564212f001b8f"));
+        assert_eq!(keys.strict.as_deref(), Some("8406283ca890663b317e055a1c4b8c18248b2c12388ab0900e6ee6ab12af8abd"));
+    }
+
+    #[test]
+    fn script1_layout() {
+        let config = mapping(vec![("commands", strings(&["echo \"Hello World !\""])), ("root-read-only", "False".into())]);
+        let mut script1 = element("elements/script1.bst", "script", config);
+        script1.variables.insert("cwd".into(), "/".into());
+        script1.variables.insert("install-root".into(), "/buildstream-install".into());
+        script1.dependencies.push(build_dep(0, "elements/import1.bst"));
+        let table = keys_of(&[import1(), script1]);
+        let keys = table.get(1).unwrap();
+        assert_eq!(keys.weak.as_deref(), Some("2ba192c61886b6cbcc35c3882a1a76a8047976c7f2ab4c9d378a1b1751b3c184"));
+        assert_eq!(keys.strict.as_deref(), Some("15bed1afee844f2b3ea2a433dcd93a15494ac09c0efc6108a2157013004d2748"));
+    }
+
+    /// A stack element named `name` depending (type all) on `deps`.
+    fn stack(name: &str, deps: &[usize], all: &[ElementInput]) -> ElementInput {
+        let mut input = element(name, "stack", Value::map());
+        for &dep in deps {
+            input.dependencies.push(DependencyInput {
+                element: dep,
+                path: all[dep].name.clone(),
+                build: true,
+                runtime: true,
+                ..Default::default()
+            });
+        }
+        input
+    }
+
+    #[test]
+    fn sort_chain_matches_upstream() {
+        // Upstream sort* elements; dependency lists as the loader sorts them.
+        let mut all: Vec<ElementInput> = Vec::new();
+        let add = |name: &str, deps: &[usize], all: &mut Vec<ElementInput>| {
+            let input = stack(&format!("elements/{name}.bst"), deps, all);
+            all.push(input);
+            all.len() - 1
+        };
+        let sort9 = add("sort9", &[], &mut all);
+        let sort8 = add("sort8", &[], &mut all);
+        let sort1 = add("sort1", &[sort9], &mut all);
+        let sort7 = add("sort7", &[sort1], &mut all);
+        let sort6 = add("sort6", &[sort7], &mut all);
+        let sort2 = add("sort2", &[sort6], &mut all);
+        let sort3 = add("sort3", &[sort2], &mut all);
+        let sort4 = add("sort4", &[sort6], &mut all);
+        let sort5 = add("sort5", &[sort4], &mut all);
+        let sort0 = add("sort0", &[sort8, sort9, sort3, sort5], &mut all);
+        let table = keys_of(&all);
+        let strict = |i: usize| table.get(i).unwrap().strict.clone().unwrap();
+        let weak = |i: usize| table.get(i).unwrap().weak.clone().unwrap();
+        assert_eq!(strict(sort9), "a75c0adad402910d65d7c7042433698d55d247fc69d9e43c3ba91c584552e879");
+        assert_eq!(weak(sort9), "80d3621ddaf91244835dc3b74cd21aeef2707208aa8a835f666b1005bffabc9c");
+        assert_eq!(strict(sort6), "292431a52a4f31d9e45ff46e124e74a6306424fb7175dca4166d876d3fd1ae62");
+        assert_eq!(strict(sort0), "57263fea3c5595e04ec22e6fa7e531f69192273df2b35d09e47dd8c8660c6215");
+        assert_eq!(weak(sort0), "7d0b26cd8063f7a95daaa95afda7f76b30a349c0ce5b300d72915b4d6b18925e");
+    }
+
+    #[test]
+    fn strict_dependency_puts_only_its_own_weak_key_in_the_weak_list() {
+        let mut all = vec![import1()];
+        all.push(stack("elements/mid.bst", &[0], &all));
+        let mut top = element("elements/top.bst", "manual", Value::map());
+        top.dependencies.push(build_dep(1, "elements/mid.bst"));
+        all.push(top.clone());
+        let plain = keys_of(&all).get(2).unwrap().clone();
+        all[2].dependencies[0].strict = true;
+        let strict = keys_of(&all).get(2).unwrap().clone();
+        assert_ne!(plain.weak, strict.weak);
+        assert_ne!(plain.strict, strict.strict, "the weak key is part of the strict dict");
+    }
+
+    #[test]
+    fn unresolved_sources_leave_keys_unknown_but_weak_names_survive() {
+        let mut tar = element("elements/tar.bst", "import", Value::map());
+        tar.sources.push(SourceInput {
+            kind: "tar".into(),
+            config: mapping(vec![("url", "https://example.com/x.tar".into())]),
+            ..Default::default()
+        });
+        let mut all = vec![tar];
+        let mut top = element("elements/top.bst", "manual", Value::map());
+        top.dependencies.push(build_dep(0, "elements/tar.bst"));
+        all.push(top);
+        let table = keys_of(&all);
+        assert_eq!(table.get(0).unwrap(), &ElementKeys { weak: None, strict: None, sources: vec![None] });
+        let top = table.get(1).unwrap();
+        assert!(top.weak.is_some(), "weak entries of a manual element need no dependency keys");
+        assert!(top.strict.is_none());
+    }
+
+    #[test]
+    fn cycles_are_reported() {
+        let mut all = vec![element("a.bst", "stack", Value::map()), element("b.bst", "stack", Value::map())];
+        all[0].dependencies.push(build_dep(1, "b.bst"));
+        all[1].dependencies.push(build_dep(0, "a.bst"));
+        assert!(matches!(KeyTable::compute(&all, &host(), &FixedDigester), Err(CacheKeyError::Internal { .. })));
+    }
+}

@@ -1,0 +1,227 @@
+//! Source unique keys of the core source kinds (spec §8).
+//!
+//! It owns [`SourceKeys`], which computes and memoises the unique key of each
+//! source. Key decision: the `local` key is the REAPI `Directory` digest of the
+//! path, produced by weir-proto's Merkle builder (the one canonical
+//! implementation) and memoised per absolute path, because many elements
+//! import the same directory; `remote`/`tar` keys use the URL as written, so
+//! alias values and mirrors never change keys. A source without a `ref` is
+//! unresolved: its key is `None`, not an error.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::element_input::SourceInput;
+use super::value::Value;
+use super::value_read::{read_bool, read_str};
+use super::CacheKeyError;
+
+/// Computes the digest (`hash` hex string) of a file or directory tree as
+/// BuildStream's CAS import does (spec §8.1).
+pub trait TreeDigester {
+    /// The hash of the `Directory` digest of `path` (a single file becomes a
+    /// directory holding that one file).
+    fn tree_hash(&self, path: &Path) -> Result<String, String>;
+}
+
+/// The production [`TreeDigester`]: weir-proto's canonical Merkle builder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MerkleDigester;
+
+impl TreeDigester for MerkleDigester {
+    fn tree_hash(&self, path: &Path) -> Result<String, String> {
+        weir_proto::merkle::MerkleTree::from_path(path)
+            .map(|tree| tree.root_digest().hash_hex())
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// Source unique keys with a memo of local tree digests.
+pub struct SourceKeys<'a> {
+    digester: &'a dyn TreeDigester,
+    trees: HashMap<PathBuf, String>,
+}
+
+impl<'a> SourceKeys<'a> {
+    /// A key computer that digests local trees with `digester`.
+    pub fn new(digester: &'a dyn TreeDigester) -> Self {
+        SourceKeys { digester, trees: HashMap::new() }
+    }
+
+    /// The unique key of `source` of element `element`; `None` while unresolved.
+    pub fn unique_key(&mut self, element: &str, source: &SourceInput) -> Result<Option<Value>, CacheKeyError> {
+        let config = &source.config;
+        let field = |name: &str| config.get(name).map(|v| read_str(element, name, v)).transpose();
+        match source.kind.as_str() {
+            "local" => {
+                let path = field("path")?.ok_or_else(|| missing(element, "local", "path"))?;
+                let full = source.project_dir.join(&path);
+                if let Some(hash) = self.trees.get(&full) {
+                    return Ok(Some(Value::Str(hash.clone())));
+                }
+                let hash = self.digester.tree_hash(&full).map_err(|detail| CacheKeyError::LocalSource {
+                    element: element.to_owned(),
+                    path: full.clone(),
+                    detail,
+                })?;
+                self.trees.insert(full, hash.clone());
+                Ok(Some(Value::Str(hash)))
+            }
+            kind @ ("remote" | "tar") => {
+                let url = field("url")?.ok_or_else(|| missing(element, kind, "url"))?;
+                let Some(reference) = field("ref")? else {
+                    return Ok(None);
+                };
+                let mut key = vec![Value::Str(url.clone()), Value::Str(reference)];
+                if let Some(version) = field("version")? {
+                    key.push(Value::Str(version));
+                } else if let Some(pattern) = field("version-guess-pattern")? {
+                    key.push(Value::Str(pattern));
+                }
+                if kind == "tar" {
+                    key.push(Value::Str(field("base-dir")?.unwrap_or_else(|| "*".to_owned())));
+                } else {
+                    let translated = source.translated_url.as_deref().unwrap_or(&url);
+                    let filename = match field("filename")? {
+                        Some(name) => name,
+                        None => python_basename(translated).to_owned(),
+                    };
+                    let executable =
+                        config.get("executable").map(|v| read_bool(element, "executable", v)).transpose()?;
+                    key.push(Value::Str(filename));
+                    key.push(Value::Bool(executable.unwrap_or(false)));
+                }
+                Ok(Some(Value::List(key)))
+            }
+            other => Err(CacheKeyError::UnsupportedSourceKind { element: element.to_owned(), kind: other.to_owned() }),
+        }
+    }
+}
+
+/// Python's `os.path.basename`: the text after the last `/`.
+fn python_basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn missing(element: &str, kind: &str, key: &str) -> CacheKeyError {
+    CacheKeyError::InvalidConfig {
+        element: element.to_owned(),
+        detail: format!("{kind} source: dictionary did not contain expected key '{key}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::canonical::to_canonical;
+    use super::*;
+    use std::cell::Cell;
+
+    struct CountingDigester(Cell<usize>);
+
+    impl TreeDigester for CountingDigester {
+        fn tree_hash(&self, path: &Path) -> Result<String, String> {
+            self.0.set(self.0.get() + 1);
+            Ok(format!("digest-of-{}", path.display()))
+        }
+    }
+
+    fn source(kind: &str, pairs: &[(&str, &str)]) -> SourceInput {
+        SourceInput {
+            kind: kind.into(),
+            config: pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect(),
+            project_dir: PathBuf::from("/p"),
+            ..Default::default()
+        }
+    }
+
+    fn key(kind: &str, pairs: &[(&str, &str)]) -> Option<String> {
+        let digester = CountingDigester(Cell::new(0));
+        SourceKeys::new(&digester).unique_key("e", &source(kind, pairs)).unwrap().map(|v| to_canonical(&v))
+    }
+
+    #[test]
+    fn remote_key_uses_untranslated_url_and_translated_basename() {
+        let mut remote = source("remote", &[("url", "upstream:dir/foo.bar"), ("ref", "abc")]);
+        remote.translated_url = Some("https://up.stream.org/dir/foo.bar".into());
+        let digester = CountingDigester(Cell::new(0));
+        let value = SourceKeys::new(&digester).unique_key("e", &remote).unwrap().unwrap();
+        assert_eq!(to_canonical(&value), r#"["upstream:dir/foo.bar","abc","foo.bar",false]"#);
+        assert_eq!(
+            key("remote", &[("url", "https://x/y"), ("ref", "r"), ("filename", "z"), ("executable", "true")]),
+            Some(r#"["https://x/y","r","z",true]"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn tar_key_with_version_and_base_dir() {
+        assert_eq!(
+            key("tar", &[("url", "upstream:releases/foo.tar.gz"), ("ref", "r"), ("version", "9.9"), ("base-dir", "")]),
+            Some(r#"["upstream:releases/foo.tar.gz","r","9.9",""]"#.to_owned())
+        );
+        assert_eq!(
+            key("tar", &[("url", "u"), ("ref", "r"), ("version-guess-pattern", "\\d+")]),
+            Some(r#"["u","r","\\d+","*"]"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn missing_ref_is_unresolved() {
+        assert_eq!(key("tar", &[("url", "u")]), None);
+    }
+
+    #[test]
+    fn local_trees_are_digested_once_per_path() {
+        let digester = CountingDigester(Cell::new(0));
+        let mut keys = SourceKeys::new(&digester);
+        let local = source("local", &[("path", "files/local")]);
+        let first = keys.unique_key("a", &local).unwrap();
+        let second = keys.unique_key("b", &local).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first, Some(Value::from("digest-of-/p/files/local")));
+        assert_eq!(digester.0.get(), 1);
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused() {
+        let digester = CountingDigester(Cell::new(0));
+        let result = SourceKeys::new(&digester).unique_key("e", &source("git", &[]));
+        assert!(matches!(result, Err(CacheKeyError::UnsupportedSourceKind { .. })));
+    }
+}
+
+#[cfg(test)]
+mod merkle_tests {
+    use super::*;
+
+    /// Spec §8.1: the upstream `files/local` tree, with `goodbye` a symlink to `hello`.
+    #[test]
+    fn local_tree_digest_matches_buildstream() {
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/data/cachekey/project/files/local");
+        let Ok(tmp) = tempfile::tempdir() else { return };
+        let root = tmp.path().join("local");
+        copy_tree(&shared, &root);
+        let goodbye = root.join("usr/bin/goodbye");
+        std::fs::remove_file(&goodbye).unwrap();
+        std::os::unix::fs::symlink("hello", &goodbye).unwrap();
+        assert_eq!(
+            MerkleDigester.tree_hash(&root).unwrap(),
+            "b14708535e0cc5cc97cb5b3dd218d176e00051273518d818ff55a5db8bbaee3c"
+        );
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+                let mode = std::fs::metadata(entry.path()).unwrap().permissions().mode() | 0o200;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    }
+}

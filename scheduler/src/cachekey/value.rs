@@ -1,0 +1,108 @@
+//! The JSON-like value tree that cache keys are computed from.
+//!
+//! It owns [`Value`] only. Key decision: mappings are `BTreeMap<String, _>`,
+//! whose byte order on UTF-8 equals the Unicode code-point order BuildStream's
+//! `ujson.dumps(sort_keys=True)` uses, so a value is always in canonical order
+//! and serialisation never sorts. `Raw` carries text that is already canonical
+//! (per-dependency entries are serialised once and spliced into every
+//! dependant's key, which keeps the dense graph shape cheap).
+
+use std::collections::BTreeMap;
+
+/// A value of a cache-key dict: what BuildStream hands to `ujson.dumps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// JSON `null`.
+    Null,
+    /// JSON `true` / `false`.
+    Bool(bool),
+    /// An integer, printed in plain decimal.
+    Int(i64),
+    /// A string (escaped as ujson does).
+    Str(String),
+    /// An ordered list.
+    List(Vec<Value>),
+    /// A mapping; keys are kept in code-point order.
+    Map(BTreeMap<String, Value>),
+    /// Text that is already canonical JSON, written verbatim.
+    Raw(String),
+}
+
+impl Default for Value {
+    /// An empty mapping: what an absent config section composes to.
+    fn default() -> Self {
+        Value::map()
+    }
+}
+
+impl Value {
+    /// An empty mapping.
+    pub fn map() -> Self {
+        Value::Map(BTreeMap::new())
+    }
+
+    /// The mapping inside, if this is one.
+    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Map(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The string inside, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The member `key` of a mapping (`None` for absent keys and non-mappings).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_map().and_then(|map| map.get(key))
+    }
+
+    /// A list of strings from a list of string values (`None` if any item is not a string).
+    pub fn as_str_list(&self) -> Option<Vec<String>> {
+        match self {
+            Value::List(items) => items.iter().map(|item| item.as_str().map(str::to_owned)).collect(),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Value::Str(text.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Value::Str(text)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(flag: bool) -> Self {
+        Value::Bool(flag)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(number: i64) -> Self {
+        Value::Int(number)
+    }
+}
+
+impl From<Vec<String>> for Value {
+    fn from(items: Vec<String>) -> Self {
+        Value::List(items.into_iter().map(Value::Str).collect())
+    }
+}
+
+impl FromIterator<(String, Value)> for Value {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Value::Map(iter.into_iter().collect())
+    }
+}

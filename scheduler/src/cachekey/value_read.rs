@@ -1,0 +1,95 @@
+//! Typed reads of configuration values, with BuildStream's scalar rules (spec §5.1).
+//!
+//! It owns the conversions plugins make with `get_bool`, `get_int`, `get_str`
+//! and `get_str_list`. Key decision: YAML scalars arrive as strings, so a
+//! boolean accepts only `True/true/1` and `False/false/0` and an integer is
+//! parsed like Python's `int()`; a value of the wrong shape is an
+//! [`CacheKeyError::InvalidConfig`] naming the element and field.
+
+use super::value::Value;
+use super::CacheKeyError;
+
+fn invalid(element: &str, field: &str, expected: &str) -> CacheKeyError {
+    CacheKeyError::InvalidConfig { element: element.to_owned(), detail: format!("{field}: expected {expected}") }
+}
+
+/// A boolean (`get_bool`).
+pub fn read_bool(element: &str, field: &str, value: &Value) -> Result<bool, CacheKeyError> {
+    match value {
+        Value::Bool(flag) => Ok(*flag),
+        Value::Str(text) => match text.as_str() {
+            "True" | "true" | "1" => Ok(true),
+            "False" | "false" | "0" => Ok(false),
+            _ => Err(invalid(element, field, "a boolean (True/true/1 or False/false/0)")),
+        },
+        _ => Err(invalid(element, field, "a boolean")),
+    }
+}
+
+/// An integer (`get_int`, Python `int()` of the string).
+pub fn read_int(element: &str, field: &str, value: &Value) -> Result<i64, CacheKeyError> {
+    match value {
+        Value::Int(number) => Ok(*number),
+        Value::Str(text) => {
+            let trimmed = text.trim();
+            let digits = trimmed.trim_start_matches(['+', '-']);
+            let well_formed = trimmed.len() - digits.len() <= 1
+                && !digits.is_empty()
+                && !digits.starts_with('_')
+                && !digits.ends_with('_')
+                && !digits.contains("__")
+                && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+            if !well_formed {
+                return Err(invalid(element, field, "an integer"));
+            }
+            trimmed.replace('_', "").parse().map_err(|_| invalid(element, field, "an integer"))
+        }
+        _ => Err(invalid(element, field, "an integer")),
+    }
+}
+
+/// A string scalar (`get_str`; booleans and integers read back as text).
+pub fn read_str(element: &str, field: &str, value: &Value) -> Result<String, CacheKeyError> {
+    match value {
+        Value::Str(text) => Ok(text.clone()),
+        Value::Bool(flag) => Ok(if *flag { "True" } else { "False" }.to_owned()),
+        Value::Int(number) => Ok(number.to_string()),
+        _ => Err(invalid(element, field, "a string")),
+    }
+}
+
+/// A list of strings (`get_str_list`).
+pub fn read_str_list(element: &str, field: &str, value: &Value) -> Result<Vec<String>, CacheKeyError> {
+    match value {
+        Value::List(items) => items.iter().map(|item| read_str(element, field, item)).collect(),
+        _ => Err(invalid(element, field, "a list of strings")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_accept_only_buildstream_spellings() {
+        for yes in ["True", "true", "1"] {
+            assert!(read_bool("e", "f", &yes.into()).unwrap());
+        }
+        for no in ["False", "false", "0"] {
+            assert!(!read_bool("e", "f", &no.into()).unwrap());
+        }
+        for bad in ["yes", "TRUE", "on", ""] {
+            assert!(read_bool("e", "f", &bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integers_parse_like_python_int() {
+        assert_eq!(read_int("e", "f", &"20".into()).unwrap(), 20);
+        assert_eq!(read_int("e", "f", &" -7 ".into()).unwrap(), -7);
+        assert_eq!(read_int("e", "f", &"1_000".into()).unwrap(), 1000);
+        for bad in ["", "0x10", "1.5", "--1", "_1", "a"] {
+            assert!(read_int("e", "f", &bad.into()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Projects: `project.conf` with its builtin defaults, the two loading
+//! passes, options and the expression language, variables, and the host
+//! identity options depend on.
+//!
+//! Key decision: a [`Project`] is plain data (its passes' configuration);
+//! the work that needs other projects (includes through junctions) is done by
+//! the loader's session, which owns every project instance.
+
+pub mod conditionals;
+pub mod defaults;
+pub mod expression;
+pub mod host;
+pub mod options;
+pub mod project;
+pub mod symbol;
+pub mod variables;
+
+pub use host::Host;
+pub use options::OptionPool;
+pub use project::{PassConfig, Project, ProjectId};
+pub use variables::Variables;

@@ -1,0 +1,270 @@
+//! Variables (spec §9): `%{name}` references, resolution of a whole table
+//! with undefined-reference and cycle reports, and expansion of node trees.
+//!
+//! Key decision: resolution is iterative (an explicit stack, no recursion), so
+//! chains of thousands of variables resolve in linear time; values are
+//! resolved lazily and memoised, which serves both regular elements (all
+//! checked up front) and first-pass elements (only what is expanded).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::yaml::{LoadError, LoadErrorReason, LoadResult, Map, Node, SourceMap, Span};
+
+/// A piece of a variable value.
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Ref(Arc<str>),
+}
+
+/// Splits `text` at `%{name}` references.
+fn split(text: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let bytes = text.as_bytes();
+    let mut literal_start = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'%' && bytes[i + 1] == b'{' {
+            let name_start = i + 2;
+            let mut j = name_start;
+            if j < bytes.len() && bytes[j].is_ascii_alphabetic() {
+                j += 1;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-') {
+                    j += 1;
+                }
+                if j < bytes.len() && bytes[j] == b'}' {
+                    if literal_start < i {
+                        parts.push(Part::Text(text[literal_start..i].to_string()));
+                    }
+                    parts.push(Part::Ref(Arc::from(&text[name_start..j])));
+                    i = j + 1;
+                    literal_start = i;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    if literal_start < text.len() {
+        parts.push(Part::Text(text[literal_start..].to_string()));
+    }
+    parts
+}
+
+/// Whether `text` holds any `%{name}` reference.
+pub fn has_references(text: &str) -> bool {
+    text.contains("%{") && split(text).iter().any(|p| matches!(p, Part::Ref(_)))
+}
+
+#[derive(Debug)]
+struct Definition {
+    parts: Vec<Part>,
+    span: Span,
+    resolved: Option<Arc<str>>,
+}
+
+/// A variable table being resolved.
+#[derive(Debug)]
+pub struct Variables {
+    order: Vec<Arc<str>>,
+    defs: RefCell<HashMap<Arc<str>, Definition>>,
+}
+
+impl Variables {
+    /// Builds the table from a composed `variables` mapping; non-scalar values
+    /// are `INVALID_DATA`.
+    pub fn new(map: &Map) -> LoadResult<Variables> {
+        let mut order = Vec::with_capacity(map.entries.len());
+        let mut defs = HashMap::with_capacity(map.entries.len());
+        for (name, node) in map.iter() {
+            let Node::Scalar(s) = node else {
+                return Err(LoadError::at(
+                    node.span(),
+                    LoadErrorReason::InvalidData,
+                    format!("Value of '{name}' is not of the expected type 'scalar'"),
+                ));
+            };
+            let parts = split(&s.value);
+            let resolved = if parts.iter().all(|p| matches!(p, Part::Text(_))) { Some(s.value.clone()) } else { None };
+            order.push(name.clone());
+            defs.insert(name.clone(), Definition { parts, span: s.span, resolved });
+        }
+        Ok(Variables { order, defs: RefCell::new(defs) })
+    }
+
+    /// Resolves every variable (regular elements).
+    pub fn check(&self, sources: &SourceMap) -> LoadResult<()> {
+        for name in &self.order {
+            self.resolve(name, sources)?;
+        }
+        Ok(())
+    }
+
+    /// The resolved value of `name`, `None` if undefined.
+    pub fn get(&self, name: &str, sources: &SourceMap) -> LoadResult<Option<Arc<str>>> {
+        if !self.defs.borrow().contains_key(name) {
+            return Ok(None);
+        }
+        self.resolve(name, sources).map(Some)
+    }
+
+    fn resolve(&self, name: &str, sources: &SourceMap) -> LoadResult<Arc<str>> {
+        let mut defs = self.defs.borrow_mut();
+        if let Some(v) = defs.get(name).and_then(|d| d.resolved.clone()) {
+            return Ok(v);
+        }
+        let Some((root, _)) = defs.get_key_value(name) else {
+            return Err(LoadError::new(LoadErrorReason::UnresolvedVariable, format!("Reference to undefined variable '{name}'")));
+        };
+        let mut stack: Vec<Arc<str>> = vec![root.clone()];
+        let mut on_stack: HashMap<Arc<str>, usize> = HashMap::new();
+        on_stack.insert(root.clone(), 0);
+        while let Some(top) = stack.last().cloned() {
+            let def = &defs[&top];
+            let mut pending = None;
+            for part in &def.parts {
+                if let Part::Ref(r) = part {
+                    match defs.get(r) {
+                        None => {
+                            return Err(LoadError::at(
+                                def.span,
+                                LoadErrorReason::UnresolvedVariable,
+                                format!("Reference to undefined variable '{r}'"),
+                            ))
+                        }
+                        Some(d) if d.resolved.is_some() => {}
+                        Some(_) => {
+                            pending = Some(r.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+            match pending {
+                Some(next) => {
+                    if let Some(&start) = on_stack.get(&next) {
+                        return Err(cycle_error(&stack[start..], &next, &defs, sources));
+                    }
+                    on_stack.insert(next.clone(), stack.len());
+                    stack.push(next);
+                }
+                None => {
+                    let mut value = String::new();
+                    for part in &def.parts {
+                        match part {
+                            Part::Text(t) => value.push_str(t),
+                            Part::Ref(r) => value.push_str(defs[r].resolved.as_deref().unwrap_or("")),
+                        }
+                    }
+                    let value: Arc<str> = Arc::from(value);
+                    if let Some(d) = defs.get_mut(&top) {
+                        d.resolved = Some(value);
+                    }
+                    on_stack.remove(&top);
+                    stack.pop();
+                }
+            }
+        }
+        Ok(defs[name].resolved.clone().unwrap_or_else(|| Arc::from("")))
+    }
+
+    /// Substitutes references in `text` (the node at `span`).
+    pub fn expand_str(&self, text: &str, span: Span, sources: &SourceMap) -> LoadResult<Arc<str>> {
+        if !text.contains("%{") {
+            return Ok(Arc::from(text));
+        }
+        let mut out = String::with_capacity(text.len());
+        for part in split(text) {
+            match part {
+                Part::Text(t) => out.push_str(&t),
+                Part::Ref(r) => match self.get(&r, sources)? {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        return Err(LoadError::at(
+                            span,
+                            LoadErrorReason::UnresolvedVariable,
+                            format!("Reference to undefined variable '{r}'"),
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(Arc::from(out))
+    }
+
+    /// Substitutes references in every scalar of a tree (keys are left alone).
+    pub fn expand_node(&self, node: &mut Node, sources: &SourceMap) -> LoadResult<()> {
+        match node {
+            Node::Scalar(s) => {
+                if s.value.contains("%{") {
+                    s.value = self.expand_str(&s.value, s.span, sources)?;
+                }
+                Ok(())
+            }
+            Node::Seq(seq) => seq.items.iter_mut().try_for_each(|n| self.expand_node(n, sources)),
+            Node::Map(map) => self.expand_map(map, sources),
+        }
+    }
+
+    /// Substitutes references in every scalar of a mapping.
+    pub fn expand_map(&self, map: &mut Map, sources: &SourceMap) -> LoadResult<()> {
+        map.entries.values_mut().try_for_each(|n| self.expand_node(n, sources))
+    }
+
+    /// Every variable with its resolved value, in table order (resolving as needed).
+    pub fn resolved(&self, sources: &SourceMap) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
+        self.order.iter().map(|name| Ok((name.clone(), self.resolve(name, sources)?))).collect()
+    }
+}
+
+fn cycle_error(chain: &[Arc<str>], closing: &Arc<str>, defs: &HashMap<Arc<str>, Definition>, sources: &SourceMap) -> LoadError {
+    let mut detail = String::new();
+    for (i, name) in chain.iter().enumerate() {
+        let next = chain.get(i + 1).unwrap_or(closing);
+        let span = defs[name].span;
+        detail.push_str(&format!("{}: Variable '{}' refers to variable '{}'\n", sources.describe(span), name, next));
+    }
+    LoadError::new(LoadErrorReason::CircularReferenceVariable, format!("Circular dependency detected on variable '{closing}'"))
+        .with_detail(detail.trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parser::parse;
+    use crate::yaml::FileId;
+
+    fn vars(text: &str) -> Variables {
+        Variables::new(&parse(text, FileId(1)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn resolves_out_of_order_and_deep_chains() {
+        let sources = SourceMap::new();
+        let v = vars("release: v%{version}\nversion: '1.0'\nodd: '%%{version} %{ x} %'\n");
+        assert_eq!(v.get("release", &sources).unwrap().as_deref(), Some("v1.0"));
+        assert_eq!(v.get("odd", &sources).unwrap().as_deref(), Some("%1.0 %{ x} %"));
+        let mut text = String::from("var0: base\n");
+        for i in 1..=5000 {
+            text.push_str(&format!("var{i}: '%{{var{}}}'\n", i - 1));
+        }
+        let v = vars(&text);
+        v.check(&sources).unwrap();
+        assert_eq!(v.get("var5000", &sources).unwrap().as_deref(), Some("base"));
+    }
+
+    #[test]
+    fn reports_cycles_and_undefined() {
+        let sources = SourceMap::new();
+        let err = vars("a: '%{b}'\nb: '%{a}'\n").check(&sources).unwrap_err();
+        assert_eq!(err.reason(), Some(LoadErrorReason::CircularReferenceVariable));
+        assert_eq!(err.detail.as_deref().map(|d| d.lines().count()), Some(2));
+        let err = vars("a: '%{a}'\n").check(&sources).unwrap_err();
+        assert_eq!(err.reason(), Some(LoadErrorReason::CircularReferenceVariable));
+        let err = vars("a: 'x %{missing}'\n").check(&sources).unwrap_err();
+        assert_eq!(err.reason(), Some(LoadErrorReason::UnresolvedVariable));
+        assert_eq!(err.at.map(|s| (s.line, s.col)), Some((1, 3)));
+    }
+}

@@ -1,0 +1,27 @@
+//! The REAPI client: CAS upload and download in batches, Execute with
+//! operation streaming and WaitExecution, the Action Cache and Remote Asset,
+//! over channels with TLS, bearer tokens and instance names.
+//!
+//! This module knows the wire protocol and nothing about elements: the
+//! `build` module decides what to upload and run. Key decision: failures are
+//! classified once, in [`RemoteError::is_retryable`], and the retry policy
+//! lives with the build queue, not here (except resuming a lost operation
+//! stream, which is part of following one `Execute`).
+
+mod action_cache;
+mod asset;
+mod cas;
+mod client;
+mod endpoint;
+mod error;
+mod execution;
+#[cfg(test)]
+mod fake_server;
+
+pub use action_cache::ActionCache;
+pub use asset::{References, RemoteAsset};
+pub use cas::{Blob, BlobSet, Cas, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
+pub use client::RemoteClient;
+pub use endpoint::{AuthChannel, BearerToken, EndpointSpec};
+pub use error::RemoteError;
+pub use execution::{pack_execute_response, Execution};

@@ -1,0 +1,366 @@
+//! [`InputTree`]: an action's input root, fetched from the CAS and validated
+//! whole, then staged into a fresh directory.
+//!
+//! Key decision: [`InputTree::fetch`] reads every `Directory` of the tree,
+//! validates each one ([`weir_proto::directory::decode_directory`]: names,
+//! order, uniqueness, digests) and every symlink target against where it
+//! sits, and checks that every file blob is present — all before
+//! [`InputTree::stage`] writes a single byte. A bad tree is refused with
+//! nothing on disk; missing blobs are reported together so that a client can
+//! upload them in one go.
+//!
+//! Staging hard-links a file from the store's `local_path` where the store has
+//! one (executables are copied, so that the mode of the CAS file never
+//! changes), and writes the bytes otherwise. Staging never follows a symlink:
+//! every directory it writes into is one it has just created, and names are
+//! unique within a directory, so a symlink in the tree cannot redirect a
+//! write.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use weir_proto::directory::{decode_directory, symlink_stays_within};
+use weir_proto::reapi::Directory;
+use weir_proto::Digest;
+
+use super::RunnerError;
+use crate::store::{Store, StoreError};
+
+/// Where the content of a file comes from when it is staged.
+#[derive(Debug, Clone)]
+enum Content {
+    /// An immutable file of the store that can be hard-linked or copied.
+    Local(PathBuf),
+    /// The bytes, read from the store.
+    Bytes(Bytes),
+}
+
+/// A validated input root whose every blob is present.
+#[derive(Debug)]
+pub struct InputTree {
+    root: Digest,
+    directories: HashMap<Digest, Directory>,
+    contents: HashMap<Digest, Content>,
+}
+
+impl InputTree {
+    /// Fetches and validates the tree under `root`. Absolute symlink targets
+    /// are accepted only when `allow_absolute_symlinks` (the sandbox makes
+    /// the input root `/`).
+    pub async fn fetch(store: &Store, root: Digest, allow_absolute_symlinks: bool) -> Result<Self, RunnerError> {
+        let mut directories: HashMap<Digest, Directory> = HashMap::new();
+        let mut missing: Vec<Digest> = Vec::new();
+        let mut level = vec![root];
+        let mut seen: HashSet<Digest> = HashSet::from([root]);
+        while !level.is_empty() {
+            let reads = join_all(level.iter().map(|digest| store.read_all(digest))).await;
+            let mut next = Vec::new();
+            for (digest, read) in level.into_iter().zip(reads) {
+                let bytes = match read {
+                    Ok(bytes) => bytes,
+                    Err(StoreError::NotFound(_)) => {
+                        missing.push(digest);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let directory = decode_directory(&bytes)
+                    .map_err(|e| RunnerError::InvalidInput(format!("directory {digest}: {e}")))?;
+                for child in &directory.directories {
+                    let child = child_digest(child.digest.as_ref())?;
+                    if seen.insert(child) {
+                        next.push(child);
+                    }
+                }
+                directories.insert(digest, directory);
+            }
+            level = next;
+        }
+
+        let mut files: Vec<Digest> = Vec::new();
+        let mut seen_files = HashSet::new();
+        for directory in directories.values() {
+            for file in &directory.files {
+                let digest = child_digest(file.digest.as_ref())?;
+                if seen_files.insert(digest) {
+                    files.push(digest);
+                }
+            }
+        }
+        if missing.is_empty() {
+            check_symlinks(&directories, root, allow_absolute_symlinks)?;
+        }
+        missing.extend(store.find_missing(&files).await?);
+        if !missing.is_empty() {
+            return Err(RunnerError::MissingBlobs(missing));
+        }
+
+        let mut contents = HashMap::with_capacity(files.len());
+        let mut to_read = Vec::new();
+        for digest in files {
+            match store.local_path(&digest) {
+                Some(path) => {
+                    contents.insert(digest, Content::Local(path));
+                }
+                None => to_read.push(digest),
+            }
+        }
+        let reads = join_all(to_read.iter().map(|digest| store.read_all(digest))).await;
+        for (digest, read) in to_read.into_iter().zip(reads) {
+            let bytes = read.map_err(|e| match e {
+                StoreError::NotFound(d) => RunnerError::MissingBlobs(vec![d]),
+                e => e.into(),
+            })?;
+            contents.insert(digest, Content::Bytes(bytes));
+        }
+        Ok(InputTree { root, directories, contents })
+    }
+
+    /// The digest of the root directory.
+    pub fn root_digest(&self) -> Digest {
+        self.root
+    }
+
+    /// Writes the tree into `dest`, which must not exist yet. Blocking.
+    pub fn stage(&self, dest: &Path) -> Result<(), RunnerError> {
+        fs::create_dir(dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
+        self.stage_directory(&self.root, dest)
+    }
+
+    fn stage_directory(&self, digest: &Digest, dest: &Path) -> Result<(), RunnerError> {
+        let directory = self
+            .directories
+            .get(digest)
+            .ok_or_else(|| RunnerError::InvalidInput(format!("directory {digest} was not fetched")))?;
+        for file in &directory.files {
+            let digest = child_digest(file.digest.as_ref())?;
+            let content = self.contents.get(&digest).ok_or(RunnerError::MissingBlobs(vec![digest]))?;
+            place_file(content, file.is_executable, &dest.join(&file.name))?;
+        }
+        for link in &directory.symlinks {
+            let path = dest.join(&link.name);
+            std::os::unix::fs::symlink(&link.target, &path)
+                .map_err(|e| RunnerError::io(format!("creating symlink {}", path.display()), e))?;
+        }
+        for child in &directory.directories {
+            let path = dest.join(&child.name);
+            fs::create_dir(&path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?;
+            self.stage_directory(&child_digest(child.digest.as_ref())?, &path)?;
+        }
+        Ok(())
+    }
+}
+
+fn child_digest(digest: Option<&weir_proto::reapi::Digest>) -> Result<Digest, RunnerError> {
+    // `decode_directory` has validated every digest already.
+    Digest::try_from(digest).map_err(|e| RunnerError::InvalidInput(e.to_string()))
+}
+
+/// Checks every symlink, at every place its directory occurs, against the
+/// root (lexically; see the module doc for why staging is safe regardless).
+fn check_symlinks(directories: &HashMap<Digest, Directory>, root: Digest, allow_absolute: bool) -> Result<(), RunnerError> {
+    let mut pending = vec![(root, String::new())];
+    // A directory at the same depth is checked once: containment only
+    // depends on how deep the directory sits.
+    let mut checked: HashSet<(Digest, usize)> = HashSet::new();
+    while let Some((digest, location)) = pending.pop() {
+        let depth = location.split('/').filter(|s| !s.is_empty()).count();
+        if !checked.insert((digest, depth)) {
+            continue;
+        }
+        let Some(directory) = directories.get(&digest) else { continue };
+        for link in &directory.symlinks {
+            let inside = if link.target.starts_with('/') {
+                allow_absolute
+            } else {
+                symlink_stays_within(&location, &link.target)
+            };
+            if !inside {
+                return Err(RunnerError::InvalidInput(format!(
+                    "symlink {:?} -> {:?} points outside the input root",
+                    join(&location, &link.name),
+                    link.target
+                )));
+            }
+        }
+        for child in &directory.directories {
+            pending.push((child_digest(child.digest.as_ref())?, join(&location, &child.name)));
+        }
+    }
+    Ok(())
+}
+
+fn join(location: &str, name: &str) -> String {
+    if location.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{location}/{name}")
+    }
+}
+
+fn place_file(content: &Content, executable: bool, path: &Path) -> Result<(), RunnerError> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    let context = || format!("staging {}", path.display());
+    match content {
+        Content::Local(source) if !executable && fs::hard_link(source, path).is_ok() => Ok(()),
+        Content::Local(source) => {
+            let mut from = fs::File::open(source).map_err(|e| RunnerError::io(context(), e))?;
+            let mut to = create_file(path, mode).map_err(|e| RunnerError::io(context(), e))?;
+            std::io::copy(&mut from, &mut to).map_err(|e| RunnerError::io(context(), e))?;
+            Ok(())
+        }
+        Content::Bytes(bytes) => {
+            let mut to = create_file(path, mode).map_err(|e| RunnerError::io(context(), e))?;
+            to.write_all(bytes).map_err(|e| RunnerError::io(context(), e))
+        }
+    }
+}
+
+fn create_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::Arc;
+
+    use prost::Message;
+    use weir_proto::reapi::{DirectoryNode, FileNode, SymlinkNode};
+
+    use super::*;
+    use crate::store::filesystem::{FilesystemSpec, FilesystemStore};
+    use crate::store::memory::{MemorySpec, MemoryStore};
+
+    fn memory_store() -> Store {
+        Arc::new(MemoryStore::new(&MemorySpec {}))
+    }
+
+    async fn put(store: &Store, data: &[u8]) -> Digest {
+        let digest = Digest::of(data);
+        store.write(&digest, Bytes::copy_from_slice(data)).await.unwrap();
+        digest
+    }
+
+    async fn put_dir(store: &Store, directory: &Directory) -> Digest {
+        put(store, &directory.encode_to_vec()).await
+    }
+
+    fn file(name: &str, digest: Digest, is_executable: bool) -> FileNode {
+        FileNode { name: name.into(), digest: Some(digest.to_proto()), is_executable, node_properties: None }
+    }
+
+    fn dir(name: &str, digest: Digest) -> DirectoryNode {
+        DirectoryNode { name: name.into(), digest: Some(digest.to_proto()) }
+    }
+
+    fn link(name: &str, target: &str) -> SymlinkNode {
+        SymlinkNode { name: name.into(), target: target.into(), node_properties: None }
+    }
+
+    /// root/{run.sh (exec), data/{a.txt, up -> ../run.sh}}
+    async fn sample_tree(store: &Store) -> Digest {
+        let a = put(store, b"alpha").await;
+        let script = put(store, b"#!/bin/sh\necho hi\n").await;
+        let data = put_dir(
+            store,
+            &Directory { files: vec![file("a.txt", a, false)], symlinks: vec![link("up", "../run.sh")], ..Default::default() },
+        )
+        .await;
+        put_dir(store, &Directory { files: vec![file("run.sh", script, true)], directories: vec![dir("data", data)], ..Default::default() })
+            .await
+    }
+
+    #[tokio::test]
+    async fn stages_files_directories_and_symlinks() {
+        let store = memory_store();
+        let root = sample_tree(&store).await;
+        let tree = InputTree::fetch(&store, root, false).await.unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dest = temp.path().join("root");
+        tree.stage(&dest).unwrap();
+        assert_eq!(fs::read(dest.join("data/a.txt")).unwrap(), b"alpha");
+        assert_eq!(fs::read(dest.join("data/up")).unwrap(), b"#!/bin/sh\necho hi\n");
+        assert_eq!(fs::read_link(dest.join("data/up")).unwrap(), Path::new("../run.sh"));
+        assert_ne!(fs::metadata(dest.join("run.sh")).unwrap().permissions().mode() & 0o100, 0);
+        assert_eq!(fs::metadata(dest.join("data/a.txt")).unwrap().permissions().mode() & 0o111, 0);
+    }
+
+    #[tokio::test]
+    async fn hard_links_from_a_filesystem_store() {
+        let temp = tempfile::tempdir().unwrap();
+        let spec = FilesystemSpec { path: temp.path().join("cas"), verify_reads: false, fsync: false };
+        let store: Store = Arc::new(FilesystemStore::open(&spec, temp.path()).unwrap());
+        let root = sample_tree(&store).await;
+        let tree = InputTree::fetch(&store, root, false).await.unwrap();
+        let dest = temp.path().join("root");
+        tree.stage(&dest).unwrap();
+        let staged = fs::metadata(dest.join("data/a.txt")).unwrap();
+        let stored = fs::metadata(store.local_path(&Digest::of(b"alpha")).unwrap()).unwrap();
+        assert_eq!(staged.ino(), stored.ino(), "non-executable inputs are hard links");
+        let exec = fs::metadata(dest.join("run.sh")).unwrap();
+        assert_ne!(exec.ino(), fs::metadata(store.local_path(&Digest::of(b"#!/bin/sh\necho hi\n")).unwrap()).unwrap().ino());
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_trees_before_writing_anything() {
+        let store = memory_store();
+        let blob = put(&store, b"x").await;
+        let good_child = put_dir(&store, &Directory::default()).await;
+        let bad_child = put_dir(&store, &Directory { symlinks: vec![link("esc", "../../etc")], ..Default::default() }).await;
+        let cases: Vec<(&str, Directory)> = vec![
+            ("dot-dot name", Directory { files: vec![file("..", blob, false)], ..Default::default() }),
+            ("slash in name", Directory { files: vec![file("a/b", blob, false)], ..Default::default() }),
+            ("unsorted", Directory { files: vec![file("b", blob, false), file("a", blob, false)], ..Default::default() }),
+            ("duplicate", Directory { files: vec![file("a", blob, false)], directories: vec![dir("a", good_child)], ..Default::default() }),
+            ("escaping symlink", Directory { symlinks: vec![link("l", "../outside")], ..Default::default() }),
+            ("absolute symlink", Directory { symlinks: vec![link("l", "/etc/passwd")], ..Default::default() }),
+            ("escape deeper in the tree", Directory { files: vec![file("ok", blob, false)], directories: vec![dir("sub", bad_child)], ..Default::default() }),
+        ];
+        for (what, directory) in cases {
+            let root = put_dir(&store, &directory).await;
+            let temp = tempfile::tempdir().unwrap();
+            match InputTree::fetch(&store, root, false).await {
+                Err(RunnerError::InvalidInput(_)) => {}
+                other => panic!("{what}: expected InvalidInput, got {other:?}"),
+            }
+            assert_eq!(fs::read_dir(temp.path()).unwrap().count(), 0, "{what}: nothing staged");
+        }
+    }
+
+    #[tokio::test]
+    async fn absolute_symlinks_are_allowed_when_the_sandbox_roots_them() {
+        let store = memory_store();
+        let root = put_dir(&store, &Directory { symlinks: vec![link("sh", "/bin/busybox")], ..Default::default() }).await;
+        assert!(InputTree::fetch(&store, root, true).await.is_ok());
+        assert!(InputTree::fetch(&store, root, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn reports_every_missing_blob_together() {
+        let store = memory_store();
+        let absent_file = Digest::of(b"never uploaded");
+        let absent_dir = Digest::of(b"no such directory");
+        let root = put_dir(
+            &store,
+            &Directory { files: vec![file("f", absent_file, false)], directories: vec![dir("d", absent_dir)], ..Default::default() },
+        )
+        .await;
+        match InputTree::fetch(&store, root, false).await {
+            Err(RunnerError::MissingBlobs(mut missing)) => {
+                missing.sort();
+                let mut expected = vec![absent_file, absent_dir];
+                expected.sort();
+                assert_eq!(missing, expected);
+            }
+            other => panic!("expected MissingBlobs, got {other:?}"),
+        }
+        let missing_root = Digest::of(b"no root");
+        assert!(matches!(InputTree::fetch(&store, missing_root, false).await, Err(RunnerError::MissingBlobs(d)) if d == vec![missing_root]));
+    }
+}

@@ -1,0 +1,208 @@
+//! The sandbox kinds ([`SandboxKind`]), starting a command in one
+//! ([`SandboxedChild`]), killing it, and [`probe`], which the server calls at
+//! start-up so that a worker never advertises a sandbox it cannot provide.
+//!
+//! Key decision: every command runs in its own process group, so a timeout or
+//! a cancellation kills it and everything it started with one `killpg`. The
+//! `host` sandbox runs the command directly in the staged input root (no
+//! isolation; for tests and trusted set-ups); the `namespace` sandbox uses the
+//! child-side set-up of [`super::namespace`].
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+
+use weir_proto::reapi::Command;
+
+use super::namespace::NamespaceSetup;
+use super::RunnerError;
+
+/// Where commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SandboxKind {
+    /// Directly on the host, in the staged input root; no isolation.
+    Host,
+    /// Fresh Linux user, mount, pid, uts, ipc and network namespaces whose `/`
+    /// is the input root (the default for real builds).
+    Namespace,
+}
+
+impl SandboxKind {
+    /// The name used in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxKind::Host => "host",
+            SandboxKind::Namespace => "namespace",
+        }
+    }
+}
+
+impl fmt::Display for SandboxKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown sandbox name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sandbox {0:?}: expected \"host\" or \"namespace\"")]
+pub struct UnknownSandbox(pub String);
+
+impl FromStr for SandboxKind {
+    type Err = UnknownSandbox;
+
+    fn from_str(name: &str) -> Result<Self, UnknownSandbox> {
+        match name {
+            "host" => Ok(SandboxKind::Host),
+            "namespace" => Ok(SandboxKind::Namespace),
+            other => Err(UnknownSandbox(other.to_owned())),
+        }
+    }
+}
+
+/// What to start: the staged root, the command, where its output goes.
+#[derive(Debug)]
+pub(crate) struct SpawnSpec<'a> {
+    /// The staged input root (absolute).
+    pub root: &'a Path,
+    /// The command (arguments, environment, working directory).
+    pub command: &'a Command,
+    /// The normalised working directory, relative to the root.
+    pub working_dir: &'a str,
+    /// File that receives stdout.
+    pub stdout: &'a Path,
+    /// File that receives stderr.
+    pub stderr: &'a Path,
+    /// Whether the network is reachable (namespace sandbox).
+    pub network: bool,
+}
+
+impl SandboxKind {
+    /// Creates what the sandbox needs inside the staged root before the run
+    /// (`proc` and `dev` mount points for `namespace`); returns the
+    /// directories it created, to be removed again by [`Self::clean_root`].
+    pub(crate) fn prepare_root(self, root: &Path) -> Result<Vec<PathBuf>, RunnerError> {
+        let mut created = Vec::new();
+        if self == SandboxKind::Namespace {
+            for name in ["proc", "dev"] {
+                let dir = root.join(name);
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => created.push(dir),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                    Err(e) => return Err(RunnerError::io(format!("creating mount point {}", dir.display()), e)),
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Removes the mount points [`Self::prepare_root`] created (if still empty).
+    pub(crate) fn clean_root(created: &[PathBuf]) {
+        for dir in created {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Starts the command. Must be called within a tokio runtime.
+    pub(crate) fn spawn(self, spec: &SpawnSpec<'_>) -> Result<SandboxedChild, RunnerError> {
+        let program = spec.command.arguments.first().cloned().unwrap_or_default();
+        let mut command = std::process::Command::new(&program);
+        command
+            .args(spec.command.arguments.iter().skip(1))
+            .env_clear()
+            .envs(spec.command.environment_variables.iter().map(|v| (&v.name, &v.value)))
+            .stdin(Stdio::null())
+            .stdout(output_file(spec.stdout)?)
+            .stderr(output_file(spec.stderr)?)
+            .process_group(0);
+        match self {
+            SandboxKind::Host => {
+                command.current_dir(spec.root.join(spec.working_dir));
+            }
+            SandboxKind::Namespace => {
+                let setup = NamespaceSetup::new(spec.root, spec.working_dir, spec.network)
+                    .map_err(|e| RunnerError::io("preparing the namespace sandbox", e))?;
+                // SAFETY: `enter` only makes raw system calls on data prepared
+                // above; it does not allocate or take locks.
+                unsafe {
+                    command.pre_exec(move || setup.enter());
+                }
+            }
+        }
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let child = command.spawn().map_err(|source| RunnerError::Spawn { program, source })?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok());
+        Ok(SandboxedChild { child, group })
+    }
+}
+
+fn output_file(path: &Path) -> Result<File, RunnerError> {
+    File::create(path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))
+}
+
+/// A running command in its own process group.
+#[derive(Debug)]
+pub(crate) struct SandboxedChild {
+    child: tokio::process::Child,
+    group: Option<i32>,
+}
+
+impl SandboxedChild {
+    /// Waits for the command to exit. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// Kills the whole process group with SIGKILL.
+    pub fn kill_group(&mut self) {
+        if let Some(group) = self.group {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The REAPI exit code for a status: the exit code, or 128 + the signal
+/// number for a command killed by a signal (the shell's convention).
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(-1)
+}
+
+/// Checks that `kind` can be provided on this machine, using `scratch` (an
+/// existing, writable directory) for a throw-away root. Blocking; call it
+/// once at start-up and refuse to start on an error, whose message says
+/// why.
+pub fn probe(kind: SandboxKind, scratch: &Path) -> Result<(), RunnerError> {
+    if kind == SandboxKind::Host {
+        return Ok(());
+    }
+    let unavailable = |what: &str, e: &dyn fmt::Display| {
+        RunnerError::SandboxUnavailable(format!(
+            "the namespace sandbox cannot be set up on this machine ({what}: {e}); it needs unprivileged user \
+             namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) and permission \
+             to mount proc inside them; use --sandbox host only where no isolation is needed"
+        ))
+    };
+    let root = tempfile::Builder::new()
+        .prefix("sandbox-probe-")
+        .tempdir_in(scratch)
+        .map_err(|e| RunnerError::io(format!("creating a probe directory in {}", scratch.display()), e))?;
+    kind.prepare_root(root.path())?;
+    let setup = NamespaceSetup::new(root.path(), "", false).map_err(|e| unavailable("preparing", &e))?.probe_only();
+    let mut command = std::process::Command::new("/weir-sandbox-probe");
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    // SAFETY: as in `spawn`: raw system calls on prepared data only.
+    unsafe {
+        command.pre_exec(move || setup.enter());
+    }
+    let status = command.status().map_err(|e| unavailable("entering the namespaces", &e))?;
+    if !status.success() {
+        return Err(unavailable("checking pid 1 and /proc", &format!("probe exited with {status}")));
+    }
+    Ok(())
+}

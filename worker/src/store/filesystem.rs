@@ -1,0 +1,264 @@
+//! [`FilesystemStore`]: one file per blob under sharded directories.
+//!
+//! Why it exists: the durable CAS of a worker, and the source of hard links
+//! when the runner stages an input root. Layout: `PATH/objects/HH/HASH_SIZE`
+//! (HH the first two hex digits), uploads written to `PATH/tmp/` and renamed
+//! into place, so a reader or a crash (even `kill -9`) never sees a partial
+//! blob: a file under `objects/` is complete or absent. Content is hashed
+//! before it is written; reads check the file size always and re-hash the
+//! content when `verify_reads` is on, removing a blob that no longer matches.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use weir_proto::Digest;
+
+use super::verify::verify_content;
+use super::{BlobStore, StoreError};
+
+/// Configuration of a [`FilesystemStore`].
+///
+/// ```yaml
+/// filesystem:
+///   path: cas            # relative to the worker's --root
+///   verify_reads: false
+///   fsync: false
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemSpec {
+    /// Directory holding the blobs; a relative path is taken relative to the
+    /// worker's root directory. Created if absent.
+    pub path: PathBuf,
+    /// Re-hash every blob on read and remove it when it does not match
+    /// (default `false`: only the file size is checked).
+    #[serde(default)]
+    pub verify_reads: bool,
+    /// `fsync` each blob before it becomes visible (default `false`). Not
+    /// needed to survive a killed process, only a power loss.
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+/// Blobs as immutable files under sharded directories.
+pub struct FilesystemStore {
+    objects: PathBuf,
+    tmp: PathBuf,
+    verify_reads: bool,
+    fsync: bool,
+}
+
+impl FilesystemStore {
+    /// Opens (creating if needed) the store at `root` (the already resolved
+    /// `spec.path`), discarding uploads left half-written by a previous run.
+    pub fn open(spec: &FilesystemSpec, root: &Path) -> Result<Self, StoreError> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&objects)?;
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(FilesystemStore { objects, tmp, verify_reads: spec.verify_reads, fsync: spec.fsync })
+    }
+
+    fn path_of(&self, digest: &Digest) -> PathBuf {
+        let hash = digest.hash_hex();
+        self.objects.join(&hash[..2]).join(format!("{hash}_{}", digest.size()))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(job).await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+
+    async fn drop_corrupt(&self, digest: &Digest) -> StoreError {
+        let path = self.path_of(digest);
+        if let Err(err) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(%digest, %err, "could not remove corrupt blob");
+        }
+        tracing::error!(%digest, path = %path.display(), "stored blob is corrupt; removed");
+        StoreError::Corrupt(*digest)
+    }
+}
+
+/// Reads `limit` bytes from `offset` of `path`, checking its length first.
+/// `Ok(None)` means the file has the wrong size (corrupt).
+fn read_range(path: &Path, digest: Digest, offset: u64, limit: Option<u64>) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(digest)),
+        Err(err) => return Err(err.into()),
+    };
+    let len = file.metadata()?.len();
+    if len != digest.size() {
+        return Ok(None);
+    }
+    if offset > len {
+        return Err(StoreError::OutOfRange { digest, offset });
+    }
+    let end = match limit {
+        Some(limit) if limit > 0 => offset.saturating_add(limit).min(len),
+        _ => len,
+    };
+    let want = (end - offset) as usize;
+    let mut buf = vec![0u8; want];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+#[async_trait]
+impl BlobStore for FilesystemStore {
+    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+        let paths: Vec<(Digest, PathBuf)> = digests.iter().map(|d| (*d, self.path_of(d))).collect();
+        Self::blocking(move || {
+            Ok(paths
+                .into_iter()
+                .filter(|(d, p)| fs::metadata(p).map(|m| m.len() != d.size()).unwrap_or(true))
+                .map(|(d, _)| d)
+                .collect())
+        })
+        .await
+    }
+
+    async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
+        let path = self.path_of(digest);
+        let d = *digest;
+        if self.verify_reads {
+            let whole = Self::blocking(move || read_range(&path, d, 0, None)).await?;
+            let Some(whole) = whole else { return Err(self.drop_corrupt(digest).await) };
+            let whole = Bytes::from(whole);
+            return match verify_content(digest, &whole).await {
+                Ok(()) => super::slice_range(digest, &whole, offset, limit),
+                Err(StoreError::DigestMismatch { .. }) => Err(self.drop_corrupt(digest).await),
+                Err(err) => Err(err),
+            };
+        }
+        match Self::blocking(move || read_range(&path, d, offset, limit)).await? {
+            Some(data) => Ok(Bytes::from(data)),
+            None => Err(self.drop_corrupt(digest).await),
+        }
+    }
+
+    async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path_of(digest);
+        if tokio::fs::metadata(&path).await.map(|m| m.len() == digest.size()).unwrap_or(false) {
+            return Ok(());
+        }
+        verify_content(digest, &data).await?;
+        let tmp = self.tmp.clone();
+        let fsync = self.fsync;
+        Self::blocking(move || {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let mut file = tempfile::NamedTempFile::new_in(&tmp)?;
+            file.write_all(&data)?;
+            if fsync {
+                file.as_file().sync_all()?;
+            }
+            file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.path_of(digest);
+        fs::metadata(&path).ok().filter(|m| m.len() == digest.size()).map(|_| path)
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
+        match tokio::fs::remove_file(self.path_of(digest)).await {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Digest>, StoreError> {
+        let objects = self.objects.clone();
+        Self::blocking(move || {
+            let mut out = Vec::new();
+            for shard in fs::read_dir(&objects)? {
+                let shard = shard?;
+                if !shard.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in fs::read_dir(shard.path())? {
+                    let name = entry?.file_name();
+                    let parsed = name
+                        .to_str()
+                        .and_then(|n| n.split_once('_'))
+                        .and_then(|(h, s)| format!("{h}/{s}").parse::<Digest>().ok());
+                    match parsed {
+                        Some(digest) => out.push(digest),
+                        None => tracing::warn!(file = ?name, "ignoring a file that is not a blob"),
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, verify_reads: bool) -> FilesystemStore {
+        let spec = FilesystemSpec { path: dir.to_path_buf(), verify_reads, fsync: false };
+        FilesystemStore::open(&spec, dir).unwrap()
+    }
+
+    #[tokio::test]
+    async fn round_trips_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = Digest::of(b"persistent");
+        open(dir.path(), false).write(&digest, Bytes::from_static(b"persistent")).await.unwrap();
+        let store = open(dir.path(), false);
+        assert_eq!(store.read(&digest, 3, Some(4)).await.unwrap(), Bytes::from_static(b"sist"));
+        assert_eq!(store.list().await.unwrap(), vec![digest]);
+        assert!(store.local_path(&digest).is_some());
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_upload_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"good");
+        assert!(matches!(store.write(&digest, Bytes::from_static(b"evil")).await, Err(StoreError::DigestMismatch { .. })));
+        assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn removes_a_blob_that_rotted_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), true);
+        let digest = Digest::of(b"pristine");
+        store.write(&digest, Bytes::from_static(b"pristine")).await.unwrap();
+        let path = store.local_path(&digest).unwrap();
+        fs::write(&path, b"pristinE").unwrap();
+        assert!(matches!(store.read(&digest, 0, None).await, Err(StoreError::Corrupt(_))));
+        assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_file_is_corrupt_even_without_verify_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"long enough");
+        store.write(&digest, Bytes::from_static(b"long enough")).await.unwrap();
+        let path = store.local_path(&digest).unwrap();
+        fs::write(&path, b"long").unwrap();
+        assert!(matches!(store.read(&digest, 0, None).await, Err(StoreError::Corrupt(_))));
+    }
+}
