@@ -4,6 +4,7 @@
 //! Data flows one way: files → nodes → project → elements → graph → keys → plan
 //! → remote. Each arrow is a module boundary (see `docs/architecture.md`).
 
+pub mod build;
 pub mod cachekey;
 pub mod cli;
 pub mod graph;

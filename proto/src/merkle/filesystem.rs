@@ -162,6 +162,17 @@ mod tests {
     }
 
     #[test]
+    fn deep_directories_are_read_without_recursion() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join(vec!["d"; 1100].join("/"));
+        fs::create_dir_all(&deep).unwrap();
+        write(&deep.join("f"), b"bottom", 0o644);
+        let tree = MerkleTree::from_dir(dir.path()).unwrap();
+        assert_eq!(tree.directories().count(), 1101);
+        assert_eq!(tree.files()[0].digest, Digest::of(b"bottom"));
+    }
+
+    #[test]
     fn missing_paths_and_sockets_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(MerkleTree::from_path(&dir.path().join("nope")), Err(MerkleError::Io { .. })));

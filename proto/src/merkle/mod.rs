@@ -2,16 +2,18 @@
 //! assembled in code) → REAPI `Directory` protos, their serialised bytes and
 //! digests, the root digest, and the digests of every file blob.
 //!
-//! Key decision: there is exactly one function that turns a tree of entries
-//! into `Directory` bytes (`MerkleTree::from_arena` over [`encode_directory`]), and it
-//! produces what BuildStream's CAS (buildbox-casd) hashes for `local`
+//! Key decision: there is exactly one path from a tree of entries to
+//! `Directory` bytes (`MerkleTree::from_arena` over [`encode_directory`]),
+//! and it produces what BuildStream's CAS (buildbox-casd) hashes for `local`
 //! sources: entries sorted by name in byte order (a `BTreeMap<String, _>`),
 //! files / directories / symlinks in proto fields 1 / 2 / 3, the owner
 //! execute bit as `is_executable`, symlink targets verbatim, empty
 //! directories kept, and no node properties (no mtime, no mode). The bytes
 //! are prost's encoding, which writes fields in tag order and omits proto3
 //! defaults (`size_bytes: 0`, `is_executable: false`) — the deterministic
-//! encoding REAPI asks digests to be taken over.
+//! encoding REAPI asks digests to be taken over. Trees are held flat (see
+//! `arena`) and encoded without recursion, so depth never overflows the
+//! stack.
 //!
 //! * [`MerkleTree::from_path`] / [`MerkleTree::from_dir`]: read a tree from
 //!   disk (see `filesystem`).

@@ -151,6 +151,8 @@ mod tests {
         two.add_directory("d").unwrap();
         two.add_file("d/f", Digest::of(b"1"), false).unwrap();
         assert_eq!(one.build().root_digest(), two.build().root_digest());
+        // The Tree message (an output directory's digest) is canonical too.
+        assert_eq!(one.build().to_tree(), two.build().to_tree());
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod endpoint;
 mod error;
 mod execution;
 #[cfg(test)]
-mod fake_server;
+pub(crate) mod fake_server;
 
 pub use action_cache::ActionCache;
 pub use asset::{References, RemoteAsset};

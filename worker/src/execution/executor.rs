@@ -214,12 +214,13 @@ impl Executor {
         let platform = action.platform.as_ref().filter(|p| !p.properties.is_empty()).or(command.platform.as_ref());
         let options = self.inner.matcher.check(platform)?;
         let config = self.inner.runner.config();
+        let default_timeout = config.default_timeout.min(config.max_timeout);
         let timeout = match &action.timeout {
-            None => config.default_timeout,
+            None => default_timeout,
             Some(t) if t.seconds < 0 || t.nanos < 0 => {
                 return Err(ExecutionError::InvalidArgument("Action.timeout is negative".into()))
             }
-            Some(t) if t.seconds == 0 && t.nanos == 0 => config.default_timeout,
+            Some(t) if t.seconds == 0 && t.nanos == 0 => default_timeout,
             Some(t) => Duration::new(t.seconds as u64, t.nanos as u32),
         };
         if timeout > config.max_timeout {

@@ -131,6 +131,7 @@ impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for AuthService
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = http::Response<ResBody>;

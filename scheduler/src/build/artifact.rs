@@ -1,0 +1,167 @@
+//! [`Artifact`] and [`ArtifactCache`]: an element's output tree plus its
+//! metadata, stored in the CAS and indexed through Remote Asset.
+//!
+//! Key decisions: the metadata record is a small JSON blob in the CAS (its
+//! fields are Weir's own; compatibility with BuildStream's artifact proto is
+//! a later step) and it is pushed under two URIs,
+//! `weir:artifact/<artifact name>` for the strong and for the weak key, where
+//! the artifact name is BuildStream's `<project>/<normal-name>/<key>`. The
+//! push names the output tree and the logs as references, so a server that
+//! tracks references keeps them alive as long as the record. A record found
+//! by URI counts only if its tree root is still in the CAS.
+
+use serde::{Deserialize, Serialize};
+use weir_proto::Digest;
+
+use super::plan::PlanElement;
+use super::BuildError;
+use crate::cachekey::artifact_name;
+use crate::remote::{Blob, BlobSet, References, RemoteClient};
+
+/// Version of the record format; records of another version are ignored.
+const RECORD_FORMAT: u32 = 1;
+
+/// An element's artifact record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Record format version.
+    pub format: u32,
+    /// The element's project.
+    pub project: String,
+    /// The element.
+    pub element: String,
+    /// The strong key.
+    pub strong_key: String,
+    /// The weak key.
+    pub weak_key: String,
+    /// Root `Directory` of the output tree, as `hash/size`.
+    pub files: String,
+    /// The command's stdout in the CAS (`hash/size`), for elements that ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    /// The command's stderr in the CAS (`hash/size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// The action that produced it (`hash/size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The staged dependencies, as `(element, strong key)`.
+    pub dependencies: Vec<(String, String)>,
+}
+
+impl Artifact {
+    /// A record for `element` whose output tree is `files`.
+    pub fn new(element: &PlanElement, files: Digest, dependencies: Vec<(String, String)>) -> Self {
+        Artifact {
+            format: RECORD_FORMAT,
+            project: element.project.clone(),
+            element: element.name.clone(),
+            strong_key: element.keys.strong.clone(),
+            weak_key: element.keys.weak.clone(),
+            files: files.to_string(),
+            stdout: None,
+            stderr: None,
+            action: None,
+            dependencies,
+        }
+    }
+
+    /// The output tree's root digest.
+    pub fn files_digest(&self) -> Result<Digest, BuildError> {
+        self.files.parse().map_err(|e: weir_proto::DigestError| BuildError::Artifact { uri: self.element.clone(), reason: e.to_string() })
+    }
+
+    /// The log digests present (stdout, then stderr).
+    pub fn log_digests(&self) -> Vec<Digest> {
+        [&self.stdout, &self.stderr].into_iter().flatten().filter_map(|text| text.parse().ok()).collect()
+    }
+}
+
+/// The URI an artifact of `project`/`element` at `key` is indexed under.
+pub fn artifact_uri(project: &str, element: &str, key: &str) -> String {
+    format!("weir:artifact/{}", artifact_name(project, element, key))
+}
+
+/// Artifact lookup and storage on one remote.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    remote: RemoteClient,
+}
+
+impl ArtifactCache {
+    /// An artifact cache on `remote` (its CAS and Remote Asset services).
+    pub fn new(remote: RemoteClient) -> Self {
+        ArtifactCache { remote }
+    }
+
+    /// The remote this cache uses.
+    pub fn remote(&self) -> &RemoteClient {
+        &self.remote
+    }
+
+    /// The artifact of `project`/`element` under `key` (strong or weak), if
+    /// it is indexed and its output tree is still in the CAS.
+    pub async fn lookup(&self, project: &str, element: &str, key: &str) -> Result<Option<Artifact>, BuildError> {
+        let uri = artifact_uri(project, element, key);
+        let Some(record) = self.remote.asset.fetch_blob(std::slice::from_ref(&uri), &[]).await? else {
+            return Ok(None);
+        };
+        let data = match self.remote.cas.download_one(record).await {
+            Ok(data) => data,
+            Err(crate::remote::RemoteError::MissingBlob(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let artifact: Artifact = serde_json::from_slice(&data).map_err(|e| BuildError::Artifact { uri: uri.clone(), reason: e.to_string() })?;
+        if artifact.format != RECORD_FORMAT {
+            return Ok(None);
+        }
+        let root = artifact.files_digest()?;
+        if !self.remote.cas.find_missing(&[root]).await?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(artifact))
+    }
+
+    /// Stores the record and indexes it under its strong and weak keys.
+    pub async fn store(&self, artifact: &Artifact) -> Result<(), BuildError> {
+        let data = serde_json::to_vec(artifact).map_err(|e| BuildError::Artifact { uri: artifact.element.clone(), reason: e.to_string() })?;
+        let digest = Digest::of(&data);
+        self.remote.cas.upload(&BlobSet::from([(digest, Blob::Data(data))])).await?;
+        let uris = vec![
+            artifact_uri(&artifact.project, &artifact.element, &artifact.strong_key),
+            artifact_uri(&artifact.project, &artifact.element, &artifact.weak_key),
+        ];
+        let references = References { blobs: artifact.log_digests(), directories: vec![artifact.files_digest()?] };
+        self.remote.asset.push_blob(&uris, &[], digest, &references).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::plan::tests::element;
+    use crate::remote::fake_server::FakeServer;
+    use crate::remote::EndpointSpec;
+
+    #[test]
+    fn uris_use_buildstream_artifact_names() {
+        assert_eq!(artifact_uri("proj", "base/alpine.bst", "abc"), "weir:artifact/proj/base-alpine/abc");
+    }
+
+    #[tokio::test]
+    async fn stored_artifacts_are_found_by_strong_and_weak_key_only_with_their_tree() {
+        let server = FakeServer::start_default().await;
+        let cache = ArtifactCache::new(RemoteClient::connect(EndpointSpec::new(&server.url).unwrap()).await.unwrap());
+        let el = element("hello.bst", &[], &[]);
+        assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap(), None);
+        let root = server.state.put(prost::Message::encode_to_vec(&weir_proto::reapi::Directory::default()));
+        let artifact = Artifact::new(&el, root, vec![("dep.bst".into(), "k".into())]);
+        cache.store(&artifact).await.unwrap();
+        assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap().as_ref(), Some(&artifact));
+        assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-weak").await.unwrap().as_ref(), Some(&artifact));
+        // Once the tree is gone from the CAS, the record no longer counts.
+        server.state.blobs.lock().unwrap().remove(&root);
+        assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! [`BuildEvent`]: what the build queue reports as it goes, and
+//! [`EventSink`], where it reports it.
+//!
+//! Key decision: events are plain serialisable data, one enum; the CLI turns
+//! them into progress lines or `--json` objects, tests collect them.
+
+use serde::Serialize;
+
+/// One thing that happened to one element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum BuildEvent {
+    /// The element is part of the build.
+    Queued {
+        /// The element.
+        element: String,
+        /// Its strong key.
+        key: String,
+    },
+    /// The element's artifact was found in the cache; nothing runs.
+    Cached {
+        /// The element.
+        element: String,
+        /// Its strong key.
+        key: String,
+    },
+    /// Building the element started (attempt 1, 2, ...).
+    Started {
+        /// The element.
+        element: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed transiently; the element will be tried again.
+    Retrying {
+        /// The element.
+        element: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        error: String,
+    },
+    /// The element was built and its artifact stored.
+    Finished {
+        /// The element.
+        element: String,
+        /// Its strong key.
+        key: String,
+        /// Wall time of the build in milliseconds.
+        millis: u64,
+    },
+    /// The element failed.
+    Failed {
+        /// The element.
+        element: String,
+        /// The error.
+        error: String,
+        /// The command's exit code, when it ran and failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The last lines of its log.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        log_tail: String,
+        /// The full logs in the CAS (`hash/size`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<String>,
+    },
+    /// The element was not built because a dependency failed or the build stopped.
+    Skipped {
+        /// The element.
+        element: String,
+    },
+    /// Dependencies staged the same file (later one wins).
+    Overlap {
+        /// The element being built.
+        element: String,
+        /// The path.
+        path: String,
+        /// The dependency that staged it first.
+        first: String,
+        /// The dependency whose file won.
+        second: String,
+    },
+}
+
+/// Receives events; must be cheap (called from the queue's tasks).
+pub trait EventSink: Send + Sync {
+    /// Handles one event.
+    fn emit(&self, event: BuildEvent);
+}
+
+/// Collects events in memory (tests, summaries).
+#[derive(Debug, Default)]
+pub struct EventLog {
+    events: std::sync::Mutex<Vec<BuildEvent>>,
+}
+
+impl EventLog {
+    /// The events so far.
+    pub fn events(&self) -> Vec<BuildEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, event: BuildEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! [`BuildQueue`]: builds a [`BuildPlan`] — a ready set in topological order,
+//! at most `builders` elements at once, retries with exponential backoff on
+//! retryable failures, `--on-error quit|continue` and cancellation.
+//!
+//! Key decisions: the queue knows no element kinds and no protocol; it
+//! drives an [`ElementRunner`] (the remote one in production, fakes in
+//! tests) and asks each failure [`BuildError::is_retryable`]. A real build
+//! failure is never retried. On `quit`, elements already running finish but
+//! nothing new starts (BuildStream's behaviour); on cancellation, running
+//! tasks are dropped, which drops their operation streams.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::event::{BuildEvent, EventSink};
+use super::{Artifact, BuildError, BuildPlan};
+
+/// What to do when an element fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnError {
+    /// Finish what is running, start nothing new (the default).
+    #[default]
+    Quit,
+    /// Keep building everything that does not depend on the failure.
+    Continue,
+}
+
+/// Queue settings.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Elements built at once (at least 1).
+    pub builders: usize,
+    /// Failure policy.
+    pub on_error: OnError,
+    /// Further attempts after a retryable failure.
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled each time, at most 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions { builders: 4, on_error: OnError::Quit, max_retries: 3, backoff: Duration::from_millis(500) }
+    }
+}
+
+/// One element to build, with the artifacts of its staged dependencies.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The plan.
+    pub plan: Arc<BuildPlan>,
+    /// The element's index in the plan.
+    pub index: usize,
+    /// Artifacts of `plan.staged(index)`, in the same order.
+    pub deps: Vec<Artifact>,
+    /// The attempt, from 0.
+    pub attempt: u32,
+}
+
+impl Job {
+    /// The element.
+    pub fn element(&self) -> &super::PlanElement {
+        &self.plan.elements()[self.index]
+    }
+}
+
+/// What builds one element.
+pub trait ElementRunner: Send + Sync + 'static {
+    /// The element's artifact if it is already cached.
+    fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
+    /// Builds the element and stores its artifact; `events` receives
+    /// warnings such as overlaps.
+    fn build(&self, job: &Job, events: &dyn EventSink) -> impl Future<Output = Result<Artifact, BuildError>> + Send;
+}
+
+/// How an element ended.
+#[derive(Debug)]
+pub enum ElementResult {
+    /// Found in the cache.
+    Cached(Artifact),
+    /// Built now.
+    Built(Artifact),
+    /// Failed.
+    Failed(BuildError),
+    /// Not attempted (a dependency failed, the build quit or was cancelled).
+    Skipped,
+}
+
+impl ElementResult {
+    /// The artifact, if the element is available.
+    pub fn artifact(&self) -> Option<&Artifact> {
+        match self {
+            ElementResult::Cached(a) | ElementResult::Built(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a build.
+#[derive(Debug)]
+pub struct BuildReport {
+    /// One result per plan element.
+    pub results: Vec<ElementResult>,
+    /// Whether the build was cancelled.
+    pub cancelled: bool,
+}
+
+impl BuildReport {
+    /// Whether every element is available.
+    pub fn success(&self) -> bool {
+        !self.cancelled && self.results.iter().all(|r| r.artifact().is_some())
+    }
+
+    /// Number of elements built now.
+    pub fn built(&self) -> usize {
+        self.results.iter().filter(|r| matches!(r, ElementResult::Built(_))).count()
+    }
+
+    /// Number of elements found cached.
+    pub fn cached(&self) -> usize {
+        self.results.iter().filter(|r| matches!(r, ElementResult::Cached(_))).count()
+    }
+
+    /// Number of failed elements.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| matches!(r, ElementResult::Failed(_))).count()
+    }
+}
+
+/// The build queue.
+pub struct BuildQueue<R> {
+    runner: Arc<R>,
+    options: QueueOptions,
+    events: Arc<dyn EventSink>,
+}
+
+impl<R: ElementRunner> BuildQueue<R> {
+    /// A queue that builds with `runner` and reports to `events`.
+    pub fn new(runner: Arc<R>, options: QueueOptions, events: Arc<dyn EventSink>) -> Self {
+        BuildQueue { runner, options, events }
+    }
+
+    /// Builds every element of `plan`; stops early when `cancel` becomes true.
+    pub async fn run(&self, plan: Arc<BuildPlan>, mut cancel: watch::Receiver<bool>) -> BuildReport {
+        let count = plan.len();
+        let mut results: Vec<Option<ElementResult>> = (0..count).map(|_| None).collect();
+        let mut waiting: Vec<usize> = (0..count).map(|i| plan.staged(i).len()).collect();
+        let mut ready: BTreeSet<usize> = (0..count).filter(|&i| waiting[i] == 0).collect();
+        let mut running: JoinSet<(usize, ElementResult)> = JoinSet::new();
+        let mut stopping = false;
+        let mut cancelled = *cancel.borrow();
+        for element in plan.elements() {
+            self.events.emit(BuildEvent::Queued { element: element.name.clone(), key: element.keys.strong.clone() });
+        }
+        loop {
+            while !stopping && !cancelled && running.len() < self.options.builders.max(1) {
+                let Some(index) = ready.pop_first() else { break };
+                let deps = plan.staged(index).iter().filter_map(|&d| results[d].as_ref().and_then(|r| r.artifact()).cloned()).collect();
+                let job = Job { plan: plan.clone(), index, deps, attempt: 0 };
+                let (runner, events, options) = (self.runner.clone(), self.events.clone(), self.options.clone());
+                running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options).await) });
+            }
+            if running.is_empty() {
+                break;
+            }
+            let joined = tokio::select! {
+                joined = running.join_next() => joined,
+                changed = cancel.changed(), if !cancelled => {
+                    if changed.is_err() || *cancel.borrow() {
+                        cancelled = true;
+                        running.abort_all();
+                    }
+                    continue;
+                }
+            };
+            let Some(joined) = joined else { break };
+            let (index, result) = match joined {
+                Ok(done) => done,
+                Err(_) => continue, // aborted by cancellation
+            };
+            match &result {
+                ElementResult::Cached(_) | ElementResult::Built(_) => {
+                    for &dependant in plan.dependants(index) {
+                        waiting[dependant] -= 1;
+                        if waiting[dependant] == 0 && results[dependant].is_none() {
+                            ready.insert(dependant);
+                        }
+                    }
+                }
+                _ => {
+                    if self.options.on_error == OnError::Quit {
+                        stopping = true;
+                    }
+                    self.skip_dependants(&plan, index, &mut results, &mut ready);
+                }
+            }
+            results[index] = Some(result);
+        }
+        let results = results
+            .into_iter()
+            .enumerate()
+            .map(|(index, result)| {
+                result.unwrap_or_else(|| {
+                    self.events.emit(BuildEvent::Skipped { element: plan.elements()[index].name.clone() });
+                    ElementResult::Skipped
+                })
+            })
+            .collect();
+        BuildReport { results, cancelled }
+    }
+
+    /// Marks everything that waits (transitively) on `failed` as skipped.
+    fn skip_dependants(&self, plan: &BuildPlan, failed: usize, results: &mut [Option<ElementResult>], ready: &mut BTreeSet<usize>) {
+        let mut stack = vec![failed];
+        while let Some(index) = stack.pop() {
+            for &dependant in plan.dependants(index) {
+                if results[dependant].is_none() {
+                    ready.remove(&dependant);
+                    self.events.emit(BuildEvent::Skipped { element: plan.elements()[dependant].name.clone() });
+                    results[dependant] = Some(ElementResult::Skipped);
+                    stack.push(dependant);
+                }
+            }
+        }
+    }
+}
+
+/// Cache lookup, then build attempts with backoff on retryable failures.
+async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn EventSink, options: &QueueOptions) -> ElementResult {
+    let element = job.element().clone();
+    loop {
+        let attempt = job.attempt;
+        let outcome = match runner.lookup(&job).await {
+            Ok(Some(artifact)) => {
+                events.emit(BuildEvent::Cached { element: element.name.clone(), key: element.keys.strong.clone() });
+                return ElementResult::Cached(artifact);
+            }
+            Ok(None) => {
+                events.emit(BuildEvent::Started { element: element.name.clone(), attempt: attempt + 1 });
+                let started = Instant::now();
+                runner.build(&job, events).await.map(|artifact| (artifact, started.elapsed()))
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok((artifact, elapsed)) => {
+                events.emit(BuildEvent::Finished {
+                    element: element.name.clone(),
+                    key: element.keys.strong.clone(),
+                    millis: elapsed.as_millis() as u64,
+                });
+                return ElementResult::Built(artifact);
+            }
+            Err(error) if error.is_retryable() && attempt < options.max_retries => {
+                events.emit(BuildEvent::Retrying { element: element.name.clone(), attempt: attempt + 1, error: error.to_string() });
+                let delay = options.backoff.saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(30));
+                tokio::time::sleep(delay).await;
+                job.attempt += 1;
+            }
+            Err(error) => {
+                let (exit_code, log_tail, logs) = match &error {
+                    BuildError::CommandFailed { exit_code, log_tail, logs, .. } => {
+                        (Some(*exit_code), log_tail.clone(), logs.iter().map(|d| d.to_string()).collect())
+                    }
+                    _ => (None, String::new(), Vec::new()),
+                };
+                events.emit(BuildEvent::Failed { element: element.name.clone(), error: error.to_string(), exit_code, log_tail, logs });
+                return ElementResult::Failed(error);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::build::event::EventLog;
+    use crate::build::plan::tests::element;
+    use crate::remote::RemoteError;
+
+    /// A runner whose behaviour per element is scripted.
+    #[derive(Default)]
+    struct FakeRunner {
+        cached: Vec<String>,
+        fail: Vec<String>,
+        /// Transient failures left per element.
+        flaky: Mutex<HashMap<String, u32>>,
+        running: AtomicUsize,
+        max_running: AtomicUsize,
+        order: Mutex<Vec<String>>,
+        delay_ms: u64,
+    }
+
+    fn artifact(job: &Job) -> Artifact {
+        Artifact::new(job.element(), weir_proto::Digest::empty(), job.deps.iter().map(|d| (d.element.clone(), d.strong_key.clone())).collect())
+    }
+
+    impl ElementRunner for FakeRunner {
+        async fn lookup(&self, job: &Job) -> Result<Option<Artifact>, BuildError> {
+            Ok(self.cached.contains(&job.element().name).then(|| artifact(job)))
+        }
+        async fn build(&self, job: &Job, _: &dyn EventSink) -> Result<Artifact, BuildError> {
+            let name = job.element().name.clone();
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_running.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.order.lock().unwrap().push(name.clone());
+            if let Some(left) = self.flaky.lock().unwrap().get_mut(&name) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(RemoteError::Rpc { rpc: "Execute", code: tonic::Code::Unavailable, message: "gone".into() }.into());
+                }
+            }
+            if self.fail.contains(&name) {
+                return Err(BuildError::CommandFailed { element: name, exit_code: 2, log_tail: "boom".into(), logs: vec![] });
+            }
+            Ok(artifact(job))
+        }
+    }
+
+    fn options(builders: usize, on_error: OnError) -> QueueOptions {
+        QueueOptions { builders, on_error, max_retries: 2, backoff: Duration::from_millis(1) }
+    }
+
+    /// a, b independent; c builds on a and b; d builds on c; e independent.
+    fn diamond() -> Arc<BuildPlan> {
+        Arc::new(
+            BuildPlan::new(vec![
+                element("a", &[], &[]),
+                element("b", &[], &[]),
+                element("c", &[0, 1], &[]),
+                element("d", &[2], &[]),
+                element("e", &[], &[]),
+            ])
+            .unwrap(),
+        )
+    }
+
+    async fn run(runner: FakeRunner, options: QueueOptions) -> (BuildReport, Arc<FakeRunner>, Vec<BuildEvent>) {
+        let runner = Arc::new(runner);
+        let log = Arc::new(EventLog::default());
+        let queue = BuildQueue::new(runner.clone(), options, log.clone());
+        let (_tx, rx) = watch::channel(false);
+        let report = queue.run(diamond(), rx).await;
+        (report, runner, log.events())
+    }
+
+    #[tokio::test]
+    async fn builds_dependencies_first_within_the_builder_limit() {
+        let (report, runner, _) = run(FakeRunner { delay_ms: 20, ..Default::default() }, options(2, OnError::Quit)).await;
+        assert!(report.success());
+        assert_eq!(report.built(), 5);
+        let order = runner.order.lock().unwrap().clone();
+        let pos = |n: &str| order.iter().position(|x| x == n).unwrap();
+        assert!(pos("c") > pos("a") && pos("c") > pos("b") && pos("d") > pos("c"), "{order:?}");
+        assert_eq!(runner.max_running.load(Ordering::SeqCst), 2);
+        // c received its dependencies' artifacts.
+        match &report.results[2] {
+            ElementResult::Built(a) => assert_eq!(a.dependencies, [("a".to_string(), "a-strong".to_string()), ("b".into(), "b-strong".into())]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_elements_are_not_built() {
+        let runner = FakeRunner { cached: vec!["a".into(), "b".into()], ..Default::default() };
+        let (report, runner, events) = run(runner, options(4, OnError::Quit)).await;
+        assert_eq!((report.cached(), report.built()), (2, 3));
+        assert!(!runner.order.lock().unwrap().contains(&"a".to_string()));
+        assert!(events.contains(&BuildEvent::Cached { element: "a".into(), key: "a-strong".into() }));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_real_failures_are_not() {
+        let runner = FakeRunner { flaky: Mutex::new(HashMap::from([("a".to_string(), 2)])), fail: vec!["e".into()], ..Default::default() };
+        let (report, runner, events) = run(runner, options(1, OnError::Continue)).await;
+        assert!(matches!(report.results[0], ElementResult::Built(_)));
+        let attempts_a = runner.order.lock().unwrap().iter().filter(|n| *n == "a").count();
+        assert_eq!(attempts_a, 3);
+        let attempts_e = runner.order.lock().unwrap().iter().filter(|n| *n == "e").count();
+        assert_eq!(attempts_e, 1);
+        assert!(matches!(report.results[4], ElementResult::Failed(BuildError::CommandFailed { exit_code: 2, .. })));
+        assert!(events.iter().any(|e| matches!(e, BuildEvent::Failed { element, exit_code: Some(2), log_tail, .. } if element == "e" && log_tail == "boom")));
+        assert_eq!(events.iter().filter(|e| matches!(e, BuildEvent::Retrying { .. })).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn on_error_continue_builds_independent_branches_and_quit_stops() {
+        let runner = FakeRunner { fail: vec!["a".into()], ..Default::default() };
+        let (report, _, _) = run(runner, options(1, OnError::Continue)).await;
+        assert!(matches!(report.results[0], ElementResult::Failed(_)));
+        assert!(matches!(report.results[1], ElementResult::Built(_)));
+        assert!(matches!(report.results[2], ElementResult::Skipped));
+        assert!(matches!(report.results[3], ElementResult::Skipped));
+        assert!(matches!(report.results[4], ElementResult::Built(_)));
+
+        let runner = FakeRunner { fail: vec!["a".into()], ..Default::default() };
+        let (report, runner, _) = run(runner, options(1, OnError::Quit)).await;
+        assert!(!report.success());
+        // With one builder, nothing starts after a fails.
+        assert_eq!(runner.order.lock().unwrap().clone(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_the_build() {
+        let runner = Arc::new(FakeRunner { delay_ms: 5_000, ..Default::default() });
+        let queue = BuildQueue::new(runner, options(2, OnError::Quit), Arc::new(EventLog::default()));
+        let (tx, rx) = watch::channel(false);
+        let started = Instant::now();
+        let handle = tokio::spawn(async move { queue.run(diamond(), rx).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(true).unwrap();
+        let report = handle.await.unwrap();
+        assert!(report.cancelled);
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(report.results.iter().all(|r| matches!(r, ElementResult::Skipped)));
+    }
+}

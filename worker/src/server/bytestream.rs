@@ -1,0 +1,265 @@
+//! [`ByteStreamService`]: ByteStream `Read`, `Write` and `QueryWriteStatus`
+//! over the CAS, including `compressed-blobs/zstd`.
+//!
+//! Key decisions:
+//! * Every resource name is parsed by `weir_proto::resource_name` before
+//!   anything else happens; a malformed one is `INVALID_ARGUMENT`.
+//! * An upload accumulates in memory under its resource name (instance,
+//!   upload id, compressor, digest) and becomes a blob only when
+//!   `finish_write` arrives and the content verifies; until then nothing is
+//!   visible in the CAS. A stream cut off midway keeps what was received, so
+//!   the client can ask `QueryWriteStatus` and resume at `committed_size`.
+//!   Idle partial uploads are dropped after [`UPLOAD_IDLE`].
+//! * Compressed uploads count offsets in compressed bytes, and may not grow
+//!   past a bound derived from the blob size (no zip bombs, no unbounded
+//!   memory).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status, Streaming};
+use weir_proto::bytestream::byte_stream_server::ByteStream;
+use weir_proto::bytestream::{
+    QueryWriteStatusRequest, QueryWriteStatusResponse, ReadRequest, ReadResponse, WriteRequest, WriteResponse,
+};
+use weir_proto::reapi::digest_function;
+use weir_proto::resource_name::{Compressor, ResourceName};
+use weir_proto::Digest;
+
+use super::state::compress_zstd;
+use super::{ServerError, ServerState};
+
+/// Size of the chunks a `Read` streams.
+const READ_CHUNK: usize = 2 << 20;
+/// A partial upload untouched for this long is discarded.
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
+
+/// One upload in progress.
+struct Upload {
+    data: BytesMut,
+    touched: Instant,
+}
+
+/// The key of an upload: who is uploading what, in which encoding.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct UploadKey {
+    instance: String,
+    upload_id: String,
+    compressor: Option<Compressor>,
+    digest: Digest,
+}
+
+impl UploadKey {
+    fn of(name: &ResourceName) -> Self {
+        UploadKey {
+            instance: name.instance_name().to_string(),
+            upload_id: name.upload_id().unwrap_or_default().to_string(),
+            compressor: name.compressor(),
+            digest: name.digest(),
+        }
+    }
+}
+
+/// The ByteStream service.
+pub struct ByteStreamService {
+    state: Arc<ServerState>,
+    uploads: Mutex<HashMap<UploadKey, Arc<Mutex<Upload>>>>,
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadResponse, Status>> + Send>>;
+
+impl ByteStreamService {
+    /// A service over the shared state.
+    pub fn new(state: Arc<ServerState>) -> Self {
+        ByteStreamService { state, uploads: Mutex::default() }
+    }
+
+    /// Parses a resource name and checks its instance, digest function and compressor.
+    fn parse(&self, name: &str, upload: bool) -> Result<ResourceName, ServerError> {
+        let parsed = if upload { ResourceName::parse_upload(name)? } else { ResourceName::parse_download(name)? };
+        self.state.instances.check(parsed.instance_name())?;
+        if let Some(function) = parsed.digest_function() {
+            if function != digest_function::Value::Sha256 {
+                return Err(ServerError::InvalidArgument(format!("digest function {} is not supported", function.as_str_name())));
+            }
+        }
+        match parsed.compressor() {
+            None | Some(Compressor::Identity) | Some(Compressor::Zstd) => Ok(parsed),
+            Some(other) => Err(ServerError::InvalidArgument(format!("compressor {} is not supported", other.as_str()))),
+        }
+    }
+
+    async fn inner_read(&self, request: ReadRequest) -> Result<Vec<Bytes>, ServerError> {
+        let name = self.parse(&request.resource_name, false)?;
+        let digest = name.digest();
+        if request.read_offset < 0 {
+            return Err(ServerError::OutOfRange(format!("read_offset {} is negative", request.read_offset)));
+        }
+        if request.read_limit < 0 {
+            return Err(ServerError::InvalidArgument(format!("read_limit {} is negative", request.read_limit)));
+        }
+        let offset = request.read_offset as u64;
+        let limit = (request.read_limit > 0).then_some(request.read_limit as u64);
+        let data = match name.compressor() {
+            None | Some(Compressor::Identity) => {
+                if offset > digest.size() {
+                    return Err(ServerError::OutOfRange(format!("read_offset {offset} is past the end of {digest}")));
+                }
+                self.state.read(&digest, offset, limit).await?
+            }
+            Some(_) => {
+                let compressed = compress_zstd(self.state.read(&digest, 0, None).await?).await?;
+                if offset > compressed.len() as u64 {
+                    return Err(ServerError::OutOfRange(format!("read_offset {offset} is past the compressed end of {digest}")));
+                }
+                let end = limit.map_or(compressed.len() as u64, |l| offset.saturating_add(l).min(compressed.len() as u64));
+                compressed.slice(offset as usize..end as usize)
+            }
+        };
+        if data.is_empty() {
+            return Ok(vec![Bytes::new()]);
+        }
+        Ok((0..data.len()).step_by(READ_CHUNK).map(|start| data.slice(start..(start + READ_CHUNK).min(data.len()))).collect())
+    }
+
+    /// The most compressed bytes accepted for a blob of `size` bytes.
+    fn upload_bound(key: &UploadKey) -> u64 {
+        match key.compressor {
+            None | Some(Compressor::Identity) => key.digest.size(),
+            // zstd's worst case is a small fraction over the input; be generous.
+            Some(_) => key.digest.size() + key.digest.size() / 64 + 1024,
+        }
+    }
+
+    async fn upload_for(&self, key: &UploadKey) -> Arc<Mutex<Upload>> {
+        let mut uploads = self.uploads.lock().await;
+        let now = Instant::now();
+        uploads.retain(|_, u| u.try_lock().map(|u| now.duration_since(u.touched) < UPLOAD_IDLE).unwrap_or(true));
+        uploads
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Upload { data: BytesMut::new(), touched: now })))
+            .clone()
+    }
+
+    async fn forget_upload(&self, key: &UploadKey) {
+        self.uploads.lock().await.remove(key);
+    }
+
+    async fn inner_write(&self, mut stream: Streaming<WriteRequest>) -> Result<WriteResponse, ServerError> {
+        let first = match stream.next().await {
+            Some(Ok(first)) => first,
+            Some(Err(status)) => return Err(ServerError::InvalidArgument(format!("write stream failed: {status}"))),
+            None => return Err(ServerError::InvalidArgument("empty write stream".into())),
+        };
+        let name = self.parse(&first.resource_name, true)?;
+        let key = UploadKey::of(&name);
+        let complete_size = match key.compressor {
+            None | Some(Compressor::Identity) => key.digest.size() as i64,
+            Some(_) => -1,
+        };
+        if key.digest == Digest::empty() || self.state.store.has(&key.digest).await? {
+            // Already stored (by this or another client): the upload is complete.
+            self.forget_upload(&key).await;
+            return Ok(WriteResponse { committed_size: complete_size });
+        }
+        let upload = self.upload_for(&key).await;
+        let mut upload = upload.lock().await;
+        let bound = Self::upload_bound(&key);
+        let mut message = first;
+        loop {
+            if !message.resource_name.is_empty() && message.resource_name != name.to_string() {
+                let other = ResourceName::parse_upload(&message.resource_name)?;
+                if UploadKey::of(&other) != key {
+                    return Err(ServerError::InvalidArgument("resource_name changed within one write".into()));
+                }
+            }
+            let committed = upload.data.len() as i64;
+            if message.write_offset == 0 && committed > 0 {
+                upload.data.clear(); // the client restarts the upload
+            } else if message.write_offset != committed {
+                return Err(ServerError::InvalidArgument(format!(
+                    "write_offset {} does not match the committed size {committed}",
+                    message.write_offset
+                )));
+            }
+            if upload.data.len() as u64 + message.data.len() as u64 > bound {
+                drop(upload);
+                self.forget_upload(&key).await;
+                return Err(ServerError::InvalidArgument(format!("upload is larger than blob {}", key.digest)));
+            }
+            if upload.data.capacity() == 0 {
+                // Reserve up front (bounded, so a lying digest cannot claim memory).
+                upload.data.reserve(bound.min(64 << 20) as usize);
+            }
+            upload.data.extend_from_slice(&message.data);
+            upload.touched = Instant::now();
+            if message.finish_write {
+                break;
+            }
+            message = match stream.next().await {
+                Some(Ok(message)) => message,
+                // Cut off: keep what arrived so the client can resume.
+                Some(Err(status)) => return Err(ServerError::InvalidArgument(format!("write stream failed: {status}"))),
+                None => {
+                    return Err(ServerError::InvalidArgument(format!(
+                        "write stream ended at {} bytes without finish_write",
+                        upload.data.len()
+                    )))
+                }
+            };
+        }
+        let received = upload.data.len() as i64;
+        let data = std::mem::take(&mut upload.data).freeze();
+        drop(upload);
+        self.forget_upload(&key).await;
+        self.state.write(&key.digest, data, key.compressor).await?;
+        Ok(WriteResponse { committed_size: received })
+    }
+
+    async fn inner_query_write_status(&self, request: QueryWriteStatusRequest) -> Result<QueryWriteStatusResponse, ServerError> {
+        let name = self.parse(&request.resource_name, true)?;
+        let key = UploadKey::of(&name);
+        if key.digest == Digest::empty() || self.state.store.has(&key.digest).await? {
+            let committed_size = match key.compressor {
+                None | Some(Compressor::Identity) => key.digest.size() as i64,
+                Some(_) => -1,
+            };
+            return Ok(QueryWriteStatusResponse { committed_size, complete: true });
+        }
+        let upload = self.uploads.lock().await.get(&key).cloned();
+        let committed_size = match upload {
+            Some(upload) => upload.lock().await.data.len() as i64,
+            None => 0,
+        };
+        Ok(QueryWriteStatusResponse { committed_size, complete: false })
+    }
+}
+
+#[tonic::async_trait]
+impl ByteStream for ByteStreamService {
+    type ReadStream = ReadStream;
+
+    #[tracing::instrument(skip_all, fields(resource = %request.get_ref().resource_name.chars().take(200).collect::<String>()))]
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadStream>, Status> {
+        let chunks = self.inner_read(request.into_inner()).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks.into_iter().map(|data| Ok(ReadResponse { data: data.to_vec() }))))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn write(&self, request: Request<Streaming<WriteRequest>>) -> Result<Response<WriteResponse>, Status> {
+        Ok(Response::new(self.inner_write(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn query_write_status(
+        &self,
+        request: Request<QueryWriteStatusRequest>,
+    ) -> Result<Response<QueryWriteStatusResponse>, Status> {
+        Ok(Response::new(self.inner_query_write_status(request.into_inner()).await?))
+    }
+}
