@@ -40,6 +40,7 @@ impl ActionSpec {
             .collect();
         environment.sort_by(|a, b| a.name.cmp(&b.name));
         let platform = platform_of(&recipe.platform);
+        #[allow(deprecated)] // `Command.platform` is still read by pre-2.2 servers.
         let command = Command {
             arguments: vec!["sh".into(), "-e".into(), "-c".into(), script(recipe)],
             environment_variables: environment,
@@ -83,10 +84,11 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// The outer script: enter the build root, then each command in its own
-/// `sh -e -c`, announced on stderr as BuildStream's log does.
+/// The outer script: merge stderr into stdout, enter the build root, then
+/// each command in its own `sh -e -c`, announced as BuildStream's log does.
 fn script(recipe: &CommandsRecipe) -> String {
-    let mut script = String::new();
+    // One log in order: the commands' stderr goes with their stdout.
+    let mut script = String::from("exec 2>&1\n");
     let build_root = relative(&recipe.build_root);
     if !build_root.is_empty() {
         script.push_str(&format!("cd {}\n", quote(&build_root)));
@@ -144,7 +146,7 @@ mod tests {
         let status = std::process::Command::new("/bin/sh")
             .args(&spec.command.arguments[1..])
             .current_dir(dir.path())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
         assert_eq!(status.code(), Some(3));

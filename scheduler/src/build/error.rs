@@ -64,12 +64,20 @@ pub enum BuildError {
         reason: String,
     },
     /// No endpoint can run the element's platform.
-    #[error("{element}: no endpoint matches platform {platform}")]
+    #[error("{element}: no execution endpoint for platform {platform} (do the remotes execute actions?)")]
     NoEndpoint {
         /// The element.
         element: String,
         /// The platform asked for, as `key=value,...`.
         platform: String,
+    },
+    /// Writing a checkout failed.
+    #[error("cannot write {path}: {source}")]
+    Checkout {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// The build was cancelled.
     #[error("cancelled")]

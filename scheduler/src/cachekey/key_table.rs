@@ -5,10 +5,12 @@
 //!   closure (post-order, spec §4.1) is built from its runtime dependencies'
 //!   closures and kept, so a build-scope list is a filtered concatenation of
 //!   already computed closures, never a re-walk of the graph;
-//! * every element's dependency entry (`["project","name"` ...) is serialised
-//!   once and streamed into the hashes of its dependants, and the rest of the
-//!   dict is serialised once per element and split around the `dependencies`
-//!   member, so the quadratic part of the dense shape is only hashing bytes.
+//! * the dict is serialised once per element and split around the
+//!   `dependencies` member, which comes first after the constant
+//!   `core-artifact-version`; every element's dependency entry is serialised
+//!   once and streamed into its dependants' hashes, and hash states after a
+//!   whole closure are shared ([`PrefixStates`]), so the quadratic part of the
+//!   dense graph shape is hashed once per distinct prefix, not per dependant.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::canonical::{to_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
+use super::prefix_states::{EntryMode, PrefixStates, DICT_HEAD};
 use super::sandbox::{sandbox_dict, HostPlatform};
 use super::source_key::{SourceKeys, TreeDigester};
 use super::value::Value;
@@ -66,20 +69,25 @@ impl KeyTable {
         digester: &dyn TreeDigester,
     ) -> Result<Self, CacheKeyError> {
         let order = topological_order(inputs)?;
+        let mut pass = KeyPass {
+            keys: vec![ElementKeys::default(); inputs.len()],
+            entries: vec![String::new(); inputs.len()],
+            closures: vec![Vec::new(); inputs.len()],
+            first_runtime: vec![None; inputs.len()],
+            prefixes: PrefixStates::new(inputs.len()),
+        };
         let mut sources = SourceKeys::new(digester);
-        let mut keys = vec![ElementKeys::default(); inputs.len()];
-        let mut entries: Vec<String> = vec![String::new(); inputs.len()];
-        let mut closures: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
         let mut marks = Marks::new(inputs.len());
         for &index in &order {
             let input = &inputs[index];
-            entries[index] = dependency_entry_prefix(input);
+            pass.entries[index] = dependency_entry_prefix(input);
+            pass.first_runtime[index] = input.dependencies.iter().find(|d| d.runtime).map(|d| d.element);
 
             // Runtime closure of this element, post-order, itself last.
             marks.next_epoch();
             let mut closure = Vec::new();
             for dep in input.dependencies.iter().filter(|d| d.runtime) {
-                marks.extend_unvisited(&closures[dep.element], &mut closure);
+                marks.extend_unvisited(&pass.closures[dep.element], &mut closure);
             }
             closure.push(index as u32);
 
@@ -87,14 +95,23 @@ impl KeyTable {
             marks.next_epoch();
             let mut scope = Vec::new();
             for dep in input.dependencies.iter().filter(|d| d.build) {
-                marks.extend_unvisited(&closures[dep.element], &mut scope);
+                marks.extend_unvisited(&pass.closures[dep.element], &mut scope);
             }
-            closures[index] = closure;
+            pass.closures[index] = closure;
 
-            let element_keys = element_keys(input, index, &scope, &keys, &entries, host, &mut sources)?;
-            keys[index] = element_keys;
+            let mut element_keys = ElementKeys::default();
+            for source in &input.sources {
+                element_keys.sources.push(sources.unique_key(&input.full_name, source)?);
+            }
+            if element_keys.sources_resolved() {
+                pass.compute_keys(input, &scope, &mut element_keys, host)?;
+            } else {
+                // Still checked, so that an unsupported kind is reported either way.
+                PluginKey::for_element(input)?;
+            }
+            pass.keys[index] = element_keys;
         }
-        Ok(KeyTable { keys })
+        Ok(KeyTable { keys: pass.keys })
     }
 
     /// The keys of element `index` (as indexed in the inputs).
@@ -113,56 +130,109 @@ impl KeyTable {
     }
 }
 
-/// Computes the keys of one element whose dependencies already have theirs.
-fn element_keys(
-    input: &ElementInput,
-    index: usize,
-    scope: &[u32],
-    keys: &[ElementKeys],
-    entries: &[String],
-    host: &HostPlatform,
-    sources: &mut SourceKeys<'_>,
-) -> Result<ElementKeys, CacheKeyError> {
-    let name = input.full_name.as_str();
-    let mut result = ElementKeys::default();
-    for source in &input.sources {
-        result.sources.push(sources.unique_key(name, source)?);
-    }
-    let plugin = PluginKey::for_element(input)?;
-    if !result.sources_resolved() {
-        return Ok(result);
-    }
-    let base = base_dict(input, &plugin, &result.sources, host)?;
-    let text = to_canonical(&base);
-    let (head, tail) = text.split_once(DEPENDENCIES_MARK).ok_or_else(|| CacheKeyError::Internal {
-        detail: format!("{name}: the dependency marker is missing from the key dict"),
-    })?;
+/// The state of one key computation over a graph.
+struct KeyPass {
+    /// Keys of the elements done so far.
+    keys: Vec<ElementKeys>,
+    /// `["project","name"` per element.
+    entries: Vec<String>,
+    /// Runtime closure per element (post-order, itself last).
+    closures: Vec<Vec<u32>>,
+    /// First runtime dependency per element: its closure starts this element's.
+    first_runtime: Vec<Option<usize>>,
+    /// Shared hash states after whole closures.
+    prefixes: PrefixStates,
+}
 
-    let strict_direct: Vec<usize> =
-        input.dependencies.iter().filter(|d| d.strict).map(|d| d.element).collect();
-    let weak_deps: Option<Vec<(usize, Option<&str>)>> = scope
-        .iter()
-        .map(|&dep| {
-            let dep = dep as usize;
-            if plugin.strict_rebuild || strict_direct.contains(&dep) {
-                keys[dep].weak.as_deref().map(|key| (dep, Some(key)))
-            } else {
-                Some((dep, None))
+impl KeyPass {
+    /// Computes the weak and strict keys of an element whose sources are resolved
+    /// and whose dependencies are done.
+    fn compute_keys(
+        &mut self,
+        input: &ElementInput,
+        scope: &[u32],
+        result: &mut ElementKeys,
+        host: &HostPlatform,
+    ) -> Result<(), CacheKeyError> {
+        let name = input.full_name.as_str();
+        let plugin = PluginKey::for_element(input)?;
+        let base = base_dict(input, &plugin, &result.sources, host)?;
+        let text = to_canonical(&base);
+        let (head, tail) = text.split_once(DEPENDENCIES_MARK).ok_or_else(|| CacheKeyError::Internal {
+            detail: format!("{name}: the dependency marker is missing from the key dict"),
+        })?;
+        if head != DICT_HEAD {
+            return Err(CacheKeyError::Internal { detail: format!("{name}: unexpected key dict head {head}") });
+        }
+        let body = tail.strip_suffix('}').unwrap_or(tail);
+        let first_build = input.dependencies.iter().find(|d| d.build).map(|d| d.element);
+        let strict_direct: Vec<usize> = input.dependencies.iter().filter(|d| d.strict).map(|d| d.element).collect();
+
+        let weak_mode = if plugin.strict_rebuild {
+            EntryMode::WeakKeyed
+        } else if strict_direct.is_empty() {
+            EntryMode::WeakNames
+        } else {
+            EntryMode::Mixed
+        };
+        let Some(mut weak_hasher) = self.hash_scope(scope, first_build, weak_mode, &strict_direct) else {
+            return Ok(());
+        };
+        weak_hasher.update(b"]");
+        weak_hasher.update(tail.as_bytes());
+        let weak = hex::encode(weak_hasher.finalize());
+
+        if let Some(mut strict_hasher) = self.hash_scope(scope, first_build, EntryMode::Strict, &[]) {
+            // `weak-cache-key` sorts after every other member: it goes before the closing brace.
+            strict_hasher.update(b"]");
+            strict_hasher.update(body.as_bytes());
+            strict_hasher.update(b",\"weak-cache-key\":\"");
+            strict_hasher.update(weak.as_bytes());
+            strict_hasher.update(b"\"}");
+            result.strict = Some(hex::encode(strict_hasher.finalize()));
+        }
+        result.weak = Some(weak);
+        Ok(())
+    }
+
+    /// A hasher fed with the dict head and the build-scope entries (no closing
+    /// `]`); `None` if a needed dependency key is unknown.
+    fn hash_scope(
+        &mut self,
+        scope: &[u32],
+        first_build: Option<usize>,
+        mode: EntryMode,
+        strict_direct: &[usize],
+    ) -> Option<Sha256> {
+        let shared = match first_build {
+            Some(first) if mode != EntryMode::Mixed => self
+                .prefixes
+                .state(first, mode, &self.closures, &self.first_runtime, &self.keys, &self.entries)
+                .map(|state| (state, self.closures[first].len())),
+            _ => None,
+        };
+        let (mut hasher, done) = match shared {
+            Some(shared) => shared,
+            None => {
+                let mut hasher = Sha256::new();
+                hasher.update(DICT_HEAD.as_bytes());
+                hasher.update(b"[");
+                (hasher, 0)
             }
-        })
-        .collect();
-    let Some(weak_deps) = weak_deps else {
-        return Ok(result);
-    };
-    let weak = hash_dict(head, tail, None, weak_deps.into_iter(), entries);
-    let strict_deps: Option<Vec<(usize, Option<&str>)>> = scope
-        .iter()
-        .map(|&dep| keys[dep as usize].strict.as_deref().map(|key| (dep as usize, Some(key))))
-        .collect();
-    result.strict = strict_deps.map(|deps| hash_dict(head, tail, Some(&weak), deps.into_iter(), entries));
-    result.weak = Some(weak);
-    debug_assert!(index < entries.len());
-    Ok(result)
+        };
+        for (position, &member) in scope.iter().enumerate().skip(done) {
+            let member = member as usize;
+            let key = match mode {
+                EntryMode::WeakNames => None,
+                EntryMode::WeakKeyed => Some(self.keys[member].weak.as_deref()?),
+                EntryMode::Strict => Some(self.keys[member].strict.as_deref()?),
+                EntryMode::Mixed if strict_direct.contains(&member) => Some(self.keys[member].weak.as_deref()?),
+                EntryMode::Mixed => None,
+            };
+            PrefixStates::feed_entry(&mut hasher, position == 0, &self.entries[member], key);
+        }
+        Some(hasher)
+    }
 }
 
 /// The key dict without `dependencies` content and `weak-cache-key` (spec §3).
@@ -234,45 +304,6 @@ fn dependency_entry_prefix(input: &ElementInput) -> String {
     entry.push(',');
     write_string(&input.name, &mut entry);
     entry
-}
-
-/// SHA-256 of `head` + dependency list + `tail` (+ `weak-cache-key`).
-fn hash_dict<'k>(
-    head: &str,
-    tail: &str,
-    weak: Option<&str>,
-    deps: impl Iterator<Item = (usize, Option<&'k str>)>,
-    entries: &[String],
-) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(head.as_bytes());
-    hasher.update(b"[");
-    for (position, (dep, key)) in deps.enumerate() {
-        if position > 0 {
-            hasher.update(b",");
-        }
-        hasher.update(entries[dep].as_bytes());
-        if let Some(key) = key {
-            // Keys are lowercase hex: no escaping needed.
-            hasher.update(b",\"");
-            hasher.update(key.as_bytes());
-            hasher.update(b"\"");
-        }
-        hasher.update(b"]");
-    }
-    hasher.update(b"]");
-    match weak {
-        None => hasher.update(tail.as_bytes()),
-        Some(weak) => {
-            // `weak-cache-key` sorts after every other member: insert it before the closing brace.
-            let body = tail.strip_suffix('}').unwrap_or(tail);
-            hasher.update(body.as_bytes());
-            hasher.update(b",\"weak-cache-key\":\"");
-            hasher.update(weak.as_bytes());
-            hasher.update(b"\"}");
-        }
-    }
-    hex::encode(hasher.finalize())
 }
 
 /// Visited marks with an epoch, so a fresh visited set costs nothing.
@@ -354,6 +385,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
 
+    use super::super::canonical::generate_key;
     use super::super::element_input::{DependencyInput, SourceInput};
     use super::*;
 
@@ -639,5 +671,104 @@ mod tests {
         all[0].dependencies.push(build_dep(1, "b.bst"));
         all[1].dependencies.push(build_dep(0, "a.bst"));
         assert!(matches!(KeyTable::compute(&all, &host(), &FixedDigester), Err(CacheKeyError::Internal { .. })));
+    }
+
+    /// The build-scope list exactly as spec §4.1 writes the walk (recursive, one visited set).
+    fn reference_scope(all: &[ElementInput], element: usize) -> Vec<usize> {
+        fn visit_run(all: &[ElementInput], x: usize, visited: &mut Vec<bool>, out: &mut Vec<usize>) {
+            visited[x] = true;
+            for dep in all[x].dependencies.iter().filter(|d| d.runtime) {
+                if !visited[dep.element] {
+                    visit_run(all, dep.element, visited, out);
+                }
+            }
+            out.push(x);
+        }
+        let mut visited = vec![false; all.len()];
+        let mut out = Vec::new();
+        for dep in all[element].dependencies.iter().filter(|d| d.build) {
+            if !visited[dep.element] {
+                visit_run(all, dep.element, &mut visited, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Keys computed the slow, obvious way: the whole dict as a value, then `generate_key`.
+    fn reference_keys(all: &[ElementInput]) -> Vec<(String, String)> {
+        let order = topological_order(all).unwrap();
+        let mut keys: Vec<(String, String)> = vec![(String::new(), String::new()); all.len()];
+        for index in order {
+            let input = &all[index];
+            let plugin = PluginKey::for_element(input).unwrap();
+            let sources: Vec<Option<Value>> = input.sources.iter().map(|_| Some(Value::from(LOCAL_DIGEST))).collect();
+            let Value::Map(mut dict) = base_dict(input, &plugin, &sources, &host()).unwrap() else { unreachable!() };
+            let scope = reference_scope(all, index);
+            let entry = |dep: usize, key: Option<&str>| {
+                let mut items = vec![Value::from(all[dep].project.as_str()), Value::from(all[dep].name.as_str())];
+                items.extend(key.map(Value::from));
+                Value::List(items)
+            };
+            let strict_direct: Vec<usize> = input.dependencies.iter().filter(|d| d.strict).map(|d| d.element).collect();
+            let weak_deps = scope
+                .iter()
+                .map(|&d| {
+                    let keyed = plugin.strict_rebuild || strict_direct.contains(&d);
+                    entry(d, keyed.then_some(keys[d].0.as_str()))
+                })
+                .collect();
+            dict.insert("dependencies".into(), Value::List(weak_deps));
+            let weak = generate_key(&Value::Map(dict.clone()));
+            let strict_deps = scope.iter().map(|&d| entry(d, Some(keys[d].1.as_str()))).collect();
+            dict.insert("dependencies".into(), Value::List(strict_deps));
+            dict.insert("weak-cache-key".into(), Value::from(weak.as_str()));
+            let strict = generate_key(&Value::Map(dict));
+            keys[index] = (weak, strict);
+        }
+        keys
+    }
+
+    #[test]
+    fn shared_prefix_hashing_equals_the_obvious_computation_on_random_graphs() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |bound: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % bound
+        };
+        for round in 0..20 {
+            let count = 5 + next(40) as usize;
+            let mut all: Vec<ElementInput> = Vec::new();
+            for index in 0..count {
+                let kind = ["stack", "manual", "compose", "import", "script", "filter"][next(6) as usize];
+                let mut input = element(&format!("e{round}-{index}.bst"), kind, Value::map());
+                if next(3) == 0 {
+                    input.sources.push(local_source());
+                }
+                let mut chosen = Vec::new();
+                for _ in 0..next(5).min(index as u64) {
+                    let dep = next(index as u64) as usize;
+                    if chosen.contains(&dep) {
+                        continue;
+                    }
+                    chosen.push(dep);
+                    let (build, runtime) = [(true, true), (true, false), (false, true)][next(3) as usize];
+                    input.dependencies.push(DependencyInput {
+                        element: dep,
+                        path: all[dep].name.clone(),
+                        build,
+                        runtime,
+                        strict: build && next(5) == 0,
+                        configs: Vec::new(),
+                    });
+                }
+                all.push(input);
+            }
+            let table = keys_of(&all);
+            for (index, (weak, strict)) in reference_keys(&all).into_iter().enumerate() {
+                let keys = table.get(index).unwrap();
+                assert_eq!(keys.weak.as_deref(), Some(weak.as_str()), "weak key of element {index}, round {round}");
+                assert_eq!(keys.strict.as_deref(), Some(strict.as_str()), "strict key of element {index}, round {round}");
+            }
+        }
     }
 }

@@ -10,16 +10,18 @@
 //!
 //! Key decision: the input is plain, already composed and expanded data, so
 //! the key algorithm can be tested byte for byte without a loader, and one
-//! adapter (`from_graph`, once the loader exposes its graph) is the only code
-//! that knows the loader's types.
+//! adapter ([`GraphKeys`] in [`from_graph`]) is the only code that knows the
+//! loader's types.
 
 pub mod artifact_name;
 pub mod canonical;
 pub mod element_input;
+pub mod from_graph;
 pub mod key_fields;
 pub mod key_table;
 pub mod node_value;
 pub mod plugin_key;
+mod prefix_states;
 pub mod sandbox;
 pub mod source_key;
 pub mod value;
@@ -30,6 +32,7 @@ use std::path::PathBuf;
 pub use artifact_name::artifact_name;
 pub use canonical::{generate_key, is_key};
 pub use element_input::{DependencyInput, ElementInput, SourceInput};
+pub use from_graph::GraphKeys;
 pub use key_fields::KeyFields;
 pub use key_table::{ElementKeys, KeyTable};
 pub use plugin_key::PluginKey;

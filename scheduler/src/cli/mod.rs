@@ -5,7 +5,11 @@
 //! `--no-colors`, `--error-format`), so that a `bst` command line works with
 //! `weir` in place of `bst`.
 
+mod artifact;
+mod build;
+mod project;
 mod report;
+mod show;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,14 +70,15 @@ impl GlobalArgs {
 pub enum Command {
     /// Show elements of the pipeline, in dependency order.
     Show(ShowArgs),
-    /// Build elements that are not cached (not built yet).
-    Build(PendingArgs),
+    /// Build elements that are not cached, on a REAPI remote.
+    Build(build::BuildArgs),
     /// Fetch sources of elements (not built yet).
     Fetch(PendingArgs),
     /// Manipulate sources (`weir source track`; not built yet).
     Source(PendingArgs),
-    /// Inspect and check out artifacts (not built yet).
-    Artifact(PendingArgs),
+    /// Inspect and check out artifacts.
+    #[command(subcommand)]
+    Artifact(artifact::ArtifactCommand),
     /// Create a new project (not built yet).
     Init(PendingArgs),
     /// Project-level commands.
@@ -139,11 +144,12 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Show(_) | Command::Project(ProjectCommand::Show) => Err(Failure::unimplemented("show")),
-        Command::Build(_) => Err(Failure::unimplemented("build")),
+        Command::Show(args) => show::run(&cli.global, &args),
+        Command::Project(ProjectCommand::Show) => project::run(&cli.global),
+        Command::Build(args) => build::run(&cli.global, &args),
         Command::Fetch(_) => Err(Failure::unimplemented("fetch")),
         Command::Source(_) => Err(Failure::unimplemented("source")),
-        Command::Artifact(_) => Err(Failure::unimplemented("artifact")),
+        Command::Artifact(command) => artifact::run(&cli.global, &command),
         Command::Init(_) => Err(Failure::unimplemented("init")),
     }
 }

@@ -11,6 +11,7 @@
 //! * [`Graph::targets`] — the targets in command-line order.
 //! * [`Graph::topological_order`] — every element after its dependencies.
 //! * [`Graph::select`] — `--deps none|build|run|all` selection.
+//! * [`KeyFields`] — how `show` asks for cache keys and state.
 //! * [`Graph::projects`] — per project instance: name, directory, aliases,
 //!   `fatal-warnings` (see [`ProjectSummary`]).
 //!
@@ -30,6 +31,24 @@ pub use element::{DepType, Dependency, Element, ElementId, SourceData};
 pub use selection::Scope;
 
 use crate::yaml::SourceMap;
+
+/// Supplies the per-element fields `show` cannot compute itself
+/// (`%{full-key}`, `%{key}`, `%{strict-key}`, `%{weak-key}`, `%{state}`);
+/// `None` prints empty. The cache key module implements this.
+pub trait KeyFields {
+    /// The value of `field` for `element` of `graph`.
+    fn field(&self, graph: &Graph, element: &Element, field: &str) -> Option<String>;
+}
+
+/// No cache keys yet: key fields print empty.
+#[derive(Debug, Default)]
+pub struct NoKeys;
+
+impl KeyFields for NoKeys {
+    fn field(&self, _: &Graph, _: &Element, _: &str) -> Option<String> {
+        None
+    }
+}
 
 /// What later stages need to know about a project instance.
 #[derive(Debug, Clone)]

@@ -64,7 +64,10 @@ impl Session {
                 }
                 let mut node = (*content).clone();
                 included.push(path);
-                let result = self.process_with(sub, &mut node, mode, included);
+                // A file from another project is processed in that project's
+                // context, its conditionals with that project's options.
+                let sub_mode = IncludeMode { conditionals: mode.conditionals || sub != id, ..mode };
+                let result = self.process_with(sub, &mut node, sub_mode, included);
                 included.pop();
                 result?;
                 let span = map.span;

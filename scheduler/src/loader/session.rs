@@ -82,6 +82,8 @@ pub struct ProjectState {
     pub second_in_progress: bool,
     /// Element kinds resolved for this project.
     pub kinds: HashMap<String, Arc<KindInfo>>,
+    /// `project.refs` once read (outer `None`: not read yet).
+    pub refs: Option<Option<Map>>,
     /// Shallow reads of element files (kind, link target) for path matching.
     pub shallow: HashMap<String, Option<(String, Option<Scalar>)>>,
 }

@@ -21,7 +21,20 @@ impl UserConfig {
             LoadError::new(LoadErrorReason::MissingFile, format!("Could not read user configuration '{}': {e}", path.display()))
         })?;
         let file = sources.add(path.display().to_string());
-        Ok(UserConfig { doc: Some(parser::parse(&text, file)?) })
+        let config = UserConfig { doc: Some(parser::parse(&text, file)?) };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the shape of the parts the loader reads (`projects:` entries are mappings).
+    fn validate(&self) -> LoadResult<()> {
+        let Some(doc) = &self.doc else { return Ok(()) };
+        if let Some(projects) = doc.get_map("projects")? {
+            for (name, _) in projects.iter() {
+                self.project_options(name)?;
+            }
+        }
+        self.max_jobs().map(|_| ())
     }
 
     /// `projects: <name>: options:` for project `name`.

@@ -120,13 +120,21 @@ impl ExternalPlugin {
         json_to_map(&self.defaults, span)
     }
 
-    /// Sends one element's expanded configuration and dependency configuration.
-    /// Errors the plugin reports are located with `config` (the node the
-    /// reply's `path` points into) or, failing that, `element_span`.
-    pub fn configure(
+    /// Sends one element's expanded configuration (`configure`). Errors the
+    /// plugin reports are located with the reply's `path` inside `config`,
+    /// or at `element_span`.
+    pub fn configure(&mut self, element: &str, config: &Map, element_span: Span) -> LoadResult<ConfigureReply> {
+        let reply = self.request(
+            &json!({"request": "configure", "element": element, "config": map_to_json(config)}),
+            element_span,
+        )?;
+        self.reply(reply, Some(config), element_span)
+    }
+
+    /// Delivers the configurations of build dependencies (`configure-dependencies`).
+    pub fn configure_dependencies(
         &mut self,
         element: &str,
-        config: &Map,
         dependencies: &[(String, Vec<Map>)],
         element_span: Span,
     ) -> LoadResult<ConfigureReply> {
@@ -135,37 +143,34 @@ impl ExternalPlugin {
             .map(|(name, configs)| json!({"name": name, "config": configs.iter().map(map_to_json).collect::<Vec<_>>()}))
             .collect();
         let reply = self.request(
-            &json!({"request": "configure", "element": element, "config": map_to_json(config), "dependencies": deps}),
+            &json!({"request": "configure-dependencies", "element": element, "dependencies": deps}),
             element_span,
         )?;
+        self.reply(reply, None, element_span)
+    }
+
+    fn reply(&self, reply: Value, config: Option<&Map>, element_span: Span) -> LoadResult<ConfigureReply> {
         let messages = reply
             .get("messages")
             .and_then(Value::as_array)
             .map(|m| m.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        if let Some(error) = reply.get("error") {
-            let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let path: Vec<String> = error
-                .get("path")
-                .and_then(Value::as_array)
-                .map(|p| p.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            let span = locate(config, &path).unwrap_or(element_span);
-            let domain = match text("domain").as_str() {
-                "LOAD" => None,
-                _ => Some("PLUGIN"),
-            };
-            let reason = text("reason");
-            let message = text("message");
-            return Err(match domain {
-                None => {
-                    let reason = crate::plugins::reason_from_name(&reason).unwrap_or(crate::yaml::LoadErrorReason::InvalidData);
-                    LoadError::at(span, reason, message)
-                }
-                Some(d) => LoadError::other(d, reason, Some(span), message),
-            });
-        }
-        Ok(ConfigureReply { messages })
+        let Some(error) = reply.get("error") else { return Ok(ConfigureReply { messages }) };
+        let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let path: Vec<String> = error
+            .get("path")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let span = config.and_then(|c| locate(c, &path)).unwrap_or(element_span);
+        let reason = text("reason");
+        let message = text("message");
+        Err(if text("domain") == "LOAD" {
+            let reason = crate::plugins::reason_from_name(&reason).unwrap_or(crate::yaml::LoadErrorReason::InvalidData);
+            LoadError::at(span, reason, message)
+        } else {
+            LoadError::other("PLUGIN", reason, Some(span), message)
+        })
     }
 }
 

@@ -49,6 +49,8 @@ pub enum Origin {
     Junction {
         /// Junction path in this project.
         junction: Scalar,
+        /// Provenance of the origin entry (the reference that loads the subproject).
+        span: crate::yaml::Span,
     },
 }
 
@@ -95,7 +97,7 @@ impl PluginOrigins {
                 }
                 "junction" => {
                     def.validate_keys(&[&ORIGIN_COMMON[..], &["junction"]].concat())?;
-                    ("junction", Origin::Junction { junction: def.req_scalar("junction")?.clone() })
+                    ("junction", Origin::Junction { junction: def.req_scalar("junction")?.clone(), span: def.span })
                 }
                 other => {
                     return Err(LoadError::at(

@@ -70,6 +70,8 @@ pub struct PassConfig {
 pub struct JunctionOrigin {
     /// The parent project instance.
     pub parent: ProjectId,
+    /// Name of the junction element in the parent project.
+    pub name: String,
     /// Full name of the junction element (`a.bst:b.bst`), the display prefix.
     pub full_name: String,
     /// Junction `config.options`, expanded in the parent.
@@ -307,6 +309,8 @@ pub fn finish_pass(
         Some(other) => return Err(LoadError::at(other.span(), LoadErrorReason::InvalidData, "Value of 'sources' is not of the expected type 'dict'")),
         None => Map::new(Span::synthetic(project.conf_file)),
     };
+    validate_overrides(&element_overrides, &["variables", "environment", "environment-nocache", "config", "sandbox", "public"])?;
+    validate_overrides(&source_overrides, &["config"])?;
     check_trailing_directives(&config)?;
     let empty = || Map::new(Span::synthetic(project.conf_file));
     let mut variables = config.get_map("variables")?.cloned().unwrap_or_else(empty);
@@ -354,6 +358,17 @@ pub fn finish_pass(
         aliases,
         config,
     })
+}
+
+/// Checks the per-kind sections of `elements:` / `sources:`.
+fn validate_overrides(overrides: &Map, allowed: &[&str]) -> LoadResult<()> {
+    for (kind, value) in overrides.iter() {
+        let Node::Map(section) = value else {
+            return Err(LoadError::at(value.span(), LoadErrorReason::InvalidData, format!("Value of '{kind}' is not of the expected type 'dict'")));
+        };
+        section.validate_keys(allowed)?;
+    }
+    Ok(())
 }
 
 /// Second-pass check: keys that must come from project.conf itself.

@@ -372,3 +372,64 @@ impl Execution for Svc {
         Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(op)]))))
     }
 }
+
+/// An execution for [`FakeServer::start`] that really runs the command, as
+/// the worker's `host` sandbox does: the input root is written to a temporary
+/// directory, the command runs there, and the output paths that are
+/// directories are collected as `Tree`s.
+pub fn host_run(state: &FakeState, action: &Action, command: &Command) -> Result<ActionResult, Status> {
+    let root = tempfile::tempdir().map_err(|e| Status::internal(e.to_string()))?;
+    let input = action.input_root_digest.as_ref().ok_or_else(|| Status::invalid_argument("no input root"))?;
+    write_tree(state, input, root.path())?;
+    let program = command.arguments.first().ok_or_else(|| Status::invalid_argument("no arguments"))?;
+    let output = std::process::Command::new(program)
+        .args(&command.arguments[1..])
+        .env_clear()
+        .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
+        .current_dir(root.path().join(&command.working_directory))
+        .output()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let mut result = ActionResult {
+        exit_code: output.status.code().unwrap_or(-1),
+        stdout_digest: Some(state.put(output.stdout).to_proto()),
+        stderr_raw: output.stderr,
+        ..Default::default()
+    };
+    for path in &command.output_paths {
+        let dir = root.path().join(&command.working_directory).join(path);
+        if !dir.is_dir() {
+            continue;
+        }
+        let tree = weir_proto::merkle::MerkleTree::from_dir(&dir).map_err(|e| Status::internal(e.to_string()))?;
+        for file in tree.files() {
+            if let Some(path) = &file.path {
+                state.put(std::fs::read(path).map_err(|e| Status::internal(e.to_string()))?);
+            }
+        }
+        let tree_digest = state.put(tree.to_tree().encode_to_vec());
+        result.output_directories.push(OutputDirectory { path: path.clone(), tree_digest: Some(tree_digest.to_proto()), ..Default::default() });
+    }
+    Ok(result)
+}
+
+fn write_tree(state: &FakeState, digest: &reapi::Digest, dir: &std::path::Path) -> Result<(), Status> {
+    let directory: Directory = state.get_message(digest).ok_or_else(|| Status::failed_precondition("directory missing"))?;
+    std::fs::create_dir_all(dir).map_err(|e| Status::internal(e.to_string()))?;
+    for file in &directory.files {
+        let digest = digest_of(file.digest.as_ref())?;
+        let data = state.get(&digest).ok_or_else(|| Status::failed_precondition("file missing"))?;
+        let path = dir.join(&file.name);
+        std::fs::write(&path, data).map_err(|e| Status::internal(e.to_string()))?;
+        if file.is_executable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| Status::internal(e.to_string()))?;
+        }
+    }
+    for link in &directory.symlinks {
+        std::os::unix::fs::symlink(&link.target, dir.join(&link.name)).map_err(|e| Status::internal(e.to_string()))?;
+    }
+    for child in &directory.directories {
+        write_tree(state, child.digest.as_ref().ok_or_else(|| Status::invalid_argument("no digest"))?, &dir.join(&child.name))?;
+    }
+    Ok(())
+}

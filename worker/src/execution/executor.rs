@@ -56,6 +56,7 @@ struct Inner {
     slot_count: usize,
     retention: Duration,
     running: AtomicUsize,
+    completed: AtomicUsize,
     tables: Mutex<Tables>,
 }
 
@@ -84,7 +85,7 @@ struct Job {
 enum Prepared {
     Run(Box<Job>),
     /// The request cannot run; the operation finishes at once with this.
-    Fail(ExecuteResponse),
+    Fail(Box<ExecuteResponse>),
 }
 
 impl Executor {
@@ -102,6 +103,7 @@ impl Executor {
                 slot_count,
                 retention: config.operation_retention,
                 running: AtomicUsize::new(0),
+                completed: AtomicUsize::new(0),
                 tables: Mutex::new(Tables::default()),
             }),
         }
@@ -126,7 +128,7 @@ impl Executor {
         let op = Arc::new(OperationEntry::new(name, action_digest, canceller));
         let job = match prepared {
             Prepared::Fail(response) => {
-                op.complete(response);
+                op.complete(*response);
                 let mut tables = self.inner.lock();
                 tables.insert_finished(&op, self.inner.retention);
                 return Ok(op);
@@ -184,6 +186,11 @@ impl Executor {
         self.inner.running.load(Ordering::Relaxed)
     }
 
+    /// Operations finished since start-up (cache hits included).
+    pub fn completed(&self) -> usize {
+        self.inner.completed.load(Ordering::Relaxed)
+    }
+
     /// How many actions may run at once.
     pub fn slots(&self) -> usize {
         self.inner.slot_count
@@ -200,7 +207,7 @@ impl Executor {
         let queued_at = SystemTime::now();
         let action: Action = match self.read_proto(&action_digest, "Action").await? {
             Some(action) => action,
-            None => return Ok(Prepared::Fail(missing_blob("action", action_digest))),
+            None => return Ok(Prepared::Fail(Box::new(missing_blob("action", action_digest)))),
         };
         let command_digest = Digest::try_from(action.command_digest.as_ref())
             .map_err(|e| ExecutionError::InvalidArgument(format!("Action.command_digest: {e}")))?;
@@ -208,7 +215,7 @@ impl Executor {
             .map_err(|e| ExecutionError::InvalidArgument(format!("Action.input_root_digest: {e}")))?;
         let command: Command = match self.read_proto(&command_digest, "Command").await? {
             Some(command) => command,
-            None => return Ok(Prepared::Fail(missing_blob("command", command_digest))),
+            None => return Ok(Prepared::Fail(Box::new(missing_blob("command", command_digest)))),
         };
         #[allow(deprecated)] // Command.platform: the pre-v2.2 place, still sent by older clients.
         let platform = action.platform.as_ref().filter(|p| !p.properties.is_empty()).or(command.platform.as_ref());
@@ -284,6 +291,7 @@ impl Inner {
         let action_digest = job.action_digest;
         let response = self.process(&op, job, cancel).await;
         op.complete(response);
+        self.completed.fetch_add(1, Ordering::Relaxed);
         let mut tables = self.lock();
         if tables.in_flight.get(&action_digest).is_some_and(|current| Arc::ptr_eq(current, &op)) {
             tables.in_flight.remove(&action_digest);

@@ -11,7 +11,11 @@
 //!
 //! Staging hard-links a file from the store's `local_path` where the store has
 //! one (executables are copied, so that the mode of the CAS file never
-//! changes), and writes the bytes otherwise. Staging never follows a symlink:
+//! changes), and writes the bytes otherwise. A hard link shares the CAS's
+//! inode, so a command that writes into an input in place would corrupt the
+//! CAS: [`LinkedInputs`] remembers the size and mtime of every linked blob,
+//! and after the run [`LinkedInputs::modified`] names the blobs that changed,
+//! which the runner then removes from the store (a client re-uploads them). Staging never follows a symlink:
 //! every directory it writes into is one it has just created, and names are
 //! unique within a directory, so a symlink in the tree cannot redirect a
 //! write.
@@ -21,6 +25,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -126,13 +131,16 @@ impl InputTree {
         self.root
     }
 
-    /// Writes the tree into `dest`, which must not exist yet. Blocking.
-    pub fn stage(&self, dest: &Path) -> Result<(), RunnerError> {
+    /// Writes the tree into `dest`, which must not exist yet; returns what
+    /// was hard-linked from the store. Blocking.
+    pub fn stage(&self, dest: &Path) -> Result<LinkedInputs, RunnerError> {
         fs::create_dir(dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
-        self.stage_directory(&self.root, dest)
+        let mut linked = LinkedInputs::default();
+        self.stage_directory(&self.root, dest, &mut linked)?;
+        Ok(linked)
     }
 
-    fn stage_directory(&self, digest: &Digest, dest: &Path) -> Result<(), RunnerError> {
+    fn stage_directory(&self, digest: &Digest, dest: &Path, linked: &mut LinkedInputs) -> Result<(), RunnerError> {
         let directory = self
             .directories
             .get(digest)
@@ -140,7 +148,11 @@ impl InputTree {
         for file in &directory.files {
             let digest = child_digest(file.digest.as_ref())?;
             let content = self.contents.get(&digest).ok_or(RunnerError::MissingBlobs(vec![digest]))?;
-            place_file(content, file.is_executable, &dest.join(&file.name))?;
+            if place_file(content, file.is_executable, &dest.join(&file.name))? {
+                if let Content::Local(source) = content {
+                    linked.record(digest, source);
+                }
+            }
         }
         for link in &directory.symlinks {
             let path = dest.join(&link.name);
@@ -150,7 +162,7 @@ impl InputTree {
         for child in &directory.directories {
             let path = dest.join(&child.name);
             fs::create_dir(&path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?;
-            self.stage_directory(&child_digest(child.digest.as_ref())?, &path)?;
+            self.stage_directory(&child_digest(child.digest.as_ref())?, &path, linked)?;
         }
         Ok(())
     }
@@ -203,21 +215,66 @@ fn join(location: &str, name: &str) -> String {
     }
 }
 
-fn place_file(content: &Content, executable: bool, path: &Path) -> Result<(), RunnerError> {
+/// Places one file; returns whether it is a hard link to the store's file.
+fn place_file(content: &Content, executable: bool, path: &Path) -> Result<bool, RunnerError> {
     let mode = if executable { 0o755 } else { 0o644 };
     let context = || format!("staging {}", path.display());
     match content {
-        Content::Local(source) if !executable && fs::hard_link(source, path).is_ok() => Ok(()),
+        Content::Local(source) if !executable && fs::hard_link(source, path).is_ok() => Ok(true),
         Content::Local(source) => {
             let mut from = fs::File::open(source).map_err(|e| RunnerError::io(context(), e))?;
             let mut to = create_file(path, mode).map_err(|e| RunnerError::io(context(), e))?;
             std::io::copy(&mut from, &mut to).map_err(|e| RunnerError::io(context(), e))?;
-            Ok(())
+            Ok(false)
         }
         Content::Bytes(bytes) => {
             let mut to = create_file(path, mode).map_err(|e| RunnerError::io(context(), e))?;
-            to.write_all(bytes).map_err(|e| RunnerError::io(context(), e))
+            to.write_all(bytes).map_err(|e| RunnerError::io(context(), e))?;
+            Ok(false)
         }
+    }
+}
+
+/// The store files an input root hard-links, with the size and mtime each
+/// had when staged.
+#[derive(Debug, Default)]
+pub struct LinkedInputs {
+    files: HashMap<Digest, (PathBuf, u64, SystemTime)>,
+}
+
+impl LinkedInputs {
+    fn record(&mut self, digest: Digest, source: &Path) {
+        if self.files.contains_key(&digest) {
+            return;
+        }
+        if let Ok(meta) = fs::metadata(source) {
+            if let Ok(modified) = meta.modified() {
+                self.files.insert(digest, (source.to_path_buf(), meta.len(), modified));
+            }
+        }
+    }
+
+    /// How many distinct blobs are hard-linked.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether nothing is hard-linked.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The blobs whose store file changed (size or mtime) since staging:
+    /// the command wrote into an input in place. Blocking (one `stat` each).
+    pub fn modified(&self) -> Vec<Digest> {
+        self.files
+            .iter()
+            .filter(|(_, (path, size, modified))| match fs::metadata(path) {
+                Ok(meta) => meta.len() != *size || meta.modified().ok() != Some(*modified),
+                Err(_) => false,
+            })
+            .map(|(digest, _)| *digest)
+            .collect()
     }
 }
 
@@ -299,10 +356,14 @@ mod tests {
         let root = sample_tree(&store).await;
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let dest = temp.path().join("root");
-        tree.stage(&dest).unwrap();
+        let linked = tree.stage(&dest).unwrap();
+        assert_eq!(linked.len(), 1, "one non-executable blob is linked");
         let staged = fs::metadata(dest.join("data/a.txt")).unwrap();
         let stored = fs::metadata(store.local_path(&Digest::of(b"alpha")).unwrap()).unwrap();
         assert_eq!(staged.ino(), stored.ino(), "non-executable inputs are hard links");
+        assert!(linked.modified().is_empty());
+        fs::OpenOptions::new().append(true).open(dest.join("data/a.txt")).unwrap().write_all(b"!").unwrap();
+        assert_eq!(linked.modified(), vec![Digest::of(b"alpha")], "an in-place write to an input is detected");
         let exec = fs::metadata(dest.join("run.sh")).unwrap();
         assert_ne!(exec.ino(), fs::metadata(store.local_path(&Digest::of(b"#!/bin/sh\necho hi\n")).unwrap()).unwrap().ino());
     }

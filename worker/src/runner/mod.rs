@@ -115,7 +115,7 @@ impl RunnerError {
             RunnerError::Cancelled => tonic::Code::Cancelled,
             RunnerError::SandboxUnavailable(_) => tonic::Code::FailedPrecondition,
             RunnerError::Io { .. } => tonic::Code::Internal,
-            RunnerError::Store(_) => tonic::Code::Unavailable,
+            RunnerError::Store(e) => e.code(),
         }
     }
 
@@ -287,19 +287,20 @@ impl Runner {
         let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
         let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
         let root = dir.join("root");
-        let mount_points = {
+        let staged = {
             let dir = dir.to_path_buf();
             let root = root.clone();
             let outputs = outputs.clone();
             let sandbox = self.config.sandbox;
             run_blocking(move || {
                 std::fs::create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
-                tree.stage(&root)?;
+                let linked = tree.stage(&root)?;
                 outputs.prepare(&root)?;
-                sandbox.prepare_root(&root)
+                Ok((linked, sandbox.prepare_root(&root)?))
             })
             .await?
         };
+        let (linked, mount_points) = staged;
         metadata.input_fetch_completed_timestamp = Some(timestamp(SystemTime::now()));
         if cancel.is_cancelled() {
             return Err(RunnerError::Cancelled);
@@ -340,10 +341,21 @@ impl Runner {
             let outputs = outputs.clone();
             run_blocking(move || {
                 SandboxKind::clean_root(&mount_points);
-                outputs.collect(&root, &stdout_path, &stderr_path)
+                let modified = linked.modified();
+                Ok((outputs.collect(&root, &stdout_path, &stderr_path), modified))
             })
             .await?
         };
+        let (collected, modified) = collected;
+        for digest in modified {
+            // The command wrote through a hard link into the CAS: drop the blob
+            // rather than ever serve the altered content under its digest.
+            tracing::error!(action = %request.action_digest, blob = %digest, "the command modified an input in place; removing it from the CAS");
+            if let Err(e) = self.store.remove(&digest).await {
+                tracing::error!(blob = %digest, error = %e, "could not remove a modified input blob");
+            }
+        }
+        let collected = collected?;
         let mut result = collected.upload(&self.store).await?;
         result.exit_code = sandbox::exit_code(status);
         metadata.output_upload_completed_timestamp = Some(timestamp(SystemTime::now()));

@@ -7,6 +7,12 @@
 //! `host` sandbox runs the command directly in the staged input root (no
 //! isolation; for tests and trusted set-ups); the `namespace` sandbox uses the
 //! child-side set-up of [`super::namespace`].
+//!
+//! Commands are spawned on the calling (runtime worker) thread, never on the
+//! blocking pool: the namespace sandbox's processes die with the thread that
+//! forked them (`PR_SET_PDEATHSIG` is per thread), and tokio retires idle
+//! blocking threads after a few seconds. Fork and exec are short; the wait is
+//! asynchronous.
 
 use std::fmt;
 use std::fs::File;

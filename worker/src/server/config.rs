@@ -40,7 +40,7 @@ pub enum ConfigError {
 }
 
 /// Which services a worker runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// CAS, ByteStream, Action Cache, Remote Asset and Capabilities; no execution.

@@ -1,0 +1,283 @@
+//! [`plan_from_graph`]: the adapter from the loader's element graph and the
+//! cache keys to a [`BuildPlan`].
+//!
+//! It owns the mapping of core element kinds onto [`Recipe`]s: `import`
+//! (with `config.source`/`config.target`), `stack`, and `manual` (its
+//! configure, build, install and strip commands in that order, the
+//! `build-root`/`install-root` variables, the environment, and the platform
+//! `OSFamily`/`ISA` from `sandbox: build-os`/`build-arch`). Key decision:
+//! this is the only build code that knows the loader's types; a kind or
+//! source kind it cannot build yet is an error naming the element, never a
+//! silent skip. Sources: `local` only for now.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::cachekey::sandbox::{canonicalize_arch, HostPlatform};
+use crate::graph::{Element, ElementId, Graph, Scope};
+use crate::yaml::{Map, Node};
+
+use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, PlanElement, Recipe, SourceTree};
+
+/// The `manual` command lists, in the order they run.
+const MANUAL_COMMANDS: [&str; 4] = ["configure-commands", "build-commands", "install-commands", "strip-commands"];
+
+/// The plan that builds `targets` and everything they depend on; `keys`
+/// gives each element's keys (`None` when they cannot be computed).
+pub fn plan_from_graph(
+    graph: &Graph,
+    targets: &[ElementId],
+    host: &HostPlatform,
+    keys: impl Fn(ElementId) -> Option<ArtifactKeys>,
+) -> Result<BuildPlan, BuildError> {
+    let selected = graph.select(targets, Scope::All);
+    let position: HashMap<ElementId, usize> = graph.topological_order().into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut order = selected;
+    order.sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+    let index: HashMap<ElementId, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut elements = Vec::with_capacity(order.len());
+    for &id in &order {
+        let element = graph.element(id);
+        let project_dir = graph.projects.get(element.project.0 as usize).map(|p| p.directory.as_path()).unwrap_or(Path::new("."));
+        let keys = keys(id).ok_or_else(|| BuildError::Element {
+            element: element.full_name.clone(),
+            reason: "its cache key cannot be computed (sources not resolved?)".into(),
+        })?;
+        let deps = |build: bool| -> Vec<usize> {
+            element
+                .dependencies
+                .iter()
+                .filter(|d| if build { d.dep_type.is_build() } else { d.dep_type.is_runtime() })
+                .filter_map(|d| index.get(&d.element).copied())
+                .collect()
+        };
+        elements.push(PlanElement {
+            project: element.project_name.clone(),
+            name: element.full_name.clone(),
+            keys,
+            build_deps: deps(true),
+            runtime_deps: deps(false),
+            recipe: recipe(element, project_dir, host)?,
+        });
+    }
+    BuildPlan::new(elements)
+}
+
+/// The recipe of one element.
+pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform) -> Result<Recipe, BuildError> {
+    let bad = |reason: String| BuildError::Element { element: element.full_name.clone(), reason };
+    match element.kind.as_str() {
+        "stack" => Ok(Recipe::Stack),
+        "import" => Ok(Recipe::Import {
+            sources: sources(element, project_dir)?,
+            source: config_str(element, "source")?.unwrap_or_else(|| "/".into()),
+            target: config_str(element, "target")?.unwrap_or_else(|| "/".into()),
+        }),
+        "manual" => {
+            let mut commands = Vec::new();
+            for list in MANUAL_COMMANDS {
+                commands.extend(config_list(element, list)?);
+            }
+            let variable = |name: &str| element.variable(name).map(str::to_string).ok_or_else(|| bad(format!("variable '{name}' is not defined")));
+            Ok(Recipe::Commands(CommandsRecipe {
+                sources: sources(element, project_dir)?,
+                build_root: variable("build-root")?,
+                install_root: variable("install-root")?,
+                commands,
+                environment: string_map(&element.environment),
+                platform: platform(element, host)?,
+            }))
+        }
+        other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: import, manual, stack)"))),
+    }
+}
+
+/// `local` sources as trees to stage.
+fn sources(element: &Element, project_dir: &Path) -> Result<Vec<SourceTree>, BuildError> {
+    element
+        .sources
+        .iter()
+        .map(|source| {
+            if source.kind != "local" {
+                return Err(BuildError::Element {
+                    element: element.full_name.clone(),
+                    reason: format!("source kind '{}' cannot be staged for a build yet (supported: local)", source.kind),
+                });
+            }
+            let path = match source.config.get("path") {
+                Some(Node::Scalar(path)) => path.value.to_string(),
+                _ => {
+                    return Err(BuildError::Element { element: element.full_name.clone(), reason: "local source without a 'path'".into() })
+                }
+            };
+            Ok(SourceTree { path: project_dir.join(path), directory: source.directory.clone().unwrap_or_default() })
+        })
+        .collect()
+}
+
+fn config_str(element: &Element, key: &str) -> Result<Option<String>, BuildError> {
+    match element.config.get(key) {
+        None => Ok(None),
+        Some(Node::Scalar(s)) => Ok(Some(s.value.to_string())),
+        Some(_) => Err(BuildError::Element { element: element.full_name.clone(), reason: format!("config '{key}' is not a string") }),
+    }
+}
+
+fn config_list(element: &Element, key: &str) -> Result<Vec<String>, BuildError> {
+    match element.config.get(key) {
+        None => Ok(Vec::new()),
+        Some(Node::Seq(seq)) => seq
+            .items
+            .iter()
+            .map(|item| match item {
+                Node::Scalar(s) => Ok(s.value.to_string()),
+                _ => Err(BuildError::Element { element: element.full_name.clone(), reason: format!("config '{key}' has a non-string item") }),
+            })
+            .collect(),
+        Some(_) => Err(BuildError::Element { element: element.full_name.clone(), reason: format!("config '{key}' is not a list") }),
+    }
+}
+
+/// The scalar entries of a mapping (the environment).
+fn string_map(map: &Map) -> BTreeMap<String, String> {
+    map.iter()
+        .filter_map(|(k, v)| match v {
+            Node::Scalar(s) => Some((k.to_string(), s.value.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// REAPI platform properties: `OSFamily` from `build-os`, `ISA` from
+/// `build-arch` (canonicalised as BuildStream does), host values by default.
+fn platform(element: &Element, host: &HostPlatform) -> Result<BTreeMap<String, String>, BuildError> {
+    let get = |key: &str| match element.sandbox.get(key) {
+        Some(Node::Scalar(s)) => Some(s.value.to_string()),
+        _ => None,
+    };
+    let os = get("build-os").unwrap_or_else(|| host.os.clone());
+    let arch = match get("build-arch") {
+        Some(arch) => canonicalize_arch(&arch)
+            .ok_or_else(|| BuildError::Element { element: element.full_name.clone(), reason: format!("unknown build-arch '{arch}'") })?,
+        None => host.arch.clone(),
+    };
+    Ok(BTreeMap::from([("ISA".to_string(), arch), ("OSFamily".to_string(), os)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::graph::{DepType, Dependency, ProjectSummary, SourceData};
+    use crate::project::project::ProjectId;
+    use crate::yaml::{FileId, Scalar, Seq, SourceMap, Span};
+
+    fn span() -> Span {
+        Span::synthetic(FileId(0))
+    }
+
+    fn scalar(text: &str) -> Node {
+        Node::Scalar(Scalar { value: text.into(), span: span() })
+    }
+
+    fn map(entries: &[(&str, Node)]) -> Map {
+        let mut map = Map::new(span());
+        for (k, v) in entries {
+            map.insert(*k, v.clone());
+        }
+        map
+    }
+
+    fn element(id: u32, name: &str, kind: &str, config: Map, deps: &[(u32, DepType)]) -> Element {
+        Element {
+            id: ElementId(id),
+            name: name.into(),
+            full_name: name.into(),
+            kind: kind.into(),
+            project: ProjectId(0),
+            project_name: "proj".into(),
+            first_pass: false,
+            variables: vec![
+                (Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str())),
+                (Arc::from("install-root"), Arc::from("/buildstream-install")),
+            ],
+            config,
+            environment: map(&[("PATH", scalar("/usr/bin:/bin"))]),
+            environment_nocache: vec![],
+            public: Map::new(span()),
+            sandbox: map(&[("build-arch", scalar("x86_64")), ("build-os", scalar("linux"))]),
+            sources: vec![SourceData { kind: "local".into(), config: map(&[("path", scalar("files/src"))]), directory: None, provenance: None, span: span() }],
+            dependencies: deps
+                .iter()
+                .map(|(e, t)| Dependency { element: ElementId(*e), dep_type: *t, strict: false, configs: vec![], path: String::new(), span: span() })
+                .collect(),
+            span: span(),
+        }
+    }
+
+    fn graph(elements: Vec<Element>, targets: Vec<ElementId>) -> Graph {
+        let project = ProjectSummary {
+            name: "proj".into(),
+            directory: "/p".into(),
+            aliases: Default::default(),
+            fatal_warnings: vec![],
+            junction: None,
+            options: vec![],
+        };
+        Graph::new(elements, targets, vec![project], SourceMap::new())
+    }
+
+    fn keys(id: ElementId) -> Option<ArtifactKeys> {
+        Some(ArtifactKeys { strong: format!("s{}", id.0), weak: format!("w{}", id.0) })
+    }
+
+    #[test]
+    fn maps_core_kinds_onto_recipes_in_build_order() {
+        let commands = |list: &[&str]| Node::Seq(Seq { items: list.iter().map(|c| scalar(c)).collect(), span: span() });
+        // ids deliberately not in dependency order: 0 = app (manual) depends on 2 = base (import); 1 = all (stack).
+        let g = graph(
+            vec![
+                element(0, "app.bst", "manual", map(&[("build-commands", commands(&["make"])), ("install-commands", commands(&["make install"])), ("configure-commands", commands(&["./configure"]))]), &[(2, DepType::Build)]),
+                element(1, "all.bst", "stack", Map::new(span()), &[(0, DepType::All)]),
+                element(2, "base.bst", "import", map(&[("target", scalar("/sysroot"))]), &[]),
+            ],
+            vec![ElementId(1)],
+        );
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        let names: Vec<_> = plan.elements().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["base.bst", "app.bst", "all.bst"]);
+        assert_eq!(plan.elements()[1].build_deps, [0]);
+        assert_eq!(plan.elements()[2].keys.strong, "s1");
+        match &plan.elements()[0].recipe {
+            Recipe::Import { sources, source, target } => {
+                assert_eq!((source.as_str(), target.as_str()), ("/", "/sysroot"));
+                assert_eq!(sources[0].path, Path::new("/p/files/src"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &plan.elements()[1].recipe {
+            Recipe::Commands(recipe) => {
+                assert_eq!(recipe.commands, ["./configure", "make", "make install"]);
+                assert_eq!(recipe.build_root, "/buildstream/proj/app.bst");
+                assert_eq!(recipe.platform["ISA"], "x86-64");
+                assert_eq!(recipe.environment["PATH"], "/usr/bin:/bin");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan.elements()[2].recipe, Recipe::Stack);
+    }
+
+    #[test]
+    fn unsupported_kinds_and_sources_are_errors_naming_the_element() {
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        let g = graph(vec![element(0, "c.bst", "compose", Map::new(span()), &[])], vec![ElementId(0)]);
+        let err = plan_from_graph(&g, &g.targets, &host, keys).unwrap_err();
+        assert!(err.to_string().contains("c.bst") && err.to_string().contains("compose"), "{err}");
+        let mut remote = element(0, "r.bst", "import", Map::new(span()), &[]);
+        remote.sources[0].kind = "git".into();
+        let g = graph(vec![remote], vec![ElementId(0)]);
+        assert!(plan_from_graph(&g, &g.targets, &host, keys).unwrap_err().to_string().contains("git"));
+    }
+}

@@ -1,0 +1,511 @@
+//! [`RemoteRunner`]: the production [`ElementRunner`] — looks artifacts up
+//! and builds elements on REAPI endpoints.
+//!
+//! Key decisions: one storage remote holds the artifacts and the CAS every
+//! input is uploaded to; execution endpoints are assumed to share that CAS
+//! (a weir-worker executor reading through to the cache node, or one
+//! cluster). `import` and `stack` run nothing: their artifact trees are
+//! assembled and uploaded here. Elements with commands become one action
+//! each ([`ActionSpec`]); its output directory, re-uploaded as `Directory`
+//! blobs, is the artifact tree. Dependency trees read from the CAS are
+//! memoised for the run, since the same base is staged for many elements.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use weir_proto::merkle::{encode_directory, MerkleTree};
+use weir_proto::reapi::{self, ActionResult};
+use weir_proto::tree::ValidTree;
+use weir_proto::Digest;
+
+use super::action::{relative, ActionSpec};
+use super::event::{BuildEvent, EventSink};
+use super::placement::{Offer, Placement};
+use super::queue::{ElementRunner, Job};
+use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, Recipe, SourceTree, Staging};
+use crate::remote::{Blob, BlobSet, RemoteClient, RemoteError};
+
+/// Lines of output shown when a command fails.
+const LOG_TAIL_LINES: usize = 20;
+
+/// The directories of one tree, by digest.
+type Directories = BTreeMap<Digest, reapi::Directory>;
+
+/// Builds elements on remote endpoints.
+pub struct RemoteRunner {
+    storage: ArtifactCache,
+    executors: Vec<RemoteClient>,
+    placement: Placement,
+    strict: bool,
+    fatal_overlaps: bool,
+    last_endpoint: Mutex<HashMap<usize, usize>>,
+    trees: Mutex<HashMap<Digest, Arc<Directories>>>,
+    cancellations: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RemoteRunner {
+    /// A runner storing artifacts on `storage` and executing on `executors`
+    /// (each with its platform offer).
+    pub fn new(storage: RemoteClient, executors: Vec<(RemoteClient, Offer)>) -> Self {
+        let (executors, offers): (Vec<_>, Vec<_>) = executors.into_iter().unzip();
+        RemoteRunner {
+            storage: ArtifactCache::new(storage),
+            executors,
+            placement: Placement::new(offers),
+            strict: true,
+            fatal_overlaps: false,
+            last_endpoint: Mutex::default(),
+            trees: Mutex::default(),
+            cancellations: Arc::default(),
+        }
+    }
+
+    /// In non-strict mode an artifact found by weak key is used.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Makes overlapping dependency files an error instead of a warning.
+    pub fn with_fatal_overlaps(mut self, fatal: bool) -> Self {
+        self.fatal_overlaps = fatal;
+        self
+    }
+
+    /// Waits (at most `limit`) for the cancellations of dropped builds to
+    /// reach their servers; call after an interrupted build.
+    pub async fn flush_cancellations(&self, limit: std::time::Duration) {
+        let tasks: Vec<_> = self.cancellations.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        let _ = tokio::time::timeout(limit, futures::future::join_all(tasks)).await;
+    }
+
+    fn cas(&self) -> &crate::remote::Cas {
+        &self.storage.remote().cas
+    }
+
+    /// The directories of the tree rooted at `root`, read once per run.
+    async fn tree(&self, root: Digest) -> Result<Arc<Directories>, BuildError> {
+        if let Some(tree) = self.trees.lock().ok().and_then(|t| t.get(&root).cloned()) {
+            return Ok(tree);
+        }
+        let tree = Arc::new(self.cas().read_tree(root).await?);
+        if let Ok(mut trees) = self.trees.lock() {
+            trees.insert(root, tree.clone());
+        }
+        Ok(tree)
+    }
+
+    /// Reads local sources from disk (off the async threads), stages them
+    /// under `prefix` and adds their blobs to `blobs`.
+    async fn stage_sources(
+        &self,
+        element: &str,
+        sources: &[SourceTree],
+        prefix: &str,
+        staging: &mut Staging,
+        blobs: &mut BlobSet,
+    ) -> Result<(), BuildError> {
+        for source in sources {
+            let path = source.path.clone();
+            let tree = tokio::task::spawn_blocking(move || MerkleTree::from_path(&path))
+                .await
+                .map_err(|e| BuildError::Element { element: element.into(), reason: e.to_string() })?
+                .map_err(|source| BuildError::Source { element: element.into(), source })?;
+            add_tree_blobs(&tree, blobs);
+            let directories: Directories = tree.directories().map(|d| (d.digest, d.directory.clone())).collect();
+            let at = join(prefix, &relative(&source.directory));
+            staging.stage_tree(element, &at, tree.root_digest(), &directories)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes `staging`, uploads its directories and `blobs`; returns the root.
+    async fn upload_staging(&self, element: &str, staging: &Staging, mut blobs: BlobSet) -> Result<Digest, BuildError> {
+        let tree = staging.build(element)?;
+        for directory in tree.directories() {
+            blobs.insert(directory.digest, Blob::Data(directory.bytes.clone()));
+        }
+        self.cas().upload(&blobs).await?;
+        Ok(tree.root_digest())
+    }
+
+    async fn build_import(&self, job: &Job, sources: &[SourceTree], source: &str, target: &str) -> Result<Digest, BuildError> {
+        let element = &job.element().name;
+        let mut staging = Staging::new();
+        let mut blobs = BlobSet::new();
+        self.stage_sources(element, sources, "", &mut staging, &mut blobs).await?;
+        let source = relative(source);
+        let target = relative(target);
+        if source.is_empty() && target.is_empty() {
+            return self.upload_staging(element, &staging, blobs).await;
+        }
+        // Relocate: the `source` subdirectory of the sources, under `target`.
+        let staged = staging.build(element)?;
+        let directories: Directories = staged.directories().map(|d| (d.digest, d.directory.clone())).collect();
+        let sub = find_subdirectory(staged.root_digest(), &directories, &source).ok_or_else(|| BuildError::Element {
+            element: element.clone(),
+            reason: format!("import source directory {source:?} is not in the sources"),
+        })?;
+        let mut relocated = Staging::new();
+        relocated.stage_tree(element, &target, sub, &directories)?;
+        self.upload_staging(element, &relocated, blobs).await
+    }
+
+    async fn build_commands(&self, job: &Job, recipe: &CommandsRecipe, events: &dyn EventSink) -> Result<Artifact, BuildError> {
+        let element = job.element();
+        let mut staging = Staging::new();
+        for dep in &job.deps {
+            let root = dep.files_digest()?;
+            let tree = self.tree(root).await?;
+            staging.stage_tree(&dep.element, "", root, &tree)?;
+        }
+        let overlaps = staging.overlaps().to_vec();
+        if self.fatal_overlaps && !overlaps.is_empty() {
+            return Err(BuildError::Overlap { element: element.name.clone(), paths: overlaps.into_iter().map(|o| o.path).collect() });
+        }
+        for overlap in overlaps {
+            events.emit(BuildEvent::Overlap { element: element.name.clone(), path: overlap.path, first: overlap.first, second: overlap.second });
+        }
+        let build_root = relative(&recipe.build_root);
+        staging.add_directory(&element.name, &build_root);
+        staging.add_directory(&element.name, &relative(&recipe.install_root));
+        let mut blobs = BlobSet::new();
+        self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
+        let input_root = self.upload_staging(&element.name, &staging, blobs).await?;
+
+        let spec = ActionSpec::new(recipe, input_root);
+        let command = spec.command.encode_to_vec();
+        let action = spec.action.encode_to_vec();
+        let action_digest = Digest::of(&action);
+        self.cas()
+            .upload(&BlobSet::from([(Digest::of(&command), Blob::Data(command)), (action_digest, Blob::Data(action))]))
+            .await?;
+
+        let avoid = self.last_endpoint.lock().ok().and_then(|l| l.get(&job.index).copied());
+        let endpoint = self.placement.choose(&recipe.platform, if job.attempt == 0 { None } else { avoid }).ok_or_else(|| {
+            BuildError::NoEndpoint {
+                element: element.name.clone(),
+                platform: recipe.platform.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            }
+        })?;
+        if let Ok(mut last) = self.last_endpoint.lock() {
+            last.insert(job.index, endpoint);
+        }
+        let execution = &self.executors[endpoint].execution;
+        let mut guard = CancelOnDrop { execution: execution.clone(), operation: None, pending: self.cancellations.clone() };
+        let response = execution.execute(action_digest, false, |name| guard.operation = Some(name.to_string())).await?;
+        guard.operation = None;
+        let result = response.result.unwrap_or_default();
+        let (stdout, stderr) = self.store_logs(&result).await?;
+        if result.exit_code != 0 {
+            let log_tail = self.log_tail(&[stdout, stderr]).await;
+            return Err(BuildError::CommandFailed {
+                element: element.name.clone(),
+                exit_code: result.exit_code,
+                log_tail,
+                logs: [stdout, stderr].into_iter().flatten().collect(),
+            });
+        }
+        let files = self.output_tree(&element.name, &result, &spec.output_path).await?;
+        let mut artifact = Artifact::new(element, files, dependencies(job));
+        artifact.stdout = stdout.map(|d| d.to_string());
+        artifact.stderr = stderr.map(|d| d.to_string());
+        artifact.action = Some(action_digest.to_string());
+        Ok(artifact)
+    }
+
+    /// The stdout and stderr of a result as CAS digests (inline output is uploaded).
+    async fn store_logs(&self, result: &ActionResult) -> Result<(Option<Digest>, Option<Digest>), BuildError> {
+        let mut out = [None, None];
+        let mut blobs = BlobSet::new();
+        for (slot, (raw, digest)) in
+            out.iter_mut().zip([(&result.stdout_raw, &result.stdout_digest), (&result.stderr_raw, &result.stderr_digest)])
+        {
+            if let Some(digest) = digest {
+                let digest = Digest::try_from(digest).map_err(RemoteError::from)?;
+                *slot = (digest.size() > 0).then_some(digest);
+            } else if !raw.is_empty() {
+                let digest = Digest::of(raw);
+                blobs.insert(digest, Blob::Data(raw.clone()));
+                *slot = Some(digest);
+            }
+        }
+        if !blobs.is_empty() {
+            self.cas().upload(&blobs).await?;
+        }
+        Ok((out[0], out[1]))
+    }
+
+    /// The last lines of the logs (best effort: a log that cannot be read is skipped).
+    async fn log_tail(&self, logs: &[Option<Digest>]) -> String {
+        let mut text = String::new();
+        for digest in logs.iter().flatten() {
+            if let Ok(data) = self.cas().download_one(*digest).await {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// The output directory at `path` as a tree in the storage CAS; an
+    /// install root the command left empty or removed is an empty tree.
+    async fn output_tree(&self, element: &str, result: &ActionResult, path: &str) -> Result<Digest, BuildError> {
+        let Some(output) = result.output_directories.iter().find(|d| relative(&d.path) == path) else {
+            let (bytes, digest) = encode_directory(&reapi::Directory::default());
+            self.cas().upload(&BlobSet::from([(digest, Blob::Data(bytes))])).await?;
+            return Ok(digest);
+        };
+        let tree_digest = Digest::try_from(output.tree_digest.as_ref()).map_err(RemoteError::from)?;
+        let data = self.cas().download_one(tree_digest).await?;
+        let tree = ValidTree::decode(&data)
+            .map_err(|e| BuildError::Element { element: element.into(), reason: format!("output tree {tree_digest}: {e}") })?;
+        let blobs: BlobSet = tree
+            .directories()
+            .map(|(digest, directory)| (*digest, Blob::Data(directory.encode_to_vec())))
+            .collect();
+        self.cas().upload(&blobs).await?;
+        Ok(tree.root_digest())
+    }
+}
+
+impl ElementRunner for RemoteRunner {
+    async fn lookup(&self, job: &Job) -> Result<Option<Artifact>, BuildError> {
+        let element = job.element();
+        if let Some(artifact) = self.storage.lookup(&element.project, &element.name, &element.keys.strong).await? {
+            return Ok(Some(artifact));
+        }
+        if !self.strict {
+            return self.storage.lookup(&element.project, &element.name, &element.keys.weak).await;
+        }
+        Ok(None)
+    }
+
+    async fn build(&self, job: &Job, events: &dyn EventSink) -> Result<Artifact, BuildError> {
+        let element = job.element();
+        let artifact = match &element.recipe {
+            Recipe::Stack => {
+                let (bytes, digest) = encode_directory(&reapi::Directory::default());
+                self.cas().upload(&BlobSet::from([(digest, Blob::Data(bytes))])).await?;
+                Artifact::new(element, digest, dependencies(job))
+            }
+            Recipe::Import { sources, source, target } => {
+                let files = self.build_import(job, sources, source, target).await?;
+                Artifact::new(element, files, dependencies(job))
+            }
+            Recipe::Commands(recipe) => self.build_commands(job, recipe, events).await?,
+        };
+        self.storage.store(&artifact).await?;
+        Ok(artifact)
+    }
+}
+
+/// Cancels the remote operation if the build of an element is dropped
+/// while the operation runs (Ctrl-C, `--on-error quit` does not drop).
+struct CancelOnDrop {
+    execution: crate::remote::Execution,
+    operation: Option<String>,
+    pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let (Some(operation), Ok(runtime)) = (self.operation.take(), tokio::runtime::Handle::try_current()) {
+            let execution = self.execution.clone();
+            let task = runtime.spawn(async move {
+                if let Err(error) = execution.cancel(&operation).await {
+                    tracing::debug!(%operation, %error, "could not cancel the remote operation");
+                }
+            });
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.push(task);
+            }
+        }
+    }
+}
+
+/// The staged dependencies of a job as `(element, strong key)`.
+fn dependencies(job: &Job) -> Vec<(String, String)> {
+    job.deps.iter().map(|d| (d.element.clone(), d.strong_key.clone())).collect()
+}
+
+/// Adds a tree read from disk (directories and files) to an upload set.
+fn add_tree_blobs(tree: &MerkleTree, blobs: &mut BlobSet) {
+    for directory in tree.directories() {
+        blobs.insert(directory.digest, Blob::Data(directory.bytes.clone()));
+    }
+    for file in tree.files() {
+        if let Some(path) = &file.path {
+            blobs.insert(file.digest, Blob::File(path.clone()));
+        }
+    }
+}
+
+/// `a/b` from `a` and `b`, either possibly empty.
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// The digest of the directory at relative `path` inside the tree `root`.
+fn find_subdirectory(root: Digest, directories: &Directories, path: &str) -> Option<Digest> {
+    let mut current = root;
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let directory = directories.get(&current)?;
+        let node = directory.directories.iter().find(|d| d.name == segment)?;
+        current = Digest::try_from(node.digest.as_ref()).ok()?;
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::build::{ArtifactKeys, BuildPlan, BuildQueue, ElementResult, EventLog, OnError, PlanElement, QueueOptions};
+    use crate::remote::fake_server::{host_run, FakeServer};
+    use crate::remote::EndpointSpec;
+
+    fn element(name: &str, key: &str, build: &[usize], recipe: Recipe) -> PlanElement {
+        PlanElement {
+            project: "test".into(),
+            name: name.into(),
+            keys: ArtifactKeys { strong: format!("{key}-s"), weak: format!("{key}-w") },
+            build_deps: build.to_vec(),
+            runtime_deps: vec![],
+            recipe,
+        }
+    }
+
+    fn import(dir: &Path) -> Recipe {
+        Recipe::Import { sources: vec![SourceTree { path: dir.to_path_buf(), directory: String::new() }], source: "/".into(), target: "/".into() }
+    }
+
+    /// Commands run in the fake's host sandbox, so they use paths relative to the build root.
+    fn manual(name: &str, commands: &[&str]) -> Recipe {
+        Recipe::Commands(CommandsRecipe {
+            build_root: format!("/buildstream/test/{name}"),
+            install_root: "/buildstream-install".into(),
+            commands: commands.iter().map(|c| c.to_string()).collect(),
+            environment: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+            ..Default::default()
+        })
+    }
+
+    async fn build(server: &FakeServer, plan: Vec<PlanElement>) -> (crate::build::BuildReport, Vec<BuildEvent>) {
+        let client = RemoteClient::connect(EndpointSpec::new(&server.url).unwrap()).await.unwrap();
+        let runner = Arc::new(RemoteRunner::new(client.clone(), vec![(client, Offer::default())]));
+        let log = Arc::new(EventLog::default());
+        let options = QueueOptions { builders: 2, on_error: OnError::Continue, max_retries: 1, backoff: std::time::Duration::from_millis(1) };
+        let queue = BuildQueue::new(runner, options, log.clone());
+        let (_tx, rx) = watch::channel(false);
+        let report = queue.run(Arc::new(BuildPlan::new(plan).unwrap()), rx).await;
+        (report, log.events())
+    }
+
+    /// Reads `path` from an artifact tree in the fake CAS.
+    fn read_file(server: &FakeServer, root: Digest, path: &str) -> Option<Vec<u8>> {
+        let mut current = root;
+        let mut segments: Vec<&str> = path.split('/').collect();
+        let name = segments.pop()?;
+        for segment in segments {
+            let dir: reapi::Directory = server.state.get_message(&current.to_proto())?;
+            current = Digest::try_from(dir.directories.iter().find(|d| d.name == segment)?.digest.as_ref()).ok()?;
+        }
+        let dir: reapi::Directory = server.state.get_message(&current.to_proto())?;
+        let file = dir.files.iter().find(|f| f.name == name)?;
+        server.state.get(&Digest::try_from(file.digest.as_ref()).ok()?)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_manual_stack_then_everything_cached() {
+        let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
+        let project = tempfile::tempdir().unwrap();
+        let base = project.path().join("base");
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::write(base.join("etc/greeting"), "hello from base\n").unwrap();
+        let plan = vec![
+            element("base.bst", "k0", &[], import(&base)),
+            element(
+                "greet.bst",
+                "k1",
+                &[0],
+                manual("greet.bst", &[
+                    "echo configuring",
+                    "mkdir -p ../../../buildstream-install/usr/share && cp ../../../etc/greeting ../../../buildstream-install/usr/share/msg",
+                ]),
+            ),
+            element("all.bst", "k2", &[1], Recipe::Stack),
+        ];
+        let (report, events) = build(&server, plan.clone()).await;
+        assert!(report.success(), "{events:#?}");
+        assert_eq!(report.built(), 3);
+        let greet = report.results[1].artifact().unwrap();
+        assert_eq!(read_file(&server, greet.files_digest().unwrap(), "usr/share/msg").as_deref(), Some(&b"hello from base\n"[..]));
+        // The log went to the CAS and names the command.
+        let log = server.state.get(&greet.stdout.as_ref().unwrap().parse().unwrap()).unwrap();
+        assert!(String::from_utf8_lossy(&log).contains("Running echo configuring"), "{}", String::from_utf8_lossy(&log));
+        assert_eq!(greet.dependencies, [("base.bst".to_string(), "k0-s".to_string())]);
+
+        let executes = server.state.executes.load(std::sync::atomic::Ordering::SeqCst);
+        let (again, events) = build(&server, plan).await;
+        assert_eq!((again.cached(), again.built()), (3, 0), "{events:#?}");
+        assert_eq!(server.state.executes.load(std::sync::atomic::Ordering::SeqCst), executes);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_command_reports_its_exit_code_and_log_tail() {
+        let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
+        let plan = vec![
+            element("bad.bst", "b0", &[], manual("bad.bst", &["echo about to fail", "echo 'no such thing' >&2; exit 4", "echo unreachable"])),
+            element("after.bst", "b1", &[0], Recipe::Stack),
+        ];
+        let (report, events) = build(&server, plan).await;
+        match &report.results[0] {
+            ElementResult::Failed(BuildError::CommandFailed { exit_code, log_tail, logs, .. }) => {
+                assert_eq!(*exit_code, 4);
+                assert!(log_tail.contains("no such thing") && log_tail.contains("about to fail"), "{log_tail}");
+                assert!(!log_tail.contains("unreachable"));
+                assert!(!logs.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(report.results[1], ElementResult::Skipped));
+        assert!(events.iter().any(|e| matches!(e, BuildEvent::Failed { exit_code: Some(4), .. })));
+        // A real failure is not retried.
+        assert!(!events.iter().any(|e| matches!(e, BuildEvent::Retrying { .. })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_dependencies_are_reported() {
+        let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
+        let project = tempfile::tempdir().unwrap();
+        for (dir, text) in [("one", "1"), ("two", "2")] {
+            std::fs::create_dir_all(project.path().join(dir).join("etc")).unwrap();
+            std::fs::write(project.path().join(dir).join("etc/conf"), text).unwrap();
+        }
+        let plan = vec![
+            element("one.bst", "o1", &[], import(&project.path().join("one"))),
+            element("two.bst", "o2", &[], import(&project.path().join("two"))),
+            element("user.bst", "o3", &[0, 1], manual("user.bst", &["mkdir -p ../../../buildstream-install && cp ../../../etc/conf ../../../buildstream-install/"])),
+        ];
+        let (report, events) = build(&server, plan).await;
+        assert!(report.success(), "{events:#?}");
+        assert!(events.contains(&BuildEvent::Overlap {
+            element: "user.bst".into(),
+            path: "etc/conf".into(),
+            first: "one.bst".into(),
+            second: "two.bst".into()
+        }));
+        // The later dependency won.
+        let user = report.results[2].artifact().unwrap();
+        assert_eq!(read_file(&server, user.files_digest().unwrap(), "conf").as_deref(), Some(&b"2"[..]));
+    }
+}

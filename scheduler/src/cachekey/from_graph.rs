@@ -1,0 +1,305 @@
+//! The adapter from the loader's element graph to key inputs, and the one
+//! entry point `weir show` (and later `build`) calls: [`GraphKeys`].
+//!
+//! It owns the mapping of [`crate::graph::Element`] fields onto
+//! [`ElementInput`] (element ids become input indices one to one) and alias
+//! translation for download URLs. Key decision: this is the only code in the
+//! module that knows the loader's types; everything after it is plain data.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{Element, ElementId, Graph, ProjectSummary};
+
+use super::element_input::{DependencyInput, ElementInput, SourceInput, KEY_VARIABLES};
+use super::key_fields::{KeyFields, DEFAULT_KEY_LENGTH};
+use super::key_table::{ElementKeys, KeyTable};
+use super::node_value::map_to_value;
+use super::sandbox::HostPlatform;
+use super::source_key::{MerkleDigester, TreeDigester};
+use super::value::Value;
+use super::CacheKeyError;
+
+/// The keys of every element of a loaded graph.
+#[derive(Debug)]
+pub struct GraphKeys {
+    inputs: Vec<ElementInput>,
+    table: KeyTable,
+}
+
+impl GraphKeys {
+    /// Computes the keys of every element of `graph` for this host, digesting
+    /// `local` sources with weir-proto's Merkle builder.
+    pub fn compute(graph: &Graph) -> Result<Self, CacheKeyError> {
+        Self::compute_with(graph, &HostPlatform::detect(), &MerkleDigester)
+    }
+
+    /// Computes the keys with an explicit host platform and tree digester.
+    pub fn compute_with(
+        graph: &Graph,
+        host: &HostPlatform,
+        digester: &dyn TreeDigester,
+    ) -> Result<Self, CacheKeyError> {
+        let inputs = element_inputs(graph)?;
+        let table = KeyTable::compute(&inputs, host, digester)?;
+        Ok(GraphKeys { inputs, table })
+    }
+
+    /// The keys of element `id`.
+    pub fn keys(&self, id: ElementId) -> Option<&ElementKeys> {
+        self.table.get(id.index())
+    }
+
+    /// The printable key fields of element `id` (`%{full-key}`, `%{key}`,
+    /// `%{strict-key}`, `%{weak-key}`, `%{source-keys}`, `%{artifact}`,
+    /// `%{state}`), with the default short-key length and nothing cached.
+    pub fn fields(&self, id: ElementId) -> Option<KeyFields> {
+        self.fields_with(id, DEFAULT_KEY_LENGTH, &|_| false)
+    }
+
+    /// The key fields with an explicit short-key length and cache lookup
+    /// (`cached(id)` says whether that element's artifact is cached).
+    pub fn fields_with(&self, id: ElementId, key_length: usize, cached: &dyn Fn(ElementId) -> bool) -> Option<KeyFields> {
+        let cached_index = |index: usize| cached(ElementId(index as u32));
+        KeyFields::of(&self.table, &self.inputs, id.index(), key_length, &cached_index)
+    }
+}
+
+/// `weir show`'s per-element key fields: `%{full-key}`, `%{key}`,
+/// `%{strict-key}`, `%{weak-key}`, `%{source-keys}`, `%{artifact}`, `%{state}`.
+impl crate::graph::KeyFields for GraphKeys {
+    fn field(&self, _graph: &Graph, element: &Element, field: &str) -> Option<String> {
+        self.fields(element.id)?.field(field).map(str::to_owned)
+    }
+}
+
+/// The key inputs of every element, indexed by element id.
+pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError> {
+    graph
+        .elements
+        .iter()
+        .enumerate()
+        .map(|(index, element)| {
+            if element.id.index() != index {
+                return Err(CacheKeyError::Internal {
+                    detail: format!("{}: element id {} stored at index {index}", element.full_name, element.id.0),
+                });
+            }
+            let project = graph.projects.get(element.project.0 as usize).ok_or_else(|| CacheKeyError::Internal {
+                detail: format!("{}: unknown project instance {}", element.full_name, element.project.0),
+            })?;
+            element_input(element, project)
+        })
+        .collect()
+}
+
+/// The key input of one element.
+fn element_input(element: &Element, project: &ProjectSummary) -> Result<ElementInput, CacheKeyError> {
+    let variables: BTreeMap<String, String> = KEY_VARIABLES
+        .iter()
+        .filter_map(|name| element.variable(name).map(|value| ((*name).to_owned(), value.to_owned())))
+        .collect();
+    let mut environment = BTreeMap::new();
+    for (name, value) in element.environment.iter() {
+        let value = value.as_str().ok_or_else(|| CacheKeyError::InvalidConfig {
+            element: element.full_name.clone(),
+            detail: format!("environment variable {name} is not a string"),
+        })?;
+        environment.insert(name.to_string(), value.to_owned());
+    }
+    let sources = element
+        .sources
+        .iter()
+        .map(|source| {
+            let config = map_to_value(&source.config);
+            let translated_url = config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project));
+            SourceInput {
+                kind: source.kind.clone(),
+                directory: source.directory.clone(),
+                config,
+                project_dir: project.directory.clone(),
+                translated_url,
+            }
+        })
+        .collect();
+    let dependencies = element
+        .dependencies
+        .iter()
+        .map(|dep| DependencyInput {
+            element: dep.element.index(),
+            path: dep.path.clone(),
+            build: dep.dep_type.is_build(),
+            runtime: dep.dep_type.is_runtime(),
+            strict: dep.strict,
+            configs: dep.configs.iter().map(map_to_value).collect(),
+        })
+        .collect();
+    Ok(ElementInput {
+        project: element.project_name.clone(),
+        name: element.name.clone(),
+        full_name: element.full_name.clone(),
+        kind: element.kind.clone(),
+        build_root: element.variable("build-root").unwrap_or_default().to_owned(),
+        variables,
+        config: map_to_value(&element.config),
+        environment,
+        environment_nocache: element.environment_nocache.iter().cloned().collect::<BTreeSet<_>>(),
+        public: map_to_value(&element.public),
+        sandbox: map_to_value(&element.sandbox),
+        sources,
+        fatal_warnings: project.fatal_warnings.clone(),
+        dependencies,
+    })
+}
+
+/// `alias:rest` → the alias's URL + `rest` when the project defines the alias
+/// (BuildStream's `Project.translate_url` without a mirror override).
+fn translate_url(url: &str, project: &ProjectSummary) -> String {
+    match url.split_once(':') {
+        Some((alias, rest)) => match project.aliases.get(alias) {
+            Some(base) if !base.is_empty() => format!("{base}{rest}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use indexmap::IndexMap;
+
+    use super::*;
+    use crate::graph::{DepType, Dependency, SourceData};
+    use crate::project::ProjectId;
+    use crate::yaml::{FileId, Map, Node, SourceMap, Span};
+
+    struct NamedDigester;
+
+    impl TreeDigester for NamedDigester {
+        fn tree_hash(&self, path: &Path) -> Result<String, String> {
+            Ok(super::super::canonical::hash_canonical(&path.display().to_string()))
+        }
+    }
+
+    fn span() -> Span {
+        Span::synthetic(FileId(0))
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Map {
+        let mut map = Map::new(span());
+        for (key, value) in pairs {
+            map.insert(*key, Node::scalar(*value, span()));
+        }
+        map
+    }
+
+    fn element(id: u32, name: &str, kind: &str) -> Element {
+        Element {
+            id: ElementId(id),
+            name: name.into(),
+            full_name: name.into(),
+            kind: kind.into(),
+            project: ProjectId(0),
+            project_name: "proj".into(),
+            first_pass: false,
+            variables: vec![(Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str()))],
+            config: Map::new(span()),
+            environment: map(&[("PATH", "/usr/bin"), ("MAKEFLAGS", "-j8")]),
+            environment_nocache: vec!["MAKEFLAGS".into()],
+            public: Map::new(span()),
+            sandbox: Map::new(span()),
+            sources: Vec::new(),
+            dependencies: Vec::new(),
+            span: span(),
+        }
+    }
+
+    fn graph() -> Graph {
+        let mut fetch = element(0, "fetch.bst", "import");
+        fetch.sources.push(SourceData {
+            kind: "remote".into(),
+            config: map(&[("url", "up:dir/file.txt"), ("ref", "abc")]),
+            directory: Some("opt".into()),
+            provenance: None,
+            span: span(),
+        });
+        fetch.sources.push(SourceData {
+            kind: "local".into(),
+            config: map(&[("path", "files")]),
+            directory: None,
+            provenance: None,
+            span: span(),
+        });
+        let mut build = element(1, "build.bst", "manual");
+        build.dependencies.push(Dependency {
+            element: ElementId(0),
+            dep_type: DepType::Build,
+            strict: false,
+            configs: vec![map(&[("location", "/sysroot")])],
+            path: "fetch.bst".into(),
+            span: span(),
+        });
+        let mut aliases = IndexMap::new();
+        aliases.insert("up".to_owned(), "https://example.com/mirror/".to_owned());
+        let project = ProjectSummary {
+            name: "proj".into(),
+            directory: PathBuf::from("/project"),
+            aliases,
+            fatal_warnings: vec!["overlaps".into()],
+            junction: None,
+            options: Vec::new(),
+        };
+        Graph::new(vec![fetch, build], vec![ElementId(1)], vec![project], SourceMap::new())
+    }
+
+    fn host() -> HostPlatform {
+        HostPlatform { os: "linux".into(), arch: "x86-64".into() }
+    }
+
+    #[test]
+    fn graph_elements_become_inputs() {
+        let inputs = element_inputs(&graph()).unwrap();
+        let fetch = &inputs[0];
+        assert_eq!(fetch.sources[0].translated_url.as_deref(), Some("https://example.com/mirror/dir/file.txt"));
+        assert_eq!(fetch.sources[0].directory.as_deref(), Some("opt"));
+        assert_eq!(fetch.sources[1].project_dir, PathBuf::from("/project"));
+        assert_eq!(fetch.fatal_warnings, vec!["overlaps".to_owned()]);
+        assert_eq!(fetch.build_root, "/buildstream/proj/fetch.bst");
+        let build = &inputs[1];
+        assert_eq!(build.dependencies.len(), 1);
+        assert!(build.dependencies[0].build && !build.dependencies[0].runtime);
+        assert_eq!(build.dependencies[0].configs[0].get("location"), Some(&Value::from("/sysroot")));
+        assert!(build.environment_nocache.contains("MAKEFLAGS"));
+    }
+
+    #[test]
+    fn fields_of_a_graph() {
+        let keys = GraphKeys::compute_with(&graph(), &host(), &NamedDigester).unwrap();
+        let fetch = keys.fields(ElementId(0)).unwrap();
+        assert_eq!(
+            fetch.source_keys,
+            format!(
+                r#"[["up:dir/file.txt","abc","file.txt",false],"{}"]"#,
+                super::super::canonical::hash_canonical("/project/files")
+            )
+        );
+        assert_eq!(fetch.state, "buildable");
+        assert_eq!(fetch.key, fetch.full_key[..8]);
+        assert_eq!(fetch.artifact, format!("proj/fetch/{}", fetch.full_key));
+        let build = keys.fields(ElementId(1)).unwrap();
+        assert_eq!(build.state, "waiting");
+        assert!(super::super::canonical::is_key(&build.strict_key));
+        assert!(super::super::canonical::is_key(&build.weak_key));
+        assert_eq!(build.full_key, build.strict_key);
+        let graph = graph();
+        let lookup: &dyn crate::graph::KeyFields = &keys;
+        assert_eq!(lookup.field(&graph, graph.element(ElementId(1)), "full-key"), Some(build.full_key.clone()));
+        assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "source-keys"), Some(fetch.source_keys.clone()));
+        assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "name"), None);
+        let cached = keys.fields_with(ElementId(1), 4, &|id| id == ElementId(0)).unwrap();
+        assert_eq!(cached.state, "buildable");
+        assert_eq!(cached.key.len(), 4);
+    }
+}

@@ -1,0 +1,274 @@
+//! `weir build TARGET...`: load the targets, compute their keys, and build
+//! every element that is not cached on the remote, with progress lines (or
+//! `--json` events) and BuildStream-like exit codes.
+//!
+//! It also owns [`RemoteArgs`], the remote options `weir build` and `weir
+//! artifact` share, and [`Session`], the loaded graph plus connected remote
+//! both commands start from. Key decision: with no `--remote`, the command
+//! fails with a clear message until the embedded worker exists; nothing is
+//! built locally behind the user's back.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::sync::watch;
+
+use super::show::{load_options, project_directory};
+use super::{Failure, GlobalArgs, EXIT_FAILURE};
+use crate::build::{
+    plan_from_graph, ArtifactKeys, BuildError, BuildEvent, BuildPlan, BuildQueue, EventSink, Offer, OnError, QueueOptions,
+    RemoteRunner,
+};
+use crate::cachekey::{sandbox::HostPlatform, GraphKeys};
+use crate::graph::{ElementId, Graph};
+use crate::loader::{self, LoadFailure};
+use crate::remote::{EndpointSpec, RemoteClient, RemoteError};
+
+/// Exit status when the build was interrupted (Ctrl-C).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Where the REAPI server(s) are.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// REAPI endpoint (`grpc://HOST:PORT` or `grpcs://HOST:PORT`); repeat for
+    /// several execution endpoints (the first also stores artifacts).
+    #[arg(long = "remote", env = "WEIR_REMOTE", value_name = "URL", value_delimiter = ',')]
+    pub remotes: Vec<String>,
+    /// REAPI instance name.
+    #[arg(long = "instance-name", default_value = "", value_name = "NAME")]
+    pub instance_name: String,
+    /// Bearer token sent to the remotes.
+    #[arg(long = "token", env = "WEIR_REMOTE_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate for `grpcs://` remotes with a private CA.
+    #[arg(long = "server-cert", value_name = "FILE")]
+    pub server_cert: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The endpoint specs, checked.
+    fn specs(&self) -> Result<Vec<EndpointSpec>, Failure> {
+        if self.remotes.is_empty() {
+            return Err(Failure::new(
+                "APP",
+                "NO_REMOTE",
+                "no remote configured: pass --remote grpc://HOST:PORT (or set WEIR_REMOTE); the embedded worker is not available yet",
+            ));
+        }
+        self.remotes
+            .iter()
+            .map(|url| {
+                let mut spec = EndpointSpec::new(url.trim()).map_err(remote_failure)?;
+                spec.instance_name = self.instance_name.clone();
+                spec.token = self.token.clone();
+                spec.ca_certificate = self.server_cert.clone();
+                Ok(spec)
+            })
+            .collect()
+    }
+}
+
+/// `weir build` arguments, as BuildStream's `bst build` where they overlap.
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Remote options.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Elements built at once.
+    #[arg(long = "builders", default_value_t = 4, value_name = "N")]
+    pub builders: usize,
+    /// What to do when an element fails.
+    #[arg(long = "on-error", value_enum, default_value_t = OnError::Quit)]
+    pub on_error: OnError,
+    /// Further attempts after a transient remote failure.
+    #[arg(long = "retries", default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+    /// Print one JSON event per line on stdout instead of progress lines.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Element targets (default: the project's default targets).
+    #[arg(value_name = "ELEMENT")]
+    pub targets: Vec<String>,
+}
+
+/// A loaded project with keys and a connected remote.
+pub struct Session {
+    /// The graph.
+    pub graph: Graph,
+    /// Keys of every element.
+    pub keys: GraphKeys,
+    /// The remotes, first is the storage remote.
+    pub remotes: Vec<RemoteClient>,
+}
+
+impl Session {
+    /// Loads `targets`, computes keys and connects to the remotes.
+    pub async fn open(global: &GlobalArgs, remote: &RemoteArgs, targets: &[String]) -> Result<Session, Failure> {
+        let specs = remote.specs()?;
+        let directory = project_directory(global)?;
+        let options = load_options(global);
+        let targets = targets.to_vec();
+        let loaded = tokio::task::spawn_blocking(move || loader::load(&directory, &targets, &options))
+            .await
+            .map_err(|e| Failure::new("APP", "INTERNAL", e.to_string()))?
+            .map_err(load_failure)?;
+        let graph = loaded.graph;
+        let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
+        let mut remotes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            remotes.push(RemoteClient::connect(spec).await.map_err(remote_failure)?);
+        }
+        Ok(Session { graph, keys, remotes })
+    }
+
+    /// The artifact keys of `id` (strict mode: the strong key is the strict key).
+    pub fn artifact_keys(&self, id: ElementId) -> Option<ArtifactKeys> {
+        let keys = self.keys.keys(id)?;
+        Some(ArtifactKeys { strong: keys.strict.clone()?, weak: keys.weak.clone()? })
+    }
+}
+
+/// A load failure as the user sees it.
+pub fn load_failure(f: LoadFailure) -> Failure {
+    Failure { domain: f.domain, reason: f.reason, message: f.message, detail: f.detail }
+}
+
+/// A remote failure as the user sees it.
+pub fn remote_failure(e: RemoteError) -> Failure {
+    Failure::new("REMOTE", if e.is_retryable() { "UNAVAILABLE" } else { "FAILED" }, e.to_string())
+}
+
+/// A build-area failure as the user sees it.
+pub fn build_failure(e: BuildError) -> Failure {
+    match e {
+        BuildError::Remote(e) => remote_failure(e),
+        other => Failure::new("ELEMENT", "BUILD", other.to_string()),
+    }
+}
+
+/// A multi-threaded runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::new("APP", "INTERNAL", e.to_string()))
+}
+
+/// Runs `weir build`.
+pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failure> {
+    runtime()?.block_on(build(global, args))
+}
+
+async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failure> {
+    let session = Session::open(global, &args.remote, &args.targets).await?;
+    let host = HostPlatform::detect();
+    let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, |id| session.artifact_keys(id)).map_err(build_failure)?;
+    let storage = session.remotes[0].clone();
+    for remote in session.remotes.iter().filter(|r| !r.exec_enabled()) {
+        eprintln!("[warning] {} does not execute actions (Capabilities: exec_enabled false); it is not used for execution", remote.spec().url);
+    }
+    let executors = session.remotes.iter().filter(|r| r.exec_enabled()).map(|r| (r.clone(), Offer::default())).collect();
+    let runner = Arc::new(RemoteRunner::new(storage, executors));
+    let printer: Arc<dyn EventSink> = Arc::new(Printer::new(args.json));
+    let options = QueueOptions { builders: args.builders.max(1), on_error: args.on_error, max_retries: args.retries, ..QueueOptions::default() };
+    let queue = BuildQueue::new(runner.clone(), options, printer);
+    let (cancel, cancelled) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel.send(true);
+        }
+    });
+    let plan = Arc::new(plan);
+    let report = queue.run(plan.clone(), cancelled).await;
+    if report.cancelled {
+        runner.flush_cancellations(std::time::Duration::from_secs(5)).await;
+    }
+    summarise(&plan, &report, args.json);
+    Ok(if report.cancelled {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// Prints the closing summary on stderr (the JSON stream stays on stdout).
+fn summarise(plan: &BuildPlan, report: &crate::build::BuildReport, json: bool) {
+    let skipped = report.results.iter().filter(|r| matches!(r, crate::build::ElementResult::Skipped)).count();
+    let line = format!(
+        "Build summary: {} elements: {} built, {} cached, {} failed, {} skipped{}",
+        plan.len(),
+        report.built(),
+        report.cached(),
+        report.failed(),
+        skipped,
+        if report.cancelled { " (interrupted)" } else { "" }
+    );
+    if json {
+        let event = serde_json::json!({
+            "event": "summary", "elements": plan.len(), "built": report.built(), "cached": report.cached(),
+            "failed": report.failed(), "skipped": skipped, "interrupted": report.cancelled,
+        });
+        println!("{event}");
+    }
+    eprintln!("{line}");
+}
+
+/// Prints events: JSON lines on stdout, or plain progress lines on stderr.
+struct Printer {
+    json: bool,
+    out: std::sync::Mutex<()>,
+}
+
+impl Printer {
+    /// Plain lines on a TTY too, for now; a live display is future work.
+    fn new(json: bool) -> Self {
+        Printer { json, out: std::sync::Mutex::new(()) }
+    }
+}
+
+impl EventSink for Printer {
+    fn emit(&self, event: BuildEvent) {
+        let _guard = self.out.lock();
+        if self.json {
+            if let Ok(line) = serde_json::to_string(&event) {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+            }
+            return;
+        }
+        let line = match &event {
+            BuildEvent::Queued { .. } => return,
+            BuildEvent::Cached { element, key } => format!("[cached ] {element} ({})", short(key)),
+            BuildEvent::Started { element, attempt: 1 } => format!("[start  ] {element}"),
+            BuildEvent::Started { element, attempt } => format!("[start  ] {element} (attempt {attempt})"),
+            BuildEvent::Retrying { element, attempt, error } => format!("[retry  ] {element}: attempt {attempt} failed: {error}"),
+            BuildEvent::Finished { element, key, millis } => format!("[success] {element} ({}) in {:.1}s", short(key), *millis as f64 / 1000.0),
+            BuildEvent::Failed { element, error, log_tail, logs, .. } => {
+                let mut text = format!("[FAILURE] {element}: {error}");
+                if !log_tail.is_empty() {
+                    text.push_str("\n    Last lines of the log:");
+                    for line in log_tail.lines() {
+                        text.push_str(&format!("\n    | {line}"));
+                    }
+                }
+                if !logs.is_empty() {
+                    text.push_str(&format!("\n    Full log in the CAS: {}", logs.join(", ")));
+                }
+                text
+            }
+            BuildEvent::Skipped { element } => format!("[skipped] {element}"),
+            BuildEvent::Overlap { element, path, first, second } => {
+                format!("[warning] {element}: overlap: /{path} from {first} replaced by {second}")
+            }
+        };
+        eprintln!("{line}");
+    }
+}
+
+/// The first 8 characters of a key, as BuildStream shows them.
+fn short(key: &str) -> &str {
+    key.get(..8).unwrap_or(key)
+}

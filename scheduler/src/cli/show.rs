@@ -1,0 +1,184 @@
+//! `weir show`: load the targets, select elements with `--deps`, and print
+//! each with the `--format` string as `bst show` does.
+//!
+//! Key decision: per-element fields that later stages compute (cache keys,
+//! state) come from a [`KeyFields`] lookup (defined in `graph`) passed to the
+//! formatter; `run` passes [`NoKeys`] until the cache key module provides one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{DepsMode, Failure, GlobalArgs, ShowArgs};
+use crate::graph::{Element, Graph, KeyFields, NoKeys, Scope};
+use crate::loader::{self, LoadFailure, LoadOptions};
+use crate::yaml::emitter::{emit_map, emit_str_list};
+use crate::yaml::{Map, Node, Span};
+
+const DEFAULT_FORMAT: &str = "%{state: >12} %{full-key} %{name}";
+
+fn failure(f: LoadFailure) -> Failure {
+    Failure { domain: f.domain, reason: f.reason, message: f.message, detail: f.detail }
+}
+
+/// The project directory: `-C DIR`, else searched upwards from the current directory.
+/// The user configuration is read (and checked) before the project is looked for.
+pub fn project_directory(global: &GlobalArgs) -> Result<PathBuf, Failure> {
+    if let Some(config) = &global.config {
+        loader::check_user_config(config).map_err(failure)?;
+    }
+    let start = match &global.directory {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().map_err(|e| Failure::new("STREAM", "project-not-loaded", e.to_string()))?,
+    };
+    loader::find_project_dir(&start).ok_or_else(|| {
+        Failure::new(
+            "STREAM",
+            "project-not-loaded",
+            format!("No project found: could not find project.conf in '{}' or any parent directory", start.display()),
+        )
+    })
+}
+
+/// The load options from the global arguments.
+pub fn load_options(global: &GlobalArgs) -> LoadOptions {
+    LoadOptions { cli_options: global.option_pairs(), user_config: global.config.clone() }
+}
+
+fn variables_map(element: &Element) -> Map {
+    let mut map = Map::new(Span::synthetic(crate::yaml::SourceMap::core()));
+    for (k, v) in &element.variables {
+        map.insert(k.clone(), Node::scalar(v.clone(), map.span));
+    }
+    map
+}
+
+fn direct_dependencies(graph: &Graph, element: &Element) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for id in element.build_deps().chain(element.runtime_deps()) {
+        let name = &graph.element(id).full_name;
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Expands `format` for one element.
+pub fn format_element(graph: &Graph, element: &Element, format: &str, keys: &dyn KeyFields) -> String {
+    let mut out = String::with_capacity(format.len() + 32);
+    let mut rest = format;
+    while let Some(start) = rest.find("%{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let spec = &after[..end];
+        let (field, pad) = match spec.split_once(':') {
+            Some((f, p)) => (f.trim(), Some(p)),
+            None => (spec.trim(), None),
+        };
+        let value = match field {
+            "name" => Some(element.full_name.clone()),
+            "vars" => Some(emit_map(&variables_map(element))),
+            "config" => Some(emit_map(&element.config)),
+            "public" => Some(emit_map(&element.public)),
+            "env" => Some(emit_map(&element.environment)),
+            "deps" => Some(emit_str_list(&direct_dependencies(graph, element)).trim_end_matches('\n').to_string()),
+            "state" if element.kind == "junction" => Some("junction".to_string()),
+            "full-key" | "key" | "strict-key" | "weak-key" | "state" => {
+                Some(keys.field(graph, element, field).unwrap_or_default())
+            }
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push_str(&pad_value(&v, pad)),
+            None => out.push_str(&rest[start..start + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Python-style `{: >12}` / `{: <12}` / `{:^12}` padding.
+fn pad_value(value: &str, spec: Option<&str>) -> String {
+    let Some(spec) = spec else { return value.to_string() };
+    let spec = spec.trim_start_matches(' ');
+    let (align, width) = match spec.chars().next() {
+        Some(c @ ('<' | '>' | '^')) => (c, &spec[1..]),
+        _ => ('<', spec),
+    };
+    let Ok(width) = width.trim().parse::<usize>() else { return value.to_string() };
+    let len = value.chars().count();
+    if len >= width {
+        return value.to_string();
+    }
+    let fill = width - len;
+    match align {
+        '>' => format!("{}{value}", " ".repeat(fill)),
+        '^' => format!("{}{value}{}", " ".repeat(fill / 2), " ".repeat(fill - fill / 2)),
+        _ => format!("{value}{}", " ".repeat(fill)),
+    }
+}
+
+/// The text `show` prints for the selected elements.
+pub fn render(graph: &Graph, deps: DepsMode, format: &str, keys: &dyn KeyFields) -> String {
+    let scope = match deps {
+        DepsMode::None => Scope::None,
+        DepsMode::Build => Scope::Build,
+        DepsMode::Run => Scope::Run,
+        DepsMode::All => Scope::All,
+    };
+    let selected = graph.select(&graph.targets, scope);
+    let lines: Vec<String> = selected.iter().map(|&id| format_element(graph, graph.element(id), format, keys)).collect();
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Runs a closure on a thread with a large stack (loading recurses per
+/// dependency level; very deep graphs need more than the default stack).
+pub fn with_large_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    std::thread::Builder::new()
+        .name("weir-load".into())
+        .stack_size(1 << 30)
+        .spawn(f)
+        .map_err(|e| Failure::new("APP", "THREAD", e.to_string()))?
+        .join()
+        .map_err(|_| Failure::new("APP", "INTERNAL", "the loader thread failed"))
+}
+
+/// `weir show`.
+pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
+    for target in &args.targets {
+        if !target.ends_with(".bst") {
+            return Err(Failure::new(
+                "STREAM",
+                "invalid-element-names",
+                format!("Element names must end with '.bst': {target}"),
+            ));
+        }
+    }
+    let directory = project_directory(global)?;
+    let options = load_options(global);
+    let targets = args.targets.clone();
+    let deps = args.deps;
+    let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
+    let (text, messages) = with_large_stack(move || {
+        let loaded = loader::load(&directory, &targets, &options).map_err(failure)?;
+        let text = render(&loaded.graph, deps, &format, &NoKeys);
+        Ok::<_, Failure>((text, loaded.messages))
+    })??;
+    for message in messages {
+        eprintln!("{message}");
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) is not an error.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Ok(ExitCode::from(super::EXIT_OK))
+}

@@ -1,0 +1,341 @@
+//! Element instantiation (spec §8, §2.3, §9): composing each element's
+//! variables, environment, public data, configuration, sandbox and sources
+//! from the project, plugin defaults and the element file; resolving and
+//! expanding variables; running the kind's configure and preflight checks.
+//!
+//! Key decision: elements are visited depth-first from the targets with an
+//! explicit stack (enter: own data; exit: dependency configuration and
+//! preflight), so the first error met is the one BuildStream reports, and
+//! deep graphs cannot overflow the stack.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::kinds::{KindBehaviour, KindInfo};
+use super::session::Session;
+use crate::graph::{Dependency, Element, ElementId, SourceData};
+use crate::plugins::core::{configure_core_source, reject_internal_source, CORE_SOURCES};
+use crate::plugins::Namespace;
+use crate::project::{PassConfig, Variables};
+use crate::yaml::{check_trailing_directives, compose, LoadError, LoadErrorReason, LoadResult, Map, Node, Span};
+
+const PROTECTED: [&str; 3] = ["project-name", "element-name", "max-jobs"];
+
+enum Step {
+    Enter(ElementId),
+    Exit(ElementId),
+}
+
+/// Per-element state between enter and exit.
+struct Pending {
+    element: Element,
+    kind: Arc<KindInfo>,
+}
+
+fn empty(span: Span) -> Map {
+    Map::new(Span::synthetic(span.file))
+}
+
+fn section(defaults: &Map, node: &Map, key: &str, base: Map) -> LoadResult<Map> {
+    let mut out = base;
+    if let Some(d) = defaults.get_map(key)? {
+        compose(d.clone(), &mut out)?;
+    }
+    if let Some(e) = node.get_map(key)? {
+        compose(e.clone(), &mut out)?;
+    }
+    check_trailing_directives(&out)?;
+    Ok(out)
+}
+
+fn split_rules(map: &Map) -> LoadResult<Option<&Map>> {
+    match map.get_map("bst")? {
+        Some(bst) => bst.get_map("split-rules"),
+        None => Ok(None),
+    }
+}
+
+impl Session {
+    /// Instantiates every element reachable from `targets`; returns the
+    /// elements (graph ids assigned in visiting order) and the targets' graph ids.
+    pub fn instantiate(&mut self, targets: &[ElementId]) -> LoadResult<(Vec<Element>, Vec<ElementId>)> {
+        let mut graph_id: Vec<Option<ElementId>> = vec![None; self.elements.len()];
+        let mut pending: Vec<Option<Pending>> = Vec::new();
+        let mut order: Vec<ElementId> = Vec::new();
+        for &target in targets {
+            let mut stack = vec![Step::Enter(target)];
+            while let Some(step) = stack.pop() {
+                match step {
+                    Step::Enter(id) => {
+                        if graph_id[id.index()].is_some() {
+                            continue;
+                        }
+                        let gid = ElementId(order.len() as u32);
+                        graph_id[id.index()] = Some(gid);
+                        order.push(id);
+                        let p = self.enter(id, gid)?;
+                        pending.push(Some(p));
+                        stack.push(Step::Exit(id));
+                        for dep in self.element(id).deps.iter().rev() {
+                            stack.push(Step::Enter(dep.element));
+                        }
+                    }
+                    Step::Exit(id) => {
+                        let gid = graph_id[id.index()].unwrap_or(ElementId(0));
+                        if let Some(p) = pending[gid.index()].as_mut() {
+                            let kind = p.kind.clone();
+                            self.exit(id, &kind, &mut p.element)?;
+                        }
+                    }
+                }
+            }
+        }
+        let mut elements = Vec::with_capacity(order.len());
+        for (gid, load_id) in order.iter().enumerate() {
+            let Some(p) = pending[gid].take() else { continue };
+            let mut element = p.element;
+            for (dep, loaded) in element.dependencies.iter_mut().zip(self.element(*load_id).deps.iter()) {
+                dep.element = graph_id[loaded.element.index()].unwrap_or(ElementId(0));
+            }
+            elements.push(element);
+        }
+        let targets = targets.iter().filter_map(|t| graph_id[t.index()]).collect();
+        Ok((elements, targets))
+    }
+
+    fn pass_of(&self, project: crate::project::ProjectId, first_pass: bool) -> LoadResult<&PassConfig> {
+        self.project(project)
+            .pass(first_pass)
+            .ok_or_else(|| LoadError::new(LoadErrorReason::InvalidData, "project configuration is not loaded"))
+    }
+
+    /// Composes, resolves and checks one element's own data.
+    fn enter(&mut self, id: ElementId, gid: ElementId) -> LoadResult<Pending> {
+        let el = self.element(id);
+        let (project_id, kind_name, kind_span, first_pass) = (el.project, el.kind.clone(), el.kind_span, el.first_pass);
+        let (name, full_name) = (el.name.clone(), el.full_name.clone());
+        let kind = self.element_kind(project_id, &kind_name, kind_span)?;
+        let node = std::mem::replace(&mut self.elements[id.index()].node, Map::new(kind_span));
+        let span = node.span;
+        let pass = self.pass_of(project_id, first_pass)?;
+        let mut defaults = kind.defaults.clone();
+        if let Some(overrides) = pass.element_overrides.get_map(&kind_name)? {
+            compose(overrides.clone(), &mut defaults)?;
+        }
+
+        // Variables.
+        let mut variables = section(&defaults, &node, "variables", pass.variables.clone())?;
+        for protected in PROTECTED {
+            if let Some(n) = variables.get(protected) {
+                if !n.span().is_synthetic() {
+                    return Err(LoadError::at(
+                        n.span(),
+                        LoadErrorReason::ProtectedVariableRedefined,
+                        format!("invalid redefinition of protected variable '{protected}'"),
+                    ));
+                }
+            }
+        }
+        variables.insert("element-name", Node::scalar(name.as_str(), Span::synthetic(span.file)));
+        if variables.get_bool("notparallel")? == Some(true) {
+            crate::project::project::set_core_variable(&mut variables, "max-jobs", "1");
+        }
+        let vars = Variables::new(&variables)?;
+        if !first_pass {
+            vars.check(&self.sources)?;
+        }
+
+        // Environment.
+        let env_base = if first_pass { empty(span) } else { pass.environment.clone() };
+        let mut environment = section(&defaults, &node, "environment", env_base)?;
+        vars.expand_map(&mut environment, &self.sources)?;
+        let mut nocache: BTreeSet<String> = BTreeSet::new();
+        if !first_pass {
+            nocache.extend(pass.environment_nocache.iter().cloned());
+        }
+        for source in [&defaults, &node] {
+            if let Some(list) = source.get_str_list("environment-nocache")? {
+                nocache.extend(list.iter().map(|s| s.value.to_string()));
+            }
+        }
+
+        // Public data with composed split rules.
+        let mut public = node.get_map("public")?.cloned().unwrap_or_else(|| empty(span));
+        let mut splits = if first_pass { empty(span) } else { pass.split_rules.clone() };
+        if let Some(d) = defaults.get_map("public")? {
+            if let Some(rules) = split_rules(d)? {
+                compose(rules.clone(), &mut splits)?;
+            }
+        }
+        if let Some(rules) = split_rules(&public)? {
+            compose(rules.clone(), &mut splits)?;
+        }
+        let mut bst = public.get_map("bst")?.cloned().unwrap_or_else(|| empty(span));
+        bst.insert("split-rules", Node::Map(splits));
+        public.insert("bst", Node::Map(bst));
+        check_trailing_directives(&public)?;
+        vars.expand_map(&mut public, &self.sources)?;
+
+        // Configuration.
+        let mut config = section(&defaults, &node, "config", empty(span))?;
+        vars.expand_map(&mut config, &self.sources)?;
+        match &kind.behaviour {
+            KindBehaviour::Core(core) => core.configure(&config)?,
+            KindBehaviour::External(exe) => {
+                if let Some(plugin) = self.plugins.get_mut(exe) {
+                    let reply = plugin.configure(&full_name, &config, span)?;
+                    self.messages.extend(reply.messages);
+                }
+            }
+        }
+
+        // Sandbox.
+        let pass = self.pass_of(project_id, first_pass)?;
+        let sandbox_base = if first_pass { empty(span) } else { pass.sandbox.clone() };
+        let mut sandbox = section(&defaults, &node, "sandbox", sandbox_base)?;
+        vars.expand_map(&mut sandbox, &self.sources)?;
+
+        let sources = self.instantiate_sources(project_id, first_pass, &name, &node, &vars)?;
+
+        // Dependencies (expanded configurations).
+        let mut dependencies = Vec::new();
+        for dep in &self.element(id).deps {
+            let mut configs = dep.configs.clone();
+            for c in &mut configs {
+                vars.expand_map(c, &self.sources)?;
+            }
+            dependencies.push(Dependency {
+                element: dep.element,
+                dep_type: dep.dep_type,
+                strict: dep.strict,
+                configs,
+                path: dep.path.clone(),
+                span: dep.span,
+            });
+        }
+        let project = self.project(project_id);
+        let element = Element {
+            id: gid,
+            name,
+            full_name,
+            kind: kind_name,
+            project: project_id,
+            project_name: project.name.clone(),
+            first_pass,
+            variables: vars.resolved(&self.sources).unwrap_or_default(),
+            config,
+            environment,
+            environment_nocache: nocache.into_iter().collect(),
+            public,
+            sandbox,
+            sources,
+            dependencies,
+            span,
+        };
+        Ok(Pending { element, kind })
+    }
+
+    fn instantiate_sources(
+        &mut self,
+        project_id: crate::project::ProjectId,
+        first_pass: bool,
+        element_name: &str,
+        node: &Map,
+        vars: &Variables,
+    ) -> LoadResult<Vec<SourceData>> {
+        let Some(list) = node.get_seq("sources")? else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(list.items.len());
+        for (index, item) in list.items.iter().enumerate() {
+            let Node::Map(entry) = item else {
+                return Err(LoadError::at(item.span(), LoadErrorReason::InvalidData, "Value of 'sources' item is not of the expected type 'dict'"));
+            };
+            let kind = entry.req_scalar("kind")?.clone();
+            reject_internal_source(&kind.value, kind.span)?;
+            let directory = entry.get_str("directory")?.map(str::to_string);
+            let provenance = entry.get_map("provenance")?.cloned();
+            if let Some(p) = &provenance {
+                let allowed = &self.project(project_id).source_provenance_attributes;
+                for (key, value) in p.iter() {
+                    if !allowed.iter().any(|a| a.as_str() == key.as_ref()) {
+                        return Err(LoadError::at(
+                            value.span(),
+                            LoadErrorReason::UndefinedSourceProvenanceAttribute,
+                            format!("Provenance attribute '{key}' is not declared in project.conf 'source-provenance-attributes'"),
+                        ));
+                    }
+                    if !matches!(value, Node::Scalar(_)) {
+                        return Err(LoadError::at(value.span(), LoadErrorReason::InvalidData, format!("Value of '{key}' is not of the expected type 'scalar'")));
+                    }
+                }
+            }
+            let mut own = entry.clone();
+            own.remove("kind");
+            own.remove("directory");
+            own.remove("provenance");
+            let pass = self.pass_of(project_id, first_pass)?;
+            let mut config = pass
+                .source_overrides
+                .get_map(&kind.value)?
+                .and_then(|m| m.get_map("config").ok().flatten())
+                .cloned()
+                .unwrap_or_else(|| Map::new(Span::synthetic(entry.span.file)));
+            compose(own, &mut config)?;
+            config.span = entry.span;
+            self.apply_project_refs(project_id, element_name, index, &mut config)?;
+            check_trailing_directives(&config)?;
+            vars.expand_map(&mut config, &self.sources)?;
+            let declared = self.states[project_id.0 as usize].origins.lookup(Namespace::Source, &kind.value).is_some();
+            if !declared {
+                if CORE_SOURCES.contains(&kind.value.as_ref()) {
+                    configure_core_source(&kind.value, &config)?;
+                } else {
+                    return Err(LoadError::other(
+                        "PLUGIN",
+                        "plugin-not-found",
+                        Some(kind.span),
+                        format!("No source plugin registered for kind '{}'", kind.value),
+                    ));
+                }
+            }
+            out.push(SourceData { kind: kind.value.to_string(), config, directory, provenance, span: entry.span });
+        }
+        Ok(out)
+    }
+
+    /// After the dependencies: dependency configuration and preflight.
+    fn exit(&mut self, id: ElementId, kind: &KindInfo, element: &mut Element) -> LoadResult<()> {
+        let mut delivered: Vec<(String, Vec<Map>)> = Vec::new();
+        for dep in &element.dependencies {
+            if !dep.dep_type.is_build() || dep.configs.is_empty() {
+                continue;
+            }
+            if !kind.dependency_config {
+                return Err(LoadError::at(
+                    dep.span,
+                    LoadErrorReason::InvalidDependencyConfig,
+                    format!("Element plugin '{}' does not support dependency configuration", kind.name),
+                ));
+            }
+            delivered.push((self.element(dep.element).full_name.clone(), dep.configs.clone()));
+        }
+        match &kind.behaviour {
+            KindBehaviour::Core(core) => {
+                let deps: Vec<(bool, bool)> =
+                    element.dependencies.iter().map(|d| (d.dep_type.is_build(), d.dep_type.is_runtime())).collect();
+                core.preflight(element.span, !element.sources.is_empty(), &deps).map_err(|e| {
+                    let mut e = e;
+                    e.message = format!("{}: {}", element.full_name, e.message);
+                    e
+                })?;
+            }
+            KindBehaviour::External(exe) => {
+                if let Some(plugin) = self.plugins.get_mut(exe) {
+                    let reply = plugin.configure_dependencies(&element.full_name, &delivered, element.span)?;
+                    self.messages.extend(reply.messages);
+                }
+            }
+        }
+        let _ = id;
+        Ok(())
+    }
+}

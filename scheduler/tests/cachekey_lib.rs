@@ -1,0 +1,136 @@
+//! Library-level cache key conformance: the project suites of
+//! `../shared/conformance/cachekey-cases.yaml` loaded with `loader::load` and
+//! keyed with `cachekey::GraphKeys`, without the `weir` binary (the end-to-end
+//! version is `tests/tests/cachekey_conformance.rs` in weir-tests).
+//!
+//! Compares every case's strict key, weak key and source unique keys; prints
+//! one line per mismatch and `N passed, N failed`; fails if any case fails.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use weir_scheduler::cachekey::GraphKeys;
+use weir_scheduler::loader::{self, LoadOptions};
+
+#[derive(Deserialize)]
+struct Manifest {
+    suites: Vec<Suite>,
+}
+
+#[derive(Deserialize)]
+struct Suite {
+    name: String,
+    project: Option<String>,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    element: Option<String>,
+    strict_key: String,
+    weak_key: String,
+    #[serde(default)]
+    sources: Vec<Source>,
+}
+
+#[derive(Deserialize)]
+struct Source {
+    unique_key: serde_json::Value,
+}
+
+fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
+}
+
+/// Copies a tree (directories made writable so the copy can be changed).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The differences between a case and the computed keys, or why nothing was computed.
+fn check(keys: &GraphKeys, graph: &weir_scheduler::graph::Graph, case: &Case, element: &str) -> Vec<String> {
+    let Some(found) = graph.find(element) else { return vec!["element not loaded".to_owned()] };
+    let Some(fields) = keys.fields(found.id) else { return vec!["no keys".to_owned()] };
+    let mut differences = Vec::new();
+    if fields.strict_key != case.strict_key {
+        differences.push(format!("strict key: expected {}, got {}", case.strict_key, fields.strict_key));
+    }
+    if fields.weak_key != case.weak_key {
+        differences.push(format!("weak key: expected {}, got {}", case.weak_key, fields.weak_key));
+    }
+    let expected = serde_json::Value::Array(case.sources.iter().map(|s| s.unique_key.clone()).collect());
+    match serde_json::from_str::<serde_json::Value>(&fields.source_keys) {
+        Ok(actual) if actual == expected => {}
+        _ => differences.push(format!("source keys: expected {expected}, got {}", fields.source_keys)),
+    }
+    differences
+}
+
+#[test]
+fn cachekey_cases_through_the_library() {
+    let text = std::fs::read_to_string(conformance_dir().join("cachekey-cases.yaml")).expect("manifest readable");
+    let manifest: Manifest = serde_yaml_ng::from_str(&text).expect("manifest parses");
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let (mut passed, mut failed) = (0, 0);
+    for suite in manifest.suites.iter() {
+        let Some(project) = &suite.project else { continue };
+        let copy = tmp.path().join(&suite.name);
+        copy_tree(&conformance_dir().join(project), &copy).expect("project copied");
+        let goodbye = copy.join("files/local/usr/bin/goodbye");
+        std::fs::remove_file(&goodbye).expect("goodbye removed");
+        std::os::unix::fs::symlink("hello", &goodbye).expect("goodbye symlinked");
+
+        let targets: Vec<String> = suite.cases.iter().filter_map(|c| c.element.clone()).collect();
+        let outcome = loader::load(&copy, &targets, &LoadOptions::default())
+            .map_err(|f| f.message)
+            .and_then(|loaded| GraphKeys::compute(&loaded.graph).map(|k| (loaded, k)).map_err(|e| e.to_string()));
+        for case in &suite.cases {
+            let element = case.element.as_deref().unwrap_or("?");
+            let differences = match &outcome {
+                Ok((loaded, keys)) => check(keys, &loaded.graph, case, element),
+                Err(error) => vec![error.clone()],
+            };
+            if differences.is_empty() {
+                passed += 1;
+            } else {
+                failed += 1;
+                for difference in differences {
+                    println!("MISMATCH {} {element}: {difference}", suite.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    assert_eq!(failed, 0);
+}
+
+/// Prints `name full-key` for every element of `WEIR_KEYS_PROJECT` (target
+/// `target.bst`) in `show` order, for comparing with `bst show` by hand:
+/// `WEIR_KEYS_PROJECT=DIR cargo test --test cachekey_lib -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_keys_of_project_in_env() {
+    let Some(project) = std::env::var_os("WEIR_KEYS_PROJECT") else { return };
+    let started = std::time::Instant::now();
+    let loaded = loader::load(Path::new(&project), &["target.bst".to_owned()], &LoadOptions::default())
+        .unwrap_or_else(|f| panic!("load failed: {}", f.message));
+    let loaded_at = started.elapsed();
+    let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
+    let keyed_at = started.elapsed();
+    let graph = &loaded.graph;
+    for id in graph.select(&graph.targets, weir_scheduler::graph::Scope::All) {
+        let fields = keys.fields(id).expect("keys of a loaded element");
+        println!("{} {}", graph.element(id).full_name, fields.full_key);
+    }
+    eprintln!("load {loaded_at:?}, keys {:?}", keyed_at - loaded_at);
+}

@@ -1,0 +1,194 @@
+//! End-to-end tests of `weir build` and `weir artifact` (issue 7) against a
+//! real `weir-worker` started on 127.0.0.1 port 0 with the host sandbox.
+//!
+//! Each test writes a small project into a temporary directory: an `import`
+//! base (busybox from the host, `/bin/busybox`, as the issue's demo does),
+//! `manual` elements on top and a `stack`. Because the host sandbox runs
+//! commands on the host in the staged input root, the manual elements write
+//! to the install root by its path relative to the build root
+//! (`../../../buildstream-install`); in the namespace sandbox the usual
+//! `%{install-root}` works. The worker is killed when each test ends
+//! (`WorkerProcess` kills on drop).
+
+mod worker_process;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use worker_process::WorkerProcess;
+
+/// The install root seen from a build root `/buildstream/<project>/<element>`.
+const INSTALL: &str = "../../../buildstream-install";
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project `e2e` with an imported base (busybox + a marker file).
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "project.conf", "name: e2e\nmin-version: 2.0\nelement-path: elements\n");
+        write(root, "files/base/etc/base-marker", "base\n");
+        if Path::new("/bin/busybox").exists() {
+            std::fs::create_dir_all(root.join("files/base/bin")).unwrap();
+            std::fs::copy("/bin/busybox", root.join("files/base/bin/busybox")).unwrap();
+        }
+        write(root, "elements/base.bst", "kind: import\nsources:\n- kind: local\n  path: files/base\n");
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A manual element with `commands` as install-commands and build-depends on `deps`.
+    fn manual(&self, name: &str, deps: &[&str], commands: &[&str]) {
+        let mut text = String::from("kind: manual\n");
+        if !deps.is_empty() {
+            text.push_str("build-depends:\n");
+            for dep in deps {
+                text.push_str(&format!("- {dep}\n"));
+            }
+        }
+        text.push_str("config:\n  install-commands:\n");
+        for command in commands {
+            text.push_str(&format!("  - {}\n", serde_json::to_string(command).unwrap()));
+        }
+        write(self.path(), &format!("elements/{name}"), &text);
+    }
+
+    /// Runs `weir ARGS --remote URL` in the project directory.
+    fn weir(&self, worker: &WorkerProcess, args: &[&str]) -> Output {
+        let remote = format!("grpc://{}", worker.addr);
+        let (command, rest) = args.split_at(if args.first() == Some(&"artifact") { 2 } else { 1 });
+        Command::new(weir_tests::weir_bin())
+            .current_dir(self.path())
+            .args(command)
+            .args(["--remote", &remote])
+            .args(rest)
+            .env_remove("WEIR_REMOTE")
+            .output()
+            .expect("weir runs")
+    }
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn worker(state: &Path) -> WorkerProcess {
+    WorkerProcess::start(state, &["--sandbox", "host"])
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The `--json` events of a run.
+fn events(output: &Output) -> Vec<serde_json::Value> {
+    text(&output.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+#[test]
+fn import_is_built_once_then_cached_and_checks_out() {
+    let state = tempfile::tempdir().unwrap();
+    let worker = worker(state.path());
+    let project = Project::new();
+    let first = project.weir(&worker, &["build", "--json", "base.bst"]);
+    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
+    let first_events = events(&first);
+    assert_eq!(count(&first_events, "finished"), 1, "{first_events:?}");
+
+    let second = project.weir(&worker, &["build", "--json", "base.bst"]);
+    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
+    let second_events = events(&second);
+    assert_eq!((count(&second_events, "cached"), count(&second_events, "started")), (1, 0), "{second_events:?}");
+
+    let out = project.path().join("checkout");
+    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "base.bst"]);
+    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("etc/base-marker")).unwrap(), "base\n");
+
+    let listing = project.weir(&worker, &["artifact", "list-contents", "base.bst"]);
+    assert!(listing.status.success());
+    assert!(text(&listing.stdout).contains("\tetc/base-marker"), "{}", text(&listing.stdout));
+}
+
+#[test]
+fn manual_elements_build_then_nothing_is_rebuilt() {
+    let state = tempfile::tempdir().unwrap();
+    let worker = worker(state.path());
+    let project = Project::new();
+    project.manual(
+        "hello.bst",
+        &["base.bst"],
+        &[
+            &format!("mkdir -p {INSTALL}/usr/share"),
+            &format!("cat ../../../etc/base-marker > {INSTALL}/usr/share/hello.txt"),
+            &format!("echo hello >> {INSTALL}/usr/share/hello.txt"),
+        ],
+    );
+    project.manual("second.bst", &["base.bst", "hello.bst"], &[&format!("mkdir -p {INSTALL} && cp ../../../usr/share/hello.txt {INSTALL}/copy.txt")]);
+    write(project.path(), "elements/all.bst", "kind: stack\ndepends:\n- second.bst\n");
+
+    let first = project.weir(&worker, &["build", "--json", "all.bst"]);
+    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
+    assert_eq!(count(&events(&first), "finished"), 4, "{:?}", events(&first));
+
+    let second = project.weir(&worker, &["build", "--json", "all.bst"]);
+    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
+    let second_events = events(&second);
+    assert_eq!((count(&second_events, "cached"), count(&second_events, "started")), (4, 0), "{second_events:?}");
+
+    let out: PathBuf = project.path().join("out");
+    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "second.bst"]);
+    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("copy.txt")).unwrap(), "base\nhello\n");
+
+    let log = project.weir(&worker, &["artifact", "log", "hello.bst"]);
+    assert!(log.status.success());
+    assert!(text(&log.stdout).contains("Running echo hello"), "{}", text(&log.stdout));
+}
+
+#[test]
+fn a_failing_command_reports_the_log_tail_and_exits_non_zero() {
+    let state = tempfile::tempdir().unwrap();
+    let worker = worker(state.path());
+    let project = Project::new();
+    project.manual("bad.bst", &["base.bst"], &["echo 'about to fail'", "echo 'something is wrong' >&2; exit 7"]);
+    project.manual("good.bst", &["base.bst"], &[&format!("mkdir -p {INSTALL} && echo ok > {INSTALL}/ok")]);
+    project.manual("after.bst", &["bad.bst"], &["true"]);
+    write(project.path(), "elements/all.bst", "kind: stack\ndepends:\n- after.bst\n- good.bst\n");
+
+    let run = project.weir(&worker, &["build", "--on-error", "continue", "all.bst"]);
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("[FAILURE] bad.bst") && stderr.contains("exit code 7"), "{stderr}");
+    assert!(stderr.contains("| something is wrong") && stderr.contains("| about to fail"), "{stderr}");
+    // The independent branch was still built; the dependant was skipped.
+    assert!(stderr.contains("[success] good.bst"), "{stderr}");
+    assert!(stderr.contains("[skipped] after.bst"), "{stderr}");
+
+    let json = project.weir(&worker, &["build", "--json", "bad.bst"]);
+    assert_eq!(json.status.code(), Some(1));
+    let failed: Vec<_> = events(&json).into_iter().filter(|e| e["event"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["exit_code"], 7);
+    assert!(failed[0]["logs"].as_array().is_some_and(|l| !l.is_empty()), "{failed:?}");
+}
+
+#[test]
+fn no_remote_is_a_clear_error() {
+    let project = Project::new();
+    let run = Command::new(weir_tests::weir_bin()).current_dir(project.path()).args(["build", "base.bst"]).env_remove("WEIR_REMOTE").output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(text(&run.stderr).contains("NO_REMOTE"), "{}", text(&run.stderr));
+}
