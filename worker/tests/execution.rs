@@ -14,7 +14,10 @@ use prost::Message;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Channel;
 use weir_proto::longrunning::operations_client::OperationsClient;
-use weir_proto::longrunning::{CancelOperationRequest, GetOperationRequest, Operation};
+use weir_proto::longrunning::{
+    CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest, Operation,
+    WaitOperationRequest,
+};
 use weir_proto::reapi::execution_client::ExecutionClient;
 use weir_proto::reapi::execution_stage::Value as Stage;
 use weir_proto::reapi::{
@@ -331,6 +334,49 @@ async fn an_input_modified_in_place_is_removed_from_the_cas() {
 }
 
 #[tokio::test]
+async fn operations_can_be_listed_in_pages_waited_for_and_deleted() {
+    let h = start(SandboxKind::Host, 2).await;
+    let mut names = Vec::new();
+    for salt in [b"1", b"2", b"3"] {
+        let action = h.action(ActionSpec { args: &["/bin/true"], salt, ..Default::default() }).await;
+        names.push(h.execute(action, true).await.0[0].name.clone());
+    }
+    names.sort();
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = h
+            .ops
+            .clone()
+            .list_operations(ListOperationsRequest { page_size: 2, page_token: page_token.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.operations.len() <= 2);
+        listed.extend(page.operations.into_iter().map(|op| op.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(listed, names);
+
+    let waited = h
+        .ops
+        .clone()
+        .wait_operation(WaitOperationRequest { name: names[0].clone(), timeout: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(waited.done);
+    h.ops.clone().delete_operation(DeleteOperationRequest { name: names[0].clone() }).await.unwrap();
+    let gone = h.ops.clone().get_operation(GetOperationRequest { name: names[0].clone() }).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let unknown = h.exec.clone().wait_execution(WaitExecutionRequest { name: "operations/nope".into() }).await;
+    assert_eq!(unknown.err().map(|e| e.code()), Some(tonic::Code::NotFound));
+}
+
+#[tokio::test]
 async fn platform_and_timeout_are_checked_when_the_operation_is_created() {
     let h = start(SandboxKind::Host, 2).await;
     let foreign = h.action(ActionSpec { args: &["/bin/true"], platform: &[("ISA", "aarch64")], ..Default::default() }).await;
@@ -400,6 +446,39 @@ async fn namespace_sandbox_probe_succeeds_here() {
     let temp = tempfile::tempdir().unwrap();
     probe(SandboxKind::Namespace, temp.path()).unwrap();
     probe(SandboxKind::Host, temp.path()).unwrap();
+}
+
+/// Run by `probe_refuses_a_namespace_sandbox_the_machine_cannot_provide` in
+/// a user namespace that may create no further user namespaces.
+#[test]
+#[ignore]
+fn probe_child_without_user_namespaces() {
+    if std::env::var_os("WEIR_PROBE_CHILD").is_none() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    match probe(SandboxKind::Namespace, temp.path()) {
+        Err(e @ weir_worker::runner::RunnerError::SandboxUnavailable(_)) => {
+            assert!(e.to_string().contains("namespace sandbox cannot be set up"), "{e}");
+            eprintln!("probe refused as expected: {e}");
+        }
+        other => panic!("expected SandboxUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn probe_refuses_a_namespace_sandbox_the_machine_cannot_provide() {
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("unshare")
+        .args(["-Ur", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh"])
+        .arg(&exe)
+        .args(["--exact", "probe_child_without_user_namespaces", "--ignored", "--test-threads=1"])
+        .env("WEIR_PROBE_CHILD", "1")
+        .status();
+    match status {
+        Ok(status) => assert!(status.success(), "the probe accepted a sandbox it cannot provide"),
+        Err(e) => eprintln!("skipping: cannot run unshare: {e}"),
+    }
 }
 
 #[tokio::test]

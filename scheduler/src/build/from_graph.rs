@@ -2,7 +2,9 @@
 //! cache keys to a [`BuildPlan`].
 //!
 //! It owns the mapping of core element kinds onto [`Recipe`]s: `import`
-//! (with `config.source`/`config.target`), `stack`, and `manual` (its
+//! (with `config.source`/`config.target`), `stack`, `script` (its commands in
+//! `%{cwd}`, dependencies staged by `location`), `compose` (split-rule
+//! filtering from each dependency's public data), and `manual` (its
 //! configure, build, install and strip commands in that order, the
 //! `build-root`/`install-root` variables, the environment, and the platform
 //! `OSFamily`/`ISA` from `sandbox: build-os`/`build-arch`). Key decision:
@@ -17,7 +19,8 @@ use crate::cachekey::sandbox::{canonicalize_arch, HostPlatform};
 use crate::graph::{Element, ElementId, Graph, Scope};
 use crate::yaml::{Map, Node};
 
-use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, PlanElement, Recipe, SourceTree};
+use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, PlanElement, PublicData, Recipe, SourceTree, SplitFilter};
+use crate::yaml::parse_bool;
 
 /// The `manual` command lists, in the order they run.
 const MANUAL_COMMANDS: [&str; 4] = ["configure-commands", "build-commands", "install-commands", "strip-commands"];
@@ -57,14 +60,15 @@ pub fn plan_from_graph(
             keys,
             build_deps: deps(true),
             runtime_deps: deps(false),
-            recipe: recipe(element, project_dir, host)?,
+            recipe: recipe(element, project_dir, host, &index)?,
+            public: public_data(element)?,
         });
     }
     BuildPlan::new(elements)
 }
 
-/// The recipe of one element.
-pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform) -> Result<Recipe, BuildError> {
+/// The recipe of one element; `index` maps element ids to plan indices.
+pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index: &HashMap<ElementId, usize>) -> Result<Recipe, BuildError> {
     let bad = |reason: String| BuildError::Element { element: element.full_name.clone(), reason };
     match element.kind.as_str() {
         "stack" => Ok(Recipe::Stack),
@@ -86,10 +90,56 @@ pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform) -> Res
                 commands,
                 environment: string_map(&element.environment),
                 platform: platform(element, host)?,
+                layout: Vec::new(),
             }))
         }
-        other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: import, manual, stack)"))),
+        "compose" => Ok(Recipe::Compose {
+            filter: SplitFilter {
+                include: config_list(element, "include")?,
+                exclude: config_list(element, "exclude")?,
+                include_orphans: config_bool(element, "include-orphans", true)?,
+            },
+            integrate: config_bool(element, "integrate", true)?,
+        }),
+        "script" => {
+            let variable = |name: &str| element.variable(name).filter(|v| !v.is_empty()).unwrap_or("/").to_string();
+            Ok(Recipe::Commands(CommandsRecipe {
+                sources: Vec::new(),
+                build_root: variable("cwd"),
+                install_root: variable("install-root"),
+                commands: config_list(element, "commands")?,
+                environment: string_map(&element.environment),
+                platform: platform(element, host)?,
+                layout: layout(element, index),
+            }))
+        }
+        other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: compose, import, manual, script, stack)"))),
     }
+}
+
+/// `script`'s layout: each build dependency at its `config: location`
+/// (`/` without one; once per config entry), locations sorted as
+/// BuildStream registers them, dependencies in declaration order.
+fn layout(element: &Element, index: &HashMap<ElementId, usize>) -> Vec<(String, Vec<usize>)> {
+    let mut by_location: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for dep in element.dependencies.iter().filter(|d| d.dep_type.is_build()) {
+        let Some(&plan_index) = index.get(&dep.element) else { continue };
+        let locations: Vec<String> = if dep.configs.is_empty() {
+            vec!["/".into()]
+        } else {
+            dep.configs
+                .iter()
+                .map(|config| match config.get("location") {
+                    Some(Node::Scalar(s)) => s.value.to_string(),
+                    _ => "/".into(),
+                })
+                .collect()
+        };
+        for location in locations {
+            by_location.entry(location).or_default().push(plan_index);
+        }
+    }
+    by_location.into_iter().collect()
 }
 
 /// `local` sources as trees to stage.
@@ -136,6 +186,46 @@ fn config_list(element: &Element, key: &str) -> Result<Vec<String>, BuildError> 
             .collect(),
         Some(_) => Err(BuildError::Element { element: element.full_name.clone(), reason: format!("config '{key}' is not a list") }),
     }
+}
+
+fn config_bool(element: &Element, key: &str, default: bool) -> Result<bool, BuildError> {
+    match config_str(element, key)? {
+        None => Ok(default),
+        Some(text) => parse_bool(&text)
+            .ok_or_else(|| BuildError::Element { element: element.full_name.clone(), reason: format!("config '{key}' is not a boolean") }),
+    }
+}
+
+/// A list of strings from a node (`None` if it is not one).
+fn str_list(node: &Node) -> Option<Vec<String>> {
+    match node {
+        Node::Seq(seq) => seq
+            .items
+            .iter()
+            .map(|item| match item {
+                Node::Scalar(s) => Some(s.value.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// `public: bst: split-rules` and `integration-commands`.
+fn public_data(element: &Element) -> Result<PublicData, BuildError> {
+    let bad = |what: &str| BuildError::Element { element: element.full_name.clone(), reason: format!("public bst.{what} is malformed") };
+    let Some(Node::Map(bst)) = element.public.get("bst") else { return Ok(PublicData::default()) };
+    let mut data = PublicData::default();
+    if let Some(node) = bst.get("split-rules") {
+        let Node::Map(rules) = node else { return Err(bad("split-rules")) };
+        for (domain, patterns) in rules.iter() {
+            data.split_rules.domains.insert(domain.to_string(), str_list(patterns).ok_or_else(|| bad("split-rules"))?);
+        }
+    }
+    if let Some(node) = bst.get("integration-commands") {
+        data.integration_commands = str_list(node).ok_or_else(|| bad("integration-commands"))?;
+    }
+    Ok(data)
 }
 
 /// The scalar entries of a mapping (the environment).
@@ -270,11 +360,52 @@ mod tests {
     }
 
     #[test]
+    fn script_stages_dependencies_by_location_and_runs_in_cwd() {
+        let commands = Node::Seq(Seq { items: vec![scalar("make -C /sysroot")], span: span() });
+        let mut script = element(2, "s.bst", "script", map(&[("commands", commands)]), &[(0, DepType::Build), (1, DepType::Build)]);
+        script.variables.push((Arc::from("cwd"), Arc::from("/work")));
+        script.dependencies[1].configs = vec![map(&[("location", scalar("/sysroot"))])];
+        let g = graph(
+            vec![element(0, "tools.bst", "stack", Map::new(span()), &[]), element(1, "target.bst", "stack", Map::new(span()), &[]), script],
+            vec![ElementId(2)],
+        );
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        match &plan.elements()[2].recipe {
+            Recipe::Commands(recipe) => {
+                assert_eq!(recipe.build_root, "/work");
+                assert_eq!(recipe.commands, ["make -C /sysroot"]);
+                assert!(recipe.sources.is_empty());
+                assert_eq!(recipe.layout, [("/".to_string(), vec![0]), ("/sysroot".to_string(), vec![1])]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compose_reads_its_filter_and_dependencies_their_split_rules() {
+        let list = |items: &[&str]| Node::Seq(Seq { items: items.iter().map(|c| scalar(c)).collect(), span: span() });
+        let mut lib = element(0, "lib.bst", "stack", Map::new(span()), &[]);
+        let rules = map(&[("devel", list(&["/usr/include", "/usr/lib/*.a"])), ("runtime", list(&["/usr/lib/*.so"]))]);
+        lib.public = map(&[("bst", Node::Map(map(&[("split-rules", Node::Map(rules)), ("integration-commands", list(&["ldconfig"]))])))]);
+        let compose = element(1, "c.bst", "compose", map(&[("include", list(&["runtime"])), ("include-orphans", scalar("False")), ("integrate", scalar("False"))]), &[(0, DepType::Build)]);
+        let g = graph(vec![lib, compose], vec![ElementId(1)]);
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        assert_eq!(plan.elements()[0].public.split_rules.domains["devel"], ["/usr/include", "/usr/lib/*.a"]);
+        assert_eq!(plan.elements()[0].public.integration_commands, ["ldconfig"]);
+        assert_eq!(
+            plan.elements()[1].recipe,
+            Recipe::Compose { filter: SplitFilter { include: vec!["runtime".into()], exclude: vec![], include_orphans: false }, integrate: false }
+        );
+    }
+
+    #[test]
     fn unsupported_kinds_and_sources_are_errors_naming_the_element() {
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
-        let g = graph(vec![element(0, "c.bst", "compose", Map::new(span()), &[])], vec![ElementId(0)]);
+        let g = graph(vec![element(0, "f.bst", "filter", Map::new(span()), &[])], vec![ElementId(0)]);
         let err = plan_from_graph(&g, &g.targets, &host, keys).unwrap_err();
-        assert!(err.to_string().contains("c.bst") && err.to_string().contains("compose"), "{err}");
+        assert!(err.to_string().contains("f.bst") && err.to_string().contains("filter"), "{err}");
         let mut remote = element(0, "r.bst", "import", Map::new(span()), &[]);
         remote.sources[0].kind = "git".into();
         let g = graph(vec![remote], vec![ElementId(0)]);

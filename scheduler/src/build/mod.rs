@@ -6,6 +6,7 @@
 //! | [`from_graph`] | [`plan_from_graph`]: the loader's graph and the keys → a plan (core kinds → recipes) |
 //! | [`plan`] | [`BuildPlan`]: elements in topological order with keys, staged dependencies and a [`Recipe`] |
 //! | [`queue`] | [`BuildQueue`]: ready set, concurrency, retries with backoff, failure policy, cancellation |
+//! | [`split`] | [`SplitRules`] and the [`SplitFilter`] `compose` applies |
 //! | [`staging`] | [`Staging`]: input roots from dependency artifact trees, with overlap detection |
 //! | [`artifact`] | [`Artifact`] records and the [`ArtifactCache`] on Remote Asset |
 //! | [`checkout`] | [`Checkout`]: an artifact tree listed or written to disk |
@@ -28,6 +29,7 @@ pub mod placement;
 pub mod plan;
 pub mod queue;
 pub mod remote_runner;
+pub mod split;
 pub mod staging;
 
 pub use artifact::{artifact_uri, Artifact, ArtifactCache};
@@ -36,7 +38,8 @@ pub use error::BuildError;
 pub use event::{BuildEvent, EventLog, EventSink};
 pub use from_graph::plan_from_graph;
 pub use placement::{Offer, Placement};
-pub use plan::{ArtifactKeys, BuildPlan, CommandsRecipe, PlanElement, Recipe, SourceTree};
+pub use plan::{ArtifactKeys, BuildPlan, CommandsRecipe, PlanElement, PublicData, Recipe, SourceTree};
+pub use split::{SplitFilter, SplitRules};
 pub use queue::{BuildQueue, BuildReport, ElementResult, ElementRunner, Job, OnError, QueueOptions};
 pub use remote_runner::RemoteRunner;
 pub use staging::{Overlap, Staging};

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::split::{SplitFilter, SplitRules};
 use super::BuildError;
 
 /// The cache keys an artifact is stored and found under.
@@ -45,6 +46,10 @@ pub struct CommandsRecipe {
     pub environment: BTreeMap<String, String>,
     /// REAPI platform properties (`OSFamily`, `ISA`, ...).
     pub platform: BTreeMap<String, String>,
+    /// Where build dependencies are staged (`script`'s `location`): each
+    /// entry stages the runtime closure of the listed plan indices under the
+    /// path. Empty: every staged dependency at `/` (BuildElements).
+    pub layout: Vec<(String, Vec<usize>)>,
 }
 
 /// How an element's artifact is made.
@@ -62,6 +67,15 @@ pub enum Recipe {
     },
     /// `stack`: an empty artifact that only stands for its dependencies.
     Stack,
+    /// `compose`: the staged dependencies' files, filtered by each
+    /// dependency's split rules; nothing runs (integration commands are
+    /// not run yet: a composition that needs them is an error).
+    Compose {
+        /// What is kept.
+        filter: SplitFilter,
+        /// `config.integrate`.
+        integrate: bool,
+    },
     /// Run commands in a sandbox on the staged dependencies and sources.
     Commands(CommandsRecipe),
 }
@@ -81,6 +95,17 @@ pub struct PlanElement {
     pub runtime_deps: Vec<usize>,
     /// How the artifact is made.
     pub recipe: Recipe,
+    /// The element's public data that dependants use.
+    pub public: PublicData,
+}
+
+/// The parts of an element's `public: bst:` data the build uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicData {
+    /// `split-rules`.
+    pub split_rules: SplitRules,
+    /// `integration-commands`.
+    pub integration_commands: Vec<String>,
 }
 
 /// A validated plan: elements in topological order, with each element's
@@ -144,6 +169,18 @@ impl BuildPlan {
         &self.staged[index]
     }
 
+    /// The runtime closure of `roots` (the roots included), in plan order.
+    pub fn runtime_closure(&self, roots: &[usize]) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<usize> = roots.to_vec();
+        while let Some(index) = stack.pop() {
+            if index < self.elements.len() && seen.insert(index) {
+                stack.extend(self.elements[index].runtime_deps.iter().copied());
+            }
+        }
+        seen.into_iter().collect()
+    }
+
     /// The elements that wait for `index`.
     pub fn dependants(&self, index: usize) -> &[usize] {
         &self.dependants[index]
@@ -173,6 +210,7 @@ pub(crate) mod tests {
             build_deps: build.to_vec(),
             runtime_deps: runtime.to_vec(),
             recipe: Recipe::Stack,
+            public: PublicData::default(),
         }
     }
 
@@ -190,6 +228,8 @@ pub(crate) mod tests {
         // tool has no runtime deps, so app stages tool only.
         assert_eq!(plan.staged(3), &[2]);
         assert_eq!(plan.dependants(0), &[1, 2]);
+        assert_eq!(plan.runtime_closure(&[1]), [0, 1]);
+        assert_eq!(plan.runtime_closure(&[3, 2]), [2, 3]);
     }
 
     #[test]

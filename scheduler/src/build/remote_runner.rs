@@ -23,6 +23,7 @@ use super::action::{relative, ActionSpec};
 use super::event::{BuildEvent, EventSink};
 use super::placement::{Offer, Placement};
 use super::queue::{ElementRunner, Job};
+use super::split::SplitFilter;
 use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, Recipe, SourceTree, Staging};
 use crate::remote::{Blob, BlobSet, RemoteClient, RemoteError};
 
@@ -152,13 +153,33 @@ impl RemoteRunner {
         self.upload_staging(element, &relocated, blobs).await
     }
 
+    async fn build_compose(&self, job: &Job, filter: &SplitFilter, integrate: bool) -> Result<Digest, BuildError> {
+        let element = job.element();
+        let staged = job.plan.staged(job.index);
+        let mut staging = Staging::new();
+        for (&index, dep) in staged.iter().zip(&job.deps) {
+            let public = &job.plan.elements()[index].public;
+            if integrate && !public.integration_commands.is_empty() {
+                return Err(BuildError::Element {
+                    element: element.name.clone(),
+                    reason: format!("{} has integration commands, which compose does not run yet (set integrate: false)", dep.element),
+                });
+            }
+            let root = dep.files_digest()?;
+            let tree = self.tree(root).await?;
+            let keep = |path: &str| filter.keeps(&public.split_rules, path);
+            staging.stage_tree_filtered(&dep.element, "", root, &tree, &keep)?;
+        }
+        self.upload_staging(&element.name, &staging, BlobSet::new()).await
+    }
+
     async fn build_commands(&self, job: &Job, recipe: &CommandsRecipe, events: &dyn EventSink) -> Result<Artifact, BuildError> {
         let element = job.element();
         let mut staging = Staging::new();
-        for dep in &job.deps {
+        for (location, dep) in self.layout(job, recipe) {
             let root = dep.files_digest()?;
             let tree = self.tree(root).await?;
-            staging.stage_tree(&dep.element, "", root, &tree)?;
+            staging.stage_tree(&dep.element, &location, root, &tree)?;
         }
         let overlaps = staging.overlaps().to_vec();
         if self.fatal_overlaps && !overlaps.is_empty() {
@@ -213,6 +234,25 @@ impl RemoteRunner {
         artifact.stderr = stderr.map(|d| d.to_string());
         artifact.action = Some(action_digest.to_string());
         Ok(artifact)
+    }
+
+    /// The staged dependency artifacts with the location each goes to, in
+    /// staging order: everything at `/` unless the recipe has a layout.
+    fn layout<'a>(&self, job: &'a Job, recipe: &CommandsRecipe) -> Vec<(String, &'a Artifact)> {
+        let staged = job.plan.staged(job.index);
+        if recipe.layout.is_empty() {
+            return job.deps.iter().map(|dep| (String::new(), dep)).collect();
+        }
+        let artifact_of = |index: usize| staged.iter().position(|&s| s == index).and_then(|p| job.deps.get(p));
+        let mut out = Vec::new();
+        for (location, roots) in &recipe.layout {
+            for index in job.plan.runtime_closure(roots) {
+                if let Some(artifact) = artifact_of(index) {
+                    out.push((relative(location), artifact));
+                }
+            }
+        }
+        out
     }
 
     /// The stdout and stderr of a result as CAS digests (inline output is uploaded).
@@ -295,6 +335,10 @@ impl ElementRunner for RemoteRunner {
                 Artifact::new(element, files, dependencies(job))
             }
             Recipe::Commands(recipe) => self.build_commands(job, recipe, events).await?,
+            Recipe::Compose { filter, integrate } => {
+                let files = self.build_compose(job, filter, *integrate).await?;
+                Artifact::new(element, files, dependencies(job))
+            }
         };
         self.storage.store(&artifact).await?;
         Ok(artifact)
@@ -381,6 +425,7 @@ mod tests {
             build_deps: build.to_vec(),
             runtime_deps: vec![],
             recipe,
+            public: Default::default(),
         }
     }
 
@@ -481,6 +526,58 @@ mod tests {
         assert!(events.iter().any(|e| matches!(e, BuildEvent::Failed { exit_code: Some(4), .. })));
         // A real failure is not retried.
         assert!(!events.iter().any(|e| matches!(e, BuildEvent::Retrying { .. })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_layout_stages_dependencies_at_their_locations() {
+        let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project.path().join("sdk")).unwrap();
+        std::fs::write(project.path().join("sdk/lib.txt"), "lib").unwrap();
+        let script = Recipe::Commands(CommandsRecipe {
+            build_root: "/".into(),
+            install_root: "/out".into(),
+            commands: vec!["cp sysroot/lib.txt out/found.txt".into()],
+            environment: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+            layout: vec![("/sysroot".into(), vec![0])],
+            ..Default::default()
+        });
+        let plan = vec![element("sdk.bst", "l0", &[], import(&project.path().join("sdk"))), element("script.bst", "l1", &[0], script)];
+        let (report, events) = build(&server, plan).await;
+        assert!(report.success(), "{events:#?}");
+        let artifact = report.results[1].artifact().unwrap();
+        assert_eq!(read_file(&server, artifact.files_digest().unwrap(), "found.txt").as_deref(), Some(&b"lib"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compose_keeps_what_the_split_rules_select() {
+        let server = FakeServer::start_default().await;
+        let project = tempfile::tempdir().unwrap();
+        for (path, text) in [("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")] {
+            let file = project.path().join("lib").join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+        let mut lib = element("lib.bst", "c0", &[], import(&project.path().join("lib")));
+        lib.public.split_rules.domains = BTreeMap::from([
+            ("devel".to_string(), vec!["/usr/include".to_string()]),
+            ("runtime".to_string(), vec!["/usr/bin/*".to_string()]),
+        ]);
+        let filter = crate::build::SplitFilter { include: vec!["runtime".into()], exclude: vec![], include_orphans: true };
+        let compose = element("image.bst", "c1", &[0], Recipe::Compose { filter, integrate: true });
+        let (report, events) = build(&server, vec![lib.clone(), compose]).await;
+        assert!(report.success(), "{events:#?}");
+        let root = report.results[1].artifact().unwrap().files_digest().unwrap();
+        assert_eq!(read_file(&server, root, "usr/bin/tool").as_deref(), Some(&b"t"[..]));
+        assert_eq!(read_file(&server, root, "etc/tool.conf").as_deref(), Some(&b"c"[..]), "orphans kept");
+        assert_eq!(read_file(&server, root, "usr/include/tool.h"), None, "devel dropped");
+
+        // Integration commands are refused rather than silently skipped.
+        lib.public.integration_commands = vec!["ldconfig".into()];
+        lib.keys.strong = "c2-s".into();
+        let compose = element("image.bst", "c3", &[0], Recipe::Compose { filter: Default::default(), integrate: true });
+        let (report, _) = build(&server, vec![lib, compose]).await;
+        assert!(matches!(&report.results[1], ElementResult::Failed(BuildError::Element { reason, .. }) if reason.contains("integration")));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,21 @@ impl Staging {
         if !prefix.is_empty() {
             self.add_directory(owner, prefix);
         }
-        self.stage_directory(owner, prefix, root, directories, 0)
+        self.stage_directory(owner, prefix, root, directories, &|_| true, 0)
+    }
+
+    /// Like [`Staging::stage_tree`] at the root, keeping only the entries
+    /// whose path `keep` accepts (directories are still created for kept
+    /// entries inside them).
+    pub fn stage_tree_filtered(
+        &mut self,
+        owner: &str,
+        prefix: &str,
+        root: Digest,
+        directories: &BTreeMap<Digest, reapi::Directory>,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(), BuildError> {
+        self.stage_directory(owner, prefix.trim_matches('/'), root, directories, keep, 0)
     }
 
     fn stage_directory(
@@ -75,6 +89,7 @@ impl Staging {
         path: &str,
         digest: Digest,
         directories: &BTreeMap<Digest, reapi::Directory>,
+        keep: &dyn Fn(&str) -> bool,
         depth: usize,
     ) -> Result<(), BuildError> {
         let bad = |reason: String| BuildError::Element { element: owner.to_string(), reason };
@@ -85,15 +100,22 @@ impl Staging {
         let join = |name: &str| if path.is_empty() { name.to_string() } else { format!("{path}/{name}") };
         for file in &directory.files {
             let digest = Digest::try_from(file.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            self.insert(owner, &join(&file.name), Entry::File { digest, executable: file.is_executable });
+            let path = join(&file.name);
+            if keep(&path) {
+                self.insert(owner, &path, Entry::File { digest, executable: file.is_executable });
+            }
         }
         for link in &directory.symlinks {
-            self.insert(owner, &join(&link.name), Entry::Symlink { target: link.target.clone() });
+            let path = join(&link.name);
+            if keep(&path) {
+                self.insert(owner, &path, Entry::Symlink { target: link.target.clone() });
+            }
         }
         for child in &directory.directories {
             let child_digest = Digest::try_from(child.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            let child_path = self.insert(owner, &join(&child.name), Entry::Directory);
-            self.stage_directory(owner, &child_path, child_digest, directories, depth + 1)?;
+            let path = join(&child.name);
+            let child_path = if keep(&path) { self.insert(owner, &path, Entry::Directory) } else { self.resolve_parent(&path) };
+            self.stage_directory(owner, &child_path, child_digest, directories, keep, depth + 1)?;
         }
         Ok(())
     }

@@ -103,16 +103,16 @@ pub struct Element {
     pub first_pass: bool,
     /// Resolved variables, in composition order.
     pub variables: Vec<(Arc<str>, Arc<str>)>,
-    /// Expanded `config`.
-    pub config: Map,
-    /// Expanded `environment`.
-    pub environment: Map,
+    /// Expanded `config`. Shared between elements with equal content.
+    pub config: Arc<Map>,
+    /// Expanded `environment`. Shared between elements with equal content.
+    pub environment: Arc<Map>,
     /// `environment-nocache` (sorted, unique).
     pub environment_nocache: Vec<String>,
-    /// Expanded `public` (with `bst.split-rules`).
-    pub public: Map,
-    /// Expanded `sandbox`.
-    pub sandbox: Map,
+    /// Expanded `public` (with `bst.split-rules`). Shared between elements with equal content.
+    pub public: Arc<Map>,
+    /// Expanded `sandbox`. Shared between elements with equal content.
+    pub sandbox: Arc<Map>,
     /// Sources in order.
     pub sources: Vec<SourceData>,
     /// Direct dependencies, sorted (spec §13.2).

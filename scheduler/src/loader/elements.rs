@@ -57,10 +57,11 @@ impl Session {
         if let Some(target) = self.element(element).link_target.clone() {
             let key = (id, name.clone());
             if !self.links_in_progress.insert(key.clone()) {
+                // Reported at the reference that closes the cycle.
                 return Err(LoadError::at(
-                    target.span,
+                    at.unwrap_or(target.span),
                     LoadErrorReason::CircularReference,
-                    format!("Circular reference while searching for '{}'", target.value),
+                    format!("Circular reference while searching for '{name}'"),
                 ));
             }
             let result = self.resolve_element(id, &target.value, Some(target.span));

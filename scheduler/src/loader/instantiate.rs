@@ -213,21 +213,21 @@ impl Session {
                 span: dep.span,
             });
         }
-        let project = self.project(project_id);
+        let project_name = self.project(project_id).name.clone();
         let element = Element {
             id: gid,
             name,
             full_name,
             kind: kind_name,
             project: project_id,
-            project_name: project.name.clone(),
+            project_name,
             first_pass,
             variables: vars.resolved(&self.sources).unwrap_or_default(),
-            config,
-            environment,
+            config: self.interner.intern(config),
+            environment: self.interner.intern(environment),
             environment_nocache: nocache.into_iter().collect(),
-            public,
-            sandbox,
+            public: self.interner.intern(public),
+            sandbox: self.interner.intern(sandbox),
             sources,
             dependencies,
             span,

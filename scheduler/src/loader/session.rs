@@ -125,6 +125,8 @@ pub struct Session {
     pub(crate) searching: HashMap<(ProjectId, String), Option<Span>>,
     /// Link resolutions in progress.
     pub(crate) links_in_progress: HashSet<(ProjectId, String)>,
+    /// Shares equal expanded trees between elements.
+    pub(crate) interner: crate::yaml::interner::MapInterner,
     /// Running external plugins by executable path.
     pub(crate) plugins: HashMap<PathBuf, ExternalPlugin>,
 }
@@ -162,6 +164,7 @@ impl Session {
             searching: HashMap::new(),
             links_in_progress: HashSet::new(),
             plugins: HashMap::new(),
+            interner: Default::default(),
         })
     }
 

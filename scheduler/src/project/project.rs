@@ -309,8 +309,8 @@ pub fn finish_pass(
         Some(other) => return Err(LoadError::at(other.span(), LoadErrorReason::InvalidData, "Value of 'sources' is not of the expected type 'dict'")),
         None => Map::new(Span::synthetic(project.conf_file)),
     };
-    validate_overrides(&element_overrides, &["variables", "environment", "environment-nocache", "config", "sandbox", "public"])?;
-    validate_overrides(&source_overrides, &["config"])?;
+    overrides_are_mappings(&element_overrides)?;
+    overrides_are_mappings(&source_overrides)?;
     check_trailing_directives(&config)?;
     let empty = || Map::new(Span::synthetic(project.conf_file));
     let mut variables = config.get_map("variables")?.cloned().unwrap_or_else(empty);
@@ -360,13 +360,13 @@ pub fn finish_pass(
     })
 }
 
-/// Checks the per-kind sections of `elements:` / `sources:`.
-fn validate_overrides(overrides: &Map, allowed: &[&str]) -> LoadResult<()> {
+/// Checks that the per-kind sections of `elements:` / `sources:` are
+/// mappings (their keys are not validated, as in BuildStream).
+fn overrides_are_mappings(overrides: &Map) -> LoadResult<()> {
     for (kind, value) in overrides.iter() {
-        let Node::Map(section) = value else {
+        if !matches!(value, Node::Map(_)) {
             return Err(LoadError::at(value.span(), LoadErrorReason::InvalidData, format!("Value of '{kind}' is not of the expected type 'dict'")));
-        };
-        section.validate_keys(allowed)?;
+        }
     }
     Ok(())
 }

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use crate::yaml::{LoadError, LoadErrorReason, LoadResult, Map, Node, SourceMap, Span};
 
-/// A piece of a variable value.
+/// A piece of a variable value: a byte range of literal text, or a reference.
 #[derive(Debug, Clone)]
 enum Part {
-    Text(String),
+    Text(std::ops::Range<usize>),
     Ref(Arc<str>),
 }
 
@@ -36,7 +36,7 @@ fn split(text: &str) -> Vec<Part> {
                 }
                 if j < bytes.len() && bytes[j] == b'}' {
                     if literal_start < i {
-                        parts.push(Part::Text(text[literal_start..i].to_string()));
+                        parts.push(Part::Text(literal_start..i));
                     }
                     parts.push(Part::Ref(Arc::from(&text[name_start..j])));
                     i = j + 1;
@@ -48,7 +48,7 @@ fn split(text: &str) -> Vec<Part> {
         i += 1;
     }
     if literal_start < text.len() {
-        parts.push(Part::Text(text[literal_start..].to_string()));
+        parts.push(Part::Text(literal_start..text.len()));
     }
     parts
 }
@@ -60,9 +60,11 @@ pub fn has_references(text: &str) -> bool {
 
 #[derive(Debug)]
 struct Definition {
+    text: Arc<str>,
     parts: Vec<Part>,
     span: Span,
     resolved: Option<Arc<str>>,
+    visiting: bool,
 }
 
 /// A variable table being resolved.
@@ -86,10 +88,10 @@ impl Variables {
                     format!("Value of '{name}' is not of the expected type 'scalar'"),
                 ));
             };
-            let parts = split(&s.value);
-            let resolved = if parts.iter().all(|p| matches!(p, Part::Text(_))) { Some(s.value.clone()) } else { None };
+            let (parts, resolved) =
+                if s.value.contains("%{") { (split(&s.value), None) } else { (Vec::new(), Some(s.value.clone())) };
             order.push(name.clone());
-            defs.insert(name.clone(), Definition { parts, span: s.span, resolved });
+            defs.insert(name.clone(), Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false });
         }
         Ok(Variables { order, defs: RefCell::new(defs) })
     }
@@ -118,9 +120,23 @@ impl Variables {
         let Some((root, _)) = defs.get_key_value(name) else {
             return Err(LoadError::new(LoadErrorReason::UnresolvedVariable, format!("Reference to undefined variable '{name}'")));
         };
+        let root = root.clone();
         let mut stack: Vec<Arc<str>> = vec![root.clone()];
-        let mut on_stack: HashMap<Arc<str>, usize> = HashMap::new();
-        on_stack.insert(root.clone(), 0);
+        if let Some(d) = defs.get_mut(&root) {
+            d.visiting = true;
+        }
+        let result = Self::walk(&mut defs, &mut stack, sources);
+        for name in &stack {
+            if let Some(d) = defs.get_mut(name) {
+                d.visiting = false;
+            }
+        }
+        result?;
+        Ok(defs[name].resolved.clone().unwrap_or_else(|| Arc::from("")))
+    }
+
+    /// Resolves the variables on `stack` (and what they need), depth first.
+    fn walk(defs: &mut HashMap<Arc<str>, Definition>, stack: &mut Vec<Arc<str>>, sources: &SourceMap) -> LoadResult<()> {
         while let Some(top) = stack.last().cloned() {
             let def = &defs[&top];
             let mut pending = None;
@@ -135,6 +151,10 @@ impl Variables {
                             ))
                         }
                         Some(d) if d.resolved.is_some() => {}
+                        Some(d) if d.visiting => {
+                            let start = stack.iter().position(|s| s == r).unwrap_or(0);
+                            return Err(cycle_error(&stack[start..], r, defs, sources));
+                        }
                         Some(_) => {
                             pending = Some(r.clone());
                             break;
@@ -144,30 +164,28 @@ impl Variables {
             }
             match pending {
                 Some(next) => {
-                    if let Some(&start) = on_stack.get(&next) {
-                        return Err(cycle_error(&stack[start..], &next, &defs, sources));
+                    if let Some(d) = defs.get_mut(&next) {
+                        d.visiting = true;
                     }
-                    on_stack.insert(next.clone(), stack.len());
                     stack.push(next);
                 }
                 None => {
-                    let mut value = String::new();
+                    let mut value = String::with_capacity(def.text.len() + 16);
                     for part in &def.parts {
                         match part {
-                            Part::Text(t) => value.push_str(t),
+                            Part::Text(range) => value.push_str(&def.text[range.clone()]),
                             Part::Ref(r) => value.push_str(defs[r].resolved.as_deref().unwrap_or("")),
                         }
                     }
-                    let value: Arc<str> = Arc::from(value);
                     if let Some(d) = defs.get_mut(&top) {
-                        d.resolved = Some(value);
+                        d.resolved = Some(Arc::from(value));
+                        d.visiting = false;
                     }
-                    on_stack.remove(&top);
                     stack.pop();
                 }
             }
         }
-        Ok(defs[name].resolved.clone().unwrap_or_else(|| Arc::from("")))
+        Ok(())
     }
 
     /// Substitutes references in `text` (the node at `span`).
@@ -178,7 +196,7 @@ impl Variables {
         let mut out = String::with_capacity(text.len());
         for part in split(text) {
             match part {
-                Part::Text(t) => out.push_str(&t),
+                Part::Text(range) => out.push_str(&text[range]),
                 Part::Ref(r) => match self.get(&r, sources)? {
                     Some(v) => out.push_str(&v),
                     None => {

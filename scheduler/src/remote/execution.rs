@@ -92,7 +92,8 @@ impl Execution {
     }
 }
 
-/// How following one operation stream ended.
+/// How following one operation stream ended (short-lived; its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Followed {
     /// The operation finished (with a response or an error).
     Done(Result<ExecuteResponse, RemoteError>),
@@ -246,9 +247,9 @@ mod tests {
         assert_eq!(client.action_cache.get(action).await.unwrap(), Some(result));
 
         let uri = "weir:artifact/p/e.bst/abc".to_string();
-        assert_eq!(client.asset.fetch_blob(&[uri.clone()], &[]).await.unwrap(), None);
+        assert_eq!(client.asset.fetch_blob(std::slice::from_ref(&uri), &[]).await.unwrap(), None);
         let blob = server.state.put(b"artifact".to_vec());
-        client.asset.push_blob(&[uri.clone()], &[], blob, &crate::remote::References::default()).await.unwrap();
+        client.asset.push_blob(std::slice::from_ref(&uri), &[], blob, &crate::remote::References::default()).await.unwrap();
         assert_eq!(client.asset.fetch_blob(&["other".into(), uri], &[]).await.unwrap(), Some(blob));
     }
 }

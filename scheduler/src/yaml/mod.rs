@@ -8,6 +8,7 @@
 pub mod compose;
 pub mod emitter;
 pub mod error;
+pub mod interner;
 pub mod node;
 pub mod parser;
 pub mod provenance;

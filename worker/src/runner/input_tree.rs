@@ -100,7 +100,9 @@ impl InputTree {
         if missing.is_empty() {
             check_symlinks(&directories, root, allow_absolute_symlinks)?;
         }
-        missing.extend(store.find_missing(&files).await?);
+        if !files.is_empty() {
+            missing.extend(store.find_missing(&files).await?);
+        }
         if !missing.is_empty() {
             return Err(RunnerError::MissingBlobs(missing));
         }

@@ -287,36 +287,34 @@ impl Runner {
         let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
         let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
         let root = dir.join("root");
+        let stdout_path = dir.join("stdout");
+        let stderr_path = dir.join("stderr");
         let staged = {
+            let (stdout_path, stderr_path) = (stdout_path.clone(), stderr_path.clone());
             let dir = dir.to_path_buf();
             let root = root.clone();
             let outputs = outputs.clone();
             let sandbox = self.config.sandbox;
+            let network = request.network;
             run_blocking(move || {
                 std::fs::create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
                 let linked = tree.stage(&root)?;
                 outputs.prepare(&root)?;
-                Ok((linked, sandbox.prepare_root(&root)?))
+                let mount_points = sandbox.prepare_root(&root)?;
+                let stdio = sandbox::Stdio::create(&stdout_path, &stderr_path)?;
+                let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
+                Ok((linked, mount_points, stdio, setup))
             })
             .await?
         };
-        let (linked, mount_points) = staged;
+        let (linked, mount_points, stdio, setup) = staged;
         metadata.input_fetch_completed_timestamp = Some(timestamp(SystemTime::now()));
         if cancel.is_cancelled() {
             return Err(RunnerError::Cancelled);
         }
 
         metadata.execution_start_timestamp = Some(timestamp(SystemTime::now()));
-        let stdout_path = dir.join("stdout");
-        let stderr_path = dir.join("stderr");
-        let mut child = self.config.sandbox.spawn(&sandbox::SpawnSpec {
-            root: &root,
-            command: &request.command,
-            working_dir: outputs.working_dir(),
-            stdout: &stdout_path,
-            stderr: &stderr_path,
-            network: request.network,
-        })?;
+        let mut child = sandbox::spawn(&root, &request.command, outputs.working_dir(), stdio, setup)?;
         let (status, ended) = tokio::select! {
             status = child.wait() => (Some(status), Ended::Exited),
             _ = tokio::time::sleep(request.timeout) => (None, Ended::TimedOut),

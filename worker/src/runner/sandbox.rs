@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::str::FromStr;
 
 use weir_proto::reapi::Command;
@@ -70,21 +70,18 @@ impl FromStr for SandboxKind {
     }
 }
 
-/// What to start: the staged root, the command, where its output goes.
+/// The files that receive a command's stdout and stderr.
 #[derive(Debug)]
-pub(crate) struct SpawnSpec<'a> {
-    /// The staged input root (absolute).
-    pub root: &'a Path,
-    /// The command (arguments, environment, working directory).
-    pub command: &'a Command,
-    /// The normalised working directory, relative to the root.
-    pub working_dir: &'a str,
-    /// File that receives stdout.
-    pub stdout: &'a Path,
-    /// File that receives stderr.
-    pub stderr: &'a Path,
-    /// Whether the network is reachable (namespace sandbox).
-    pub network: bool,
+pub(crate) struct Stdio {
+    stdout: File,
+    stderr: File,
+}
+
+impl Stdio {
+    /// Creates both files. Blocking.
+    pub fn create(stdout: &Path, stderr: &Path) -> Result<Self, RunnerError> {
+        Ok(Stdio { stdout: output_file(stdout)?, stderr: output_file(stderr)? })
+    }
 }
 
 impl SandboxKind {
@@ -98,7 +95,14 @@ impl SandboxKind {
                 let dir = root.join(name);
                 match std::fs::create_dir(&dir) {
                     Ok(()) => created.push(dir),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        // Never mount onto a symlink (it would be followed).
+                        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_dir()) {
+                            return Err(RunnerError::InvalidInput(format!(
+                                "/{name} in the input root must be a directory (the sandbox mounts onto it)"
+                            )));
+                        }
+                    }
                     Err(e) => return Err(RunnerError::io(format!("creating mount point {}", dir.display()), e)),
                 }
             }
@@ -113,38 +117,55 @@ impl SandboxKind {
         }
     }
 
-    /// Starts the command. Must be called within a tokio runtime.
-    pub(crate) fn spawn(self, spec: &SpawnSpec<'_>) -> Result<SandboxedChild, RunnerError> {
-        let program = spec.command.arguments.first().cloned().unwrap_or_default();
-        let mut command = std::process::Command::new(&program);
-        command
-            .args(spec.command.arguments.iter().skip(1))
-            .env_clear()
-            .envs(spec.command.environment_variables.iter().map(|v| (&v.name, &v.value)))
-            .stdin(Stdio::null())
-            .stdout(output_file(spec.stdout)?)
-            .stderr(output_file(spec.stderr)?)
-            .process_group(0);
+    /// Prepares what the child needs to enter the sandbox (nothing for
+    /// `host`). Blocking.
+    pub(crate) fn setup(self, root: &Path, working_dir: &str, network: bool) -> Result<Option<NamespaceSetup>, RunnerError> {
         match self {
-            SandboxKind::Host => {
-                command.current_dir(spec.root.join(spec.working_dir));
-            }
-            SandboxKind::Namespace => {
-                let setup = NamespaceSetup::new(spec.root, spec.working_dir, spec.network)
-                    .map_err(|e| RunnerError::io("preparing the namespace sandbox", e))?;
-                // SAFETY: `enter` only makes raw system calls on data prepared
-                // above; it does not allocate or take locks.
-                unsafe {
-                    command.pre_exec(move || setup.enter());
-                }
+            SandboxKind::Host => Ok(None),
+            SandboxKind::Namespace => NamespaceSetup::new(root, working_dir, network)
+                .map(Some)
+                .map_err(|e| RunnerError::io("preparing the namespace sandbox", e)),
+        }
+    }
+}
+
+/// Starts `command` in the staged `root`: on the host in
+/// `root/working_dir` when `setup` is `None`, else inside the namespaces
+/// `setup` describes. Must be called on a runtime thread (see the module doc).
+pub(crate) fn spawn(
+    root: &Path,
+    command: &Command,
+    working_dir: &str,
+    stdio: Stdio,
+    setup: Option<NamespaceSetup>,
+) -> Result<SandboxedChild, RunnerError> {
+    let program = command.arguments.first().cloned().unwrap_or_default();
+    let mut process = std::process::Command::new(&program);
+    process
+        .args(command.arguments.iter().skip(1))
+        .env_clear()
+        .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
+        .stdin(std::process::Stdio::null())
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr)
+        .process_group(0);
+    match setup {
+        None => {
+            process.current_dir(root.join(working_dir));
+        }
+        Some(setup) => {
+            // SAFETY: `enter` only makes raw system calls on data prepared
+            // beforehand; it does not allocate or take locks.
+            unsafe {
+                process.pre_exec(move || setup.enter());
             }
         }
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let child = command.spawn().map_err(|source| RunnerError::Spawn { program, source })?;
-        let group = child.id().and_then(|id| i32::try_from(id).ok());
-        Ok(SandboxedChild { child, group })
     }
+    let mut process = tokio::process::Command::from(process);
+    process.kill_on_drop(true);
+    let child = process.spawn().map_err(|source| RunnerError::Spawn { program, source })?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    Ok(SandboxedChild { child, group })
 }
 
 fn output_file(path: &Path) -> Result<File, RunnerError> {
@@ -201,7 +222,11 @@ pub fn probe(kind: SandboxKind, scratch: &Path) -> Result<(), RunnerError> {
     kind.prepare_root(root.path())?;
     let setup = NamespaceSetup::new(root.path(), "", false).map_err(|e| unavailable("preparing", &e))?.probe_only();
     let mut command = std::process::Command::new("/weir-sandbox-probe");
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
     // SAFETY: as in `spawn`: raw system calls on prepared data only.
     unsafe {
         command.pre_exec(move || setup.enter());
