@@ -74,10 +74,10 @@ wait_port() {  # port seconds
 # ---- sizes ------------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
   PY_ARGS=(--fmb-repeats 5 --blobs 1000 --stream-mib 32 --ac-ops 200 --exec-actions 40)
-  LOAD_STREAM=(--mib 32 --repeats 1); LOAD_EXEC=(--actions 40 --concurrency 8)
+  LOAD_STREAM=(--mib 32 --repeats 1); LOAD_EXEC=(--actions 40 --concurrency 8); LOAD_EXEC1=(--actions 20 --concurrency 1)
 else
   PY_ARGS=()
-  LOAD_STREAM=(--mib 256 --repeats 3); LOAD_EXEC=(--actions 400 --concurrency 8)
+  LOAD_STREAM=(--mib 256 --repeats 3); LOAD_EXEC=(--actions 400 --concurrency 8); LOAD_EXEC1=(--actions 100 --concurrency 1)
 fi
 
 # ---- peers (installed once, reused) -----------------------------------------
@@ -154,12 +154,16 @@ for s in "${ORDER[@]}"; do
     echo "== reapi-load exec against $s"
     "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" exec "${LOAD_EXEC[@]}" \
       | tee "$OUT/load-exec-$s.txt" || echo "reapi.sh: reapi-load exec failed for $s" >&2
+    echo "== reapi-load exec (one at a time) against $s"
+    "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" exec "${LOAD_EXEC1[@]}" \
+      | tee "$OUT/load-exec1-$s.txt" || echo "reapi.sh: reapi-load exec c=1 failed for $s" >&2
   fi
 done
 
 # ---- the table --------------------------------------------------------------
 echo
-echo "REAPI benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores; BuildGrid $BGD_VER$BGD_NOTE"
+BGD_LINE=; has buildgrid && BGD_LINE="; BuildGrid $BGD_VER$BGD_NOTE"
+echo "REAPI benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)$BGD_LINE"
 "$BGD_PY" - "$OUT" "${ORDER[@]}" <<'PY'
 import json, sys, pathlib
 out, servers = pathlib.Path(sys.argv[1]), sys.argv[2:]
@@ -177,6 +181,7 @@ def load(prefix, marker, s):
 py = {s: load("py", "REAPI_BENCH_JSON ", s) for s in servers}
 ls = {s: load("load-stream", "REAPI_LOAD_JSON ", s) for s in servers}
 le = {s: load("load-exec", "REAPI_LOAD_JSON ", s) for s in servers}
+le1 = {s: load("load-exec1", "REAPI_LOAD_JSON ", s) for s in servers}
 
 def get(d, *path):
     for k in path:
@@ -192,31 +197,47 @@ def fmt(v):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
+# (label, source, path, higher is better; None: not a speed)
 rows = [
-    ("FindMissingBlobs 1000 missing, p50 ms", py, ("fmb", "p50_ms")),
-    ("FindMissingBlobs 1000 present, ms", py, ("batch", "fmb_1000_present_ms")),
-    ("BatchUpdateBlobs, MB/s", py, ("batch", "update_mb_s")),
-    ("BatchReadBlobs, MB/s", py, ("batch", "read_mb_s")),
-    ("ByteStream Write (py), MB/s", py, ("stream", "write_mb_s")),
-    ("ByteStream Read (py), MB/s", py, ("stream", "read_mb_s")),
-    ("  py client CPU/wall in stream", py, ("stream", "client_cpu_per_wall")),
-    ("AC Update, ops/s", py, ("ac", "update_per_s")),
-    ("AC Get hit, ops/s", py, ("ac", "get_per_s")),
-    ("Execute c=8 (py), actions/s", py, ("exec", "actions_per_s")),
-    ("Execute c=8 (py), p50 ms", py, ("exec", "p50_ms")),
-    ("ByteStream Write (rust), MB/s", ls, ("stream", "write_mb_s")),
-    ("ByteStream Read (rust), MB/s", ls, ("stream", "read_mb_s")),
-    ("Execute c=8 (rust), actions/s", le, ("exec", "actions_per_s")),
-    ("Execute c=8 (rust), p50 ms", le, ("exec", "p50_ms")),
-    ("Execute (rust) errors", le, ("exec", "errors")),
+    ("FindMissingBlobs 1000 missing, p50 ms", py, ("fmb", "p50_ms"), False),
+    ("FindMissingBlobs 1000 present, ms", py, ("batch", "fmb_1000_present_ms"), False),
+    ("BatchUpdateBlobs, MB/s", py, ("batch", "update_mb_s"), True),
+    ("BatchReadBlobs, MB/s", py, ("batch", "read_mb_s"), True),
+    ("ByteStream Write (py), MB/s", py, ("stream", "write_mb_s"), True),
+    ("ByteStream Read (py), MB/s", py, ("stream", "read_mb_s"), True),
+    ("  py client CPU/wall in stream", py, ("stream", "client_cpu_per_wall"), None),
+    ("AC Update, ops/s", py, ("ac", "update_per_s"), True),
+    ("AC Get hit, ops/s", py, ("ac", "get_per_s"), True),
+    ("Execute c=8 (py), actions/s", py, ("exec", "actions_per_s"), True),
+    ("Execute c=8 (py), p50 ms", py, ("exec", "p50_ms"), False),
+    ("ByteStream Write (rust), MB/s", ls, ("stream", "write_mb_s"), True),
+    ("ByteStream Read (rust), MB/s", ls, ("stream", "read_mb_s"), True),
+    ("Execute c=8 (rust), actions/s", le, ("exec", "actions_per_s"), True),
+    ("Execute c=8 (rust), p50 ms", le, ("exec", "p50_ms"), False),
+    ("Execute c=1 (rust), p50 ms", le1, ("exec", "p50_ms"), False),
+    ("Execute c=1 (rust), actions/s", le1, ("exec", "actions_per_s"), True),
+    ("Execute (rust) errors, c=8", le, ("exec", "errors"), None),
 ]
+
+def ratio(row_src, path, better, other):
+    """weir-worker's advantage over `other` (x > 1: weir is better)."""
+    if better is None or "weir" not in servers or other not in servers:
+        return "-"
+    w, o = get(row_src["weir"], *path), get(row_src[other], *path)
+    if not isinstance(w, (int, float)) or not isinstance(o, (int, float)) or not w or not o:
+        return "-"
+    return f"{(w / o) if better else (o / w):.2f}x"
+
 mib = get(py.get(servers[0], {}), "stream", "mib") if servers else None
 print(f"(py = reapi_bench.py; rust = bench/reapi-load; stream blob {mib} MiB (py) / "
       f"{get(ls.get(servers[0], {}), 'stream', 'mib')} MiB (rust, median of repeats))")
-print("| test | " + " | ".join(names[s] for s in servers) + " |")
-print("| --- |" + " ---: |" * len(servers))
-for label, src, path in rows:
-    print(f"| {label} | " + " | ".join(fmt(get(src[s], *path)) for s in servers) + " |")
+others = [o for o in ("casd", "buildgrid") if o in servers and "weir" in servers]
+print("| test | " + " | ".join(names[s] for s in servers) + "".join(f" | weir vs {names[o]}" for o in others) + " |")
+print("| --- |" + " ---: |" * (len(servers) + len(others)))
+for label, src, path, better in rows:
+    cells = [fmt(get(src[s], *path)) for s in servers] + [ratio(src, path, better, o) for o in others]
+    print(f"| {label} | " + " | ".join(cells) + " |")
+print("(weir vs X: how many times better weir-worker is; > 1.00x means weir-worker wins)")
 for s in servers:
     f = py[s].get("failures")
     if f:

@@ -143,7 +143,7 @@ for n in $DENSE_SIZES; do JOBS+=("dense $n bst"); done
 [ "$HUGE" -eq 1 ] && JOBS+=("layered 100000 weir-only")
 
 RESULTS=$WORKDIR/results.tsv
-printf 'shape\tN\tweir_wall_s\tweir_rss_MiB\tbst_wall_s\tbst_rss_MiB\tspeedup\tmemory_ratio\tsame_output\n' >"$RESULTS"
+printf 'shape\tN\tweir_wall_s\tweir_us_per_element\tweir_rss_MiB\tbst_wall_s\tbst_rss_MiB\tspeedup\tmemory_ratio\tsame_output\n' >"$RESULTS"
 for job in "${JOBS[@]}"; do
     read -r shape n mode <<<"$job"
     tag=$shape-$n
@@ -166,11 +166,12 @@ for job in "${JOBS[@]}"; do
     else
         b_wall="(skipped: --bst-max $BST_MAX)"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$w_wall" "$w_rss" "$b_wall" "$b_rss" "$speed" "$mem" "$same" >>"$RESULTS"
+    per_elt=$(awk -v w="$w_wall" -v n="$n" 'BEGIN { if (w + 0 > 0) printf "%.0f", w * 1e6 / n; else print "-" }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$w_wall" "$per_elt" "$w_rss" "$b_wall" "$b_rss" "$speed" "$mem" "$same" >>"$RESULTS"
 done
 
 echo
 echo "weir show vs bst show --format '%{name}' target.bst (median of $RUNS run(s); speedup = bst wall / weir wall;"
-echo "memory_ratio = weir peak RSS / bst peak RSS)"
+echo "memory_ratio = weir peak RSS / bst peak RSS; weir_us_per_element flat across N = linear loading)"
 column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
 log "workdir (projects, outputs, timings): $WORKDIR"

@@ -127,6 +127,15 @@ fn print_keys_of_project_in_env() {
     let loaded_at = started.elapsed();
     let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
     let keyed_at = started.elapsed();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let inputs = weir_scheduler::cachekey::from_graph::element_inputs(&loaded.graph).expect("inputs");
+        let converted = start.elapsed();
+        let host = weir_scheduler::cachekey::HostPlatform::detect();
+        let table = weir_scheduler::cachekey::KeyTable::compute(&inputs, &host, &weir_scheduler::cachekey::MerkleDigester)
+            .expect("keys");
+        eprintln!("convert {converted:?}, table {:?} ({} elements)", start.elapsed() - converted, table.len());
+    }
     let graph = &loaded.graph;
     for id in graph.select(&graph.targets, weir_scheduler::graph::Scope::All) {
         let fields = keys.fields(id).expect("keys of a loaded element");

@@ -70,7 +70,17 @@ fn run_all(cases: &[&Case], env: &RunEnv, jobs: usize) -> Vec<CaseResult> {
             });
         }
     });
-    results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).into_iter().flatten().collect()
+    let results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A slot stays empty only if a worker thread panicked: keep it aligned as a failure.
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| CaseResult {
+                verdict: Verdict { differences: vec!["harness: the worker thread panicked".into()], unevaluated: Vec::new() },
+                outcome: None,
+            })
+        })
+        .collect()
 }
 
 /// `differs_from`: the case's output must differ from the named case's.

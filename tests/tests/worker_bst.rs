@@ -12,8 +12,9 @@
 //! clean client that must *pull* has a fresh cache directory and the
 //! upstream file deleted, so it can only succeed through the worker; a
 //! control client with the same setup and no remote must fail. Remote
-//! execution is asserted from bst's own "remote build" activity and from the
-//! content of the artifact it checks out.
+//! execution runs in the worker's `namespace` sandbox and is asserted from
+//! bst's own "remote build" activity and from the content of the artifact
+//! it checks out.
 //!
 //! The peer is installed once by `../shared/peers/bst/setup.sh` into
 //! `${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}/bst-venv` and reused; an
@@ -269,18 +270,21 @@ fn cache_worker(project: &BstProject) -> WorkerProcess {
     WorkerProcess::start(&root, &["--role", "cache"])
 }
 
-/// The namespace sandbox if this machine can make user namespaces, else host.
-fn sandbox_choice() -> &'static str {
+/// Asserts that this machine can make the user, mount and pid namespaces the
+/// worker's default `namespace` sandbox needs. bst's actions use absolute
+/// paths inside their input root (`/data`, `/buildstream-install`), which
+/// the `host` sandbox (no isolation) cannot give them, so there is no
+/// fallback: without namespaces this test cannot say anything.
+fn require_namespaces() {
     let probe = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--pid", "--fork", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    if matches!(probe, Ok(s) if s.success()) {
-        "namespace"
-    } else {
-        "host"
-    }
+    assert!(
+        matches!(probe, Ok(s) if s.success()),
+        "remote execution of bst actions needs Linux user namespaces (`unshare -Urmpf true` failed here)"
+    );
 }
 
 #[test]
@@ -342,7 +346,8 @@ fn source_cache_push_then_clean_client_fetches_from_it() {
 fn remote_execution_builds_the_manual_element_on_the_worker() {
     let project = BstProject::write();
     let root = project.root().join("worker");
-    let worker = WorkerProcess::start(&root, &["--sandbox", sandbox_choice()]);
+    require_namespaces();
+    let worker = WorkerProcess::start(&root, &["--sandbox", "namespace"]);
 
     let remote = Remotes { execution: Some(&worker), ..Remotes::default() };
     let run = project.bst("remote", &remote, &["build", "hello.bst"]);

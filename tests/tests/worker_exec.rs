@@ -7,7 +7,8 @@
 //! one run; a failing command's exit code and stderr; a missing input as
 //! FAILED_PRECONDITION with a PreconditionFailure; a timeout as
 //! DEADLINE_EXCEEDED; CancelOperation killing the process; and the default
-//! namespace sandbox hiding the host.
+//! namespace sandbox hiding the host. Real clients (Bazel, BuildStream)
+//! executing through the worker are in `worker_bazel.rs` and `worker_bst.rs`.
 
 mod worker_process;
 
@@ -296,3 +297,4 @@ async fn default_namespace_sandbox_hides_the_host() {
     let stdout = String::from_utf8(client.read(result.stdout_digest.as_ref().unwrap()).await).unwrap();
     assert_eq!(stdout, "1\nhidden\n", "pid 1, and the worker's own files are not visible");
 }
+

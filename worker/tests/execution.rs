@@ -573,14 +573,29 @@ async fn trivial_action_latency_and_throughput() {
         actions.push(h.action(ActionSpec { args: &["/bin/true"], salt: &salt, ..Default::default() }).await);
     }
     let mut latencies = Vec::new();
+    let mut phases = Vec::new();
     for action in &actions[..100] {
         let started = Instant::now();
         let (_, response) = h.execute(*action, true).await;
-        assert_eq!(response.result.unwrap().exit_code, 0);
+        let result = response.result.unwrap();
+        assert_eq!(result.exit_code, 0);
         latencies.push(started.elapsed());
+        let m = result.execution_metadata.unwrap();
+        let micros = |t: Option<weir_proto::protobuf::Timestamp>| t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000).unwrap_or(0);
+        phases.push([
+            micros(m.worker_start_timestamp) - micros(m.queued_timestamp),
+            micros(m.input_fetch_completed_timestamp) - micros(m.input_fetch_start_timestamp),
+            micros(m.execution_completed_timestamp) - micros(m.execution_start_timestamp),
+            micros(m.output_upload_completed_timestamp) - micros(m.output_upload_start_timestamp),
+        ]);
     }
     latencies.sort();
     println!("sequential: p50 {:?}, p90 {:?}", latencies[50], latencies[90]);
+    for (i, phase) in ["queued->start", "staging", "execution", "outputs"].iter().enumerate() {
+        let mut values: Vec<i64> = phases.iter().map(|p| p[i]).collect();
+        values.sort();
+        println!("  {phase}: p50 {} us", values[50]);
+    }
 
     let h = Arc::new(h);
     let started = Instant::now();

@@ -73,7 +73,7 @@ impl KeyTable {
             keys: vec![ElementKeys::default(); inputs.len()],
             entries: vec![String::new(); inputs.len()],
             closures: vec![Vec::new(); inputs.len()],
-            first_runtime: vec![None; inputs.len()],
+            longest_prefix: vec![None; inputs.len()],
             prefixes: PrefixStates::new(inputs.len()),
         };
         let mut sources = SourceKeys::new(digester);
@@ -81,7 +81,6 @@ impl KeyTable {
         for &index in &order {
             let input = &inputs[index];
             pass.entries[index] = dependency_entry_prefix(input);
-            pass.first_runtime[index] = input.dependencies.iter().find(|d| d.runtime).map(|d| d.element);
 
             // Runtime closure of this element, post-order, itself last.
             marks.next_epoch();
@@ -90,6 +89,8 @@ impl KeyTable {
                 marks.extend_unvisited(&pass.closures[dep.element], &mut closure);
             }
             closure.push(index as u32);
+            let runtime_deps = input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element);
+            pass.longest_prefix[index] = longest_closure_prefix(&pass.closures, runtime_deps, &closure);
 
             // Build scope: runtime closures of the build dependencies.
             marks.next_epoch();
@@ -98,13 +99,15 @@ impl KeyTable {
                 marks.extend_unvisited(&pass.closures[dep.element], &mut scope);
             }
             pass.closures[index] = closure;
+            let build_deps = input.dependencies.iter().filter(|d| d.build).map(|d| d.element);
+            let scope_prefix = longest_closure_prefix(&pass.closures, build_deps, &scope);
 
             let mut element_keys = ElementKeys::default();
             for source in &input.sources {
                 element_keys.sources.push(sources.unique_key(&input.full_name, source)?);
             }
             if element_keys.sources_resolved() {
-                pass.compute_keys(input, &scope, &mut element_keys, host)?;
+                pass.compute_keys(input, &scope, scope_prefix, &mut element_keys, host)?;
             } else {
                 // Still checked, so that an unsupported kind is reported either way.
                 PluginKey::for_element(input)?;
@@ -138,8 +141,9 @@ struct KeyPass {
     entries: Vec<String>,
     /// Runtime closure per element (post-order, itself last).
     closures: Vec<Vec<u32>>,
-    /// First runtime dependency per element: its closure starts this element's.
-    first_runtime: Vec<Option<usize>>,
+    /// Per element, the runtime dependency with the longest closure that
+    /// starts this element's closure.
+    longest_prefix: Vec<Option<usize>>,
     /// Shared hash states after whole closures.
     prefixes: PrefixStates,
 }
@@ -151,6 +155,7 @@ impl KeyPass {
         &mut self,
         input: &ElementInput,
         scope: &[u32],
+        scope_prefix: Option<usize>,
         result: &mut ElementKeys,
         host: &HostPlatform,
     ) -> Result<(), CacheKeyError> {
@@ -165,7 +170,6 @@ impl KeyPass {
             return Err(CacheKeyError::Internal { detail: format!("{name}: unexpected key dict head {head}") });
         }
         let body = tail.strip_suffix('}').unwrap_or(tail);
-        let first_build = input.dependencies.iter().find(|d| d.build).map(|d| d.element);
         let strict_direct: Vec<usize> = input.dependencies.iter().filter(|d| d.strict).map(|d| d.element).collect();
 
         let weak_mode = if plugin.strict_rebuild {
@@ -175,14 +179,14 @@ impl KeyPass {
         } else {
             EntryMode::Mixed
         };
-        let Some(mut weak_hasher) = self.hash_scope(scope, first_build, weak_mode, &strict_direct) else {
+        let Some(mut weak_hasher) = self.hash_scope(scope, scope_prefix, weak_mode, &strict_direct) else {
             return Ok(());
         };
         weak_hasher.update(b"]");
         weak_hasher.update(tail.as_bytes());
         let weak = hex::encode(weak_hasher.finalize());
 
-        if let Some(mut strict_hasher) = self.hash_scope(scope, first_build, EntryMode::Strict, &[]) {
+        if let Some(mut strict_hasher) = self.hash_scope(scope, scope_prefix, EntryMode::Strict, &[]) {
             // `weak-cache-key` sorts after every other member: it goes before the closing brace.
             strict_hasher.update(b"]");
             strict_hasher.update(body.as_bytes());
@@ -196,18 +200,19 @@ impl KeyPass {
     }
 
     /// A hasher fed with the dict head and the build-scope entries (no closing
-    /// `]`); `None` if a needed dependency key is unknown.
+    /// `]`), resumed from the shared state of `prefix`'s closure when that
+    /// closure starts the scope; `None` if a needed dependency key is unknown.
     fn hash_scope(
         &mut self,
         scope: &[u32],
-        first_build: Option<usize>,
+        prefix: Option<usize>,
         mode: EntryMode,
         strict_direct: &[usize],
     ) -> Option<Sha256> {
-        let shared = match first_build {
+        let shared = match prefix {
             Some(first) if mode != EntryMode::Mixed => self
                 .prefixes
-                .state(first, mode, &self.closures, &self.first_runtime, &self.keys, &self.entries)
+                .state(first, mode, &self.closures, &self.longest_prefix, &self.keys, &self.entries)
                 .map(|state| (state, self.closures[first].len())),
             _ => None,
         };
@@ -304,6 +309,30 @@ fn dependency_entry_prefix(input: &ElementInput) -> String {
     entry.push(',');
     write_string(&input.name, &mut entry);
     entry
+}
+
+/// The dependency among `candidates` whose closure is the longest prefix of `sequence`.
+///
+/// A closure ends with its own element, so a candidate whose element is not
+/// at the right position is rejected in O(1); only the remaining ones are
+/// compared in full.
+fn longest_closure_prefix(
+    closures: &[Vec<u32>],
+    candidates: impl Iterator<Item = usize>,
+    sequence: &[u32],
+) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for candidate in candidates {
+        let closure = &closures[candidate];
+        let len = closure.len();
+        if len == 0 || len > sequence.len() || best.is_some_and(|(_, best_len)| best_len >= len) {
+            continue;
+        }
+        if sequence[len - 1] as usize == candidate && sequence[..len] == closure[..] {
+            best = Some((candidate, len));
+        }
+    }
+    best.map(|(candidate, _)| candidate)
 }
 
 /// Visited marks with an epoch, so a fresh visited set costs nothing.

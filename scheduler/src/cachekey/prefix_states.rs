@@ -2,14 +2,15 @@
 //!
 //! It owns [`PrefixStates`]. The key dict's canonical text starts with
 //! [`DICT_HEAD`] followed by the dependency list, and an element's build-scope
-//! list starts with the whole runtime closure of its first build dependency,
-//! whose closure in turn starts with that of its first runtime dependency
-//! (spec §4.1). So the hash state after `head + [` + the entries of a closure
-//! is the same for every dependant that starts with it. Key decision: those
-//! states are computed lazily, on the first dependant that needs one, each
-//! from the state of the closure it extends, and kept; a long closure is then
-//! hashed once, not once per dependant — this is what keeps the dense graph
-//! shape (closures growing with N) from hashing quadratically many bytes.
+//! list starts with the whole runtime closure of its first build dependency
+//! (often with a longer closure of another dependency), whose closure in turn
+//! starts with that of a runtime dependency (spec §4.1). So the hash state
+//! after `head + [` + the entries of a closure is the same for every
+//! dependant whose list starts with that closure. Key decision: those states
+//! are computed lazily, on the first dependant that needs one, each from the
+//! state of the longest closure it extends, and kept; a long closure is then
+//! hashed once, not once per dependant, which cuts the bytes the dense graph
+//! shape (closures growing with N) hashes.
 
 use sha2::{Digest, Sha256};
 
@@ -86,17 +87,18 @@ impl PrefixStates {
 
     /// The state after the entries of `closures[element]` in `mode`; `None`
     /// when a member's key is unknown or the mode is never shared.
+    /// `prefix_of[x]` names a dependency whose closure starts `closures[x]`.
     pub fn state<K: MemberKeys>(
         &mut self,
         element: usize,
         mode: EntryMode,
         closures: &[Vec<u32>],
-        first_runtime: &[Option<usize>],
+        prefix_of: &[Option<usize>],
         keys: &[K],
         entries: &[String],
     ) -> Option<Sha256> {
         let slot = mode.slot()?;
-        // Walk down the first-runtime chain to a known state (or the chain's end).
+        // Walk down the prefix chain to a known state (or the chain's end).
         let mut chain = Vec::new();
         let mut current = Some(element);
         while let Some(node) = current {
@@ -104,11 +106,11 @@ impl PrefixStates {
                 break;
             }
             chain.push(node);
-            current = first_runtime[node];
+            current = prefix_of[node];
         }
         // Build the states back up.
         for &node in chain.iter().rev() {
-            let (mut hasher, done) = match first_runtime[node] {
+            let (mut hasher, done) = match prefix_of[node] {
                 Some(first) => (self.states[first][slot].clone()?, closures[first].len()),
                 None => {
                     let mut hasher = Sha256::new();

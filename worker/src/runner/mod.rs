@@ -381,8 +381,10 @@ async fn run_blocking<T: Send + 'static>(
 
 /// Removes an action directory, making read-only directories writable first.
 fn remove_tree(dir: &Path) {
-    if std::fs::remove_dir_all(dir).is_ok() {
-        return;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => return,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(_) => {}
     }
     make_writable(dir);
     if let Err(e) = std::fs::remove_dir_all(dir) {

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +40,32 @@ const READ_CHUNK: usize = 2 << 20;
 /// A partial upload untouched for this long is discarded.
 pub const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
 
-/// One upload in progress.
+/// How long a write waits for another call still writing the same upload.
+const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// One upload in progress. `data` is held by the one call writing it;
+/// `committed` and `touched` can be read meanwhile (by QueryWriteStatus and
+/// the idle sweep) without waiting for that call.
 struct Upload {
-    data: BytesMut,
-    touched: Instant,
+    data: Mutex<BytesMut>,
+    committed: AtomicU64,
+    touched: std::sync::Mutex<Instant>,
+}
+
+impl Upload {
+    fn new(now: Instant) -> Self {
+        Upload { data: Mutex::new(BytesMut::new()), committed: AtomicU64::new(0), touched: std::sync::Mutex::new(now) }
+    }
+
+    fn touch(&self) {
+        if let Ok(mut touched) = self.touched.lock() {
+            *touched = Instant::now();
+        }
+    }
+
+    fn idle_since(&self, now: Instant) -> Duration {
+        self.touched.lock().map(|t| now.saturating_duration_since(*t)).unwrap_or_default()
+    }
 }
 
 /// The key of an upload: who is uploading what, in which encoding.
@@ -68,7 +91,7 @@ impl UploadKey {
 /// The ByteStream service.
 pub struct ByteStreamService {
     state: Arc<ServerState>,
-    uploads: Mutex<HashMap<UploadKey, Arc<Mutex<Upload>>>>,
+    uploads: Mutex<HashMap<UploadKey, Arc<Upload>>>,
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadResponse, Status>> + Send>>;
@@ -136,14 +159,11 @@ impl ByteStreamService {
         }
     }
 
-    async fn upload_for(&self, key: &UploadKey) -> Arc<Mutex<Upload>> {
+    async fn upload_for(&self, key: &UploadKey) -> Arc<Upload> {
         let mut uploads = self.uploads.lock().await;
         let now = Instant::now();
-        uploads.retain(|_, u| u.try_lock().map(|u| now.duration_since(u.touched) < UPLOAD_IDLE).unwrap_or(true));
-        uploads
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Upload { data: BytesMut::new(), touched: now })))
-            .clone()
+        uploads.retain(|_, u| u.idle_since(now) < UPLOAD_IDLE);
+        uploads.entry(key.clone()).or_insert_with(|| Arc::new(Upload::new(now))).clone()
     }
 
     async fn forget_upload(&self, key: &UploadKey) {
@@ -168,7 +188,9 @@ impl ByteStreamService {
             return Ok(WriteResponse { committed_size: complete_size });
         }
         let upload = self.upload_for(&key).await;
-        let mut upload = upload.lock().await;
+        let Ok(mut data) = tokio::time::timeout(UPLOAD_BUSY_WAIT, upload.data.lock()).await else {
+            return Err(ServerError::Unavailable(format!("another call is still writing upload {}", key.upload_id)));
+        };
         let bound = Self::upload_bound(&key);
         let mut message = first;
         loop {
@@ -178,26 +200,27 @@ impl ByteStreamService {
                     return Err(ServerError::InvalidArgument("resource_name changed within one write".into()));
                 }
             }
-            let committed = upload.data.len() as i64;
+            let committed = data.len() as i64;
             if message.write_offset == 0 && committed > 0 {
-                upload.data.clear(); // the client restarts the upload
+                data.clear(); // the client restarts the upload
             } else if message.write_offset != committed {
                 return Err(ServerError::InvalidArgument(format!(
                     "write_offset {} does not match the committed size {committed}",
                     message.write_offset
                 )));
             }
-            if upload.data.len() as u64 + message.data.len() as u64 > bound {
-                drop(upload);
+            if data.len() as u64 + message.data.len() as u64 > bound {
+                drop(data);
                 self.forget_upload(&key).await;
                 return Err(ServerError::InvalidArgument(format!("upload is larger than blob {}", key.digest)));
             }
-            if upload.data.capacity() == 0 {
+            if data.capacity() == 0 {
                 // Reserve up front (bounded, so a lying digest cannot claim memory).
-                upload.data.reserve(bound.min(64 << 20) as usize);
+                data.reserve(bound.min(64 << 20) as usize);
             }
-            upload.data.extend_from_slice(&message.data);
-            upload.touched = Instant::now();
+            data.extend_from_slice(&message.data);
+            upload.committed.store(data.len() as u64, Ordering::Release);
+            upload.touch();
             if message.finish_write {
                 break;
             }
@@ -208,16 +231,16 @@ impl ByteStreamService {
                 None => {
                     return Err(ServerError::InvalidArgument(format!(
                         "write stream ended at {} bytes without finish_write",
-                        upload.data.len()
+                        data.len()
                     )))
                 }
             };
         }
-        let received = upload.data.len() as i64;
-        let data = std::mem::take(&mut upload.data).freeze();
-        drop(upload);
+        let received = data.len() as i64;
+        let whole = std::mem::take(&mut *data).freeze();
+        drop(data);
         self.forget_upload(&key).await;
-        self.state.write(&key.digest, data, key.compressor).await?;
+        self.state.write(&key.digest, whole, key.compressor).await?;
         Ok(WriteResponse { committed_size: received })
     }
 
@@ -233,7 +256,7 @@ impl ByteStreamService {
         }
         let upload = self.uploads.lock().await.get(&key).cloned();
         let committed_size = match upload {
-            Some(upload) => upload.lock().await.data.len() as i64,
+            Some(upload) => upload.committed.load(Ordering::Acquire) as i64,
             None => 0,
         };
         Ok(QueryWriteStatusResponse { committed_size, complete: false })

@@ -333,4 +333,69 @@ mod tests {
         assert_eq!(config.auth.tokens[1].access, Access::ReadOnly);
         assert_eq!(config.execution.sandbox, SandboxChoice::Host);
     }
+
+    fn repo_file(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    fn deploy_examples() -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(repo_file("deploy"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("worker-") && n.ends_with(".yaml")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_deploy_example_parses_and_validates() {
+        let examples = deploy_examples();
+        assert!(examples.len() >= 3, "{examples:?}");
+        for path in examples {
+            let config = WorkerConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+
+    /// Collects the keys of every map in `value`, except the user-chosen
+    /// names under `stores` and `platform`.
+    fn keys(value: &serde_yaml_ng::Value, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_yaml_ng::Value::Mapping(map) => {
+                for (k, v) in map {
+                    let Some(k) = k.as_str() else { continue };
+                    out.insert(k.to_string());
+                    if k == "stores" || k == "platform" {
+                        if let serde_yaml_ng::Value::Mapping(named) = v {
+                            named.values().for_each(|inner| keys(inner, out));
+                        }
+                    } else {
+                        keys(v, out);
+                    }
+                }
+            }
+            serde_yaml_ng::Value::Sequence(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_reference_documents_every_key() {
+        // Every key in the examples, plus the ones no example sets.
+        let mut all = std::collections::BTreeSet::new();
+        for path in deploy_examples() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            keys(&serde_yaml_ng::from_str(&text).unwrap(), &mut all);
+        }
+        let extra = "tls: { cert: a, key: b, client_ca: c }\nauth: { tokens: [ { token: t, access: read_only } ], anonymous: read_only }\n\
+                     storage: { verify: { inner: { memory: {} }, verify_reads: true } }\n";
+        keys(&serde_yaml_ng::from_str(extra).unwrap(), &mut all);
+        // Everything a default config serializes to must be covered too.
+        keys(&serde_yaml_ng::to_value(WorkerConfig::default()).unwrap(), &mut all);
+        let docs = std::fs::read_to_string(repo_file("docs/worker.md")).unwrap();
+        let undocumented: Vec<_> = all.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
+        assert!(undocumented.is_empty(), "docs/worker.md does not mention {undocumented:?}");
+        assert!(all.len() > 30, "{all:?}");
+    }
 }

@@ -39,6 +39,9 @@ pub enum ServerError {
     /// The operation is not supported by this server.
     #[error("{0}")]
     Unimplemented(String),
+    /// The resource is busy; retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     /// A storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -59,6 +62,7 @@ impl ServerError {
             ServerError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             ServerError::OutOfRange(_) => tonic::Code::OutOfRange,
             ServerError::Unimplemented(_) => tonic::Code::Unimplemented,
+            ServerError::Unavailable(_) => tonic::Code::Unavailable,
             ServerError::Store(err) => err.code(),
             ServerError::Cache(err) => err.code(),
         }

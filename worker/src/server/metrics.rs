@@ -14,19 +14,35 @@ use std::time::Instant;
 
 use crate::store::StoreMetrics;
 
-/// Queue depth and running actions, written by the execution service.
-#[derive(Debug, Default)]
-pub struct ExecutionGauges {
+/// Queue depth and running actions, read from the execution service when
+/// metrics are rendered.
+pub trait ExecutionGauges: Send + Sync {
     /// Actions waiting for a slot.
-    pub queued: AtomicU64,
+    fn queued(&self) -> u64;
     /// Actions running now.
-    pub running: AtomicU64,
+    fn running(&self) -> u64;
     /// Actions finished since start-up.
-    pub completed: AtomicU64,
+    fn completed(&self) -> u64;
 }
 
+impl ExecutionGauges for crate::execution::executor::Executor {
+    fn queued(&self) -> u64 {
+        self.queue_depth() as u64
+    }
+
+    fn running(&self) -> u64 {
+        crate::execution::executor::Executor::running(self) as u64
+    }
+
+    fn completed(&self) -> u64 {
+        crate::execution::executor::Executor::completed(self) as u64
+    }
+}
+
+/// Execution gauges read all at once: (queued, running, completed).
+pub type GaugeReading = (u64, u64, u64);
+
 /// Everything the server counts.
-#[derive(Debug)]
 pub struct ServerMetrics {
     /// When the server started.
     pub started: Instant,
@@ -44,15 +60,16 @@ pub struct ServerMetrics {
     pub bytes_downloaded: AtomicU64,
     /// Uploads refused because the content did not match the digest.
     pub digest_mismatches: AtomicU64,
-    /// Execution gauges (all zero when execution is off).
-    pub execution: Arc<ExecutionGauges>,
+    /// Execution gauges (none when execution is off).
+    pub execution: Option<Arc<dyn ExecutionGauges>>,
     /// The per-layer store counters.
     pub store: StoreMetrics,
 }
 
 impl ServerMetrics {
-    /// Fresh counters sharing the store graph's registry.
-    pub fn new(store: StoreMetrics) -> Self {
+    /// Fresh counters sharing the store graph's registry and reading the
+    /// execution gauges, if execution runs.
+    pub fn new(store: StoreMetrics, execution: Option<Arc<dyn ExecutionGauges>>) -> Self {
         ServerMetrics {
             started: Instant::now(),
             cas_queried: AtomicU64::new(0),
@@ -62,7 +79,7 @@ impl ServerMetrics {
             bytes_uploaded: AtomicU64::new(0),
             bytes_downloaded: AtomicU64::new(0),
             digest_mismatches: AtomicU64::new(0),
-            execution: Arc::default(),
+            execution,
             store,
         }
     }
@@ -83,10 +100,16 @@ impl ServerMetrics {
         ratio(hits, hits + self.ac_misses.load(Ordering::Relaxed))
     }
 
+    /// (queued, running, completed) actions; zeros when execution is off.
+    pub fn execution_reading(&self) -> GaugeReading {
+        self.execution.as_ref().map_or((0, 0, 0), |g| (g.queued(), g.running(), g.completed()))
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (queued, running, completed) = self.execution_reading();
         let rows: [(&str, &str, &str, String); 13] = [
             ("weir_uptime_seconds", "gauge", "Seconds since start-up", self.started.elapsed().as_secs().to_string()),
             ("weir_cas_queried_total", "counter", "Digests asked about in FindMissingBlobs", load(&self.cas_queried).to_string()),
@@ -98,9 +121,9 @@ impl ServerMetrics {
             ("weir_cas_bytes_uploaded_total", "counter", "Bytes accepted into the CAS", load(&self.bytes_uploaded).to_string()),
             ("weir_cas_bytes_downloaded_total", "counter", "Bytes served from the CAS", load(&self.bytes_downloaded).to_string()),
             ("weir_cas_digest_mismatches_total", "counter", "Uploads refused for content not matching the digest", load(&self.digest_mismatches).to_string()),
-            ("weir_execution_queue_depth", "gauge", "Actions waiting for a slot", load(&self.execution.queued).to_string()),
-            ("weir_execution_running_actions", "gauge", "Actions running", load(&self.execution.running).to_string()),
-            ("weir_execution_completed_total", "counter", "Actions finished", load(&self.execution.completed).to_string()),
+            ("weir_execution_queue_depth", "gauge", "Actions waiting for a slot", queued.to_string()),
+            ("weir_execution_running_actions", "gauge", "Actions running", running.to_string()),
+            ("weir_execution_completed_total", "counter", "Actions finished", completed.to_string()),
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -118,15 +141,29 @@ fn ratio(part: u64, whole: u64) -> f64 {
 mod tests {
     use super::*;
 
+    struct Fixed;
+
+    impl ExecutionGauges for Fixed {
+        fn queued(&self) -> u64 {
+            2
+        }
+        fn running(&self) -> u64 {
+            1
+        }
+        fn completed(&self) -> u64 {
+            9
+        }
+    }
+
     #[test]
     fn renders_hit_ratios() {
-        let metrics = ServerMetrics::new(StoreMetrics::default());
+        let metrics = ServerMetrics::new(StoreMetrics::default(), Some(Arc::new(Fixed)));
         ServerMetrics::add(&metrics.cas_queried, 4);
         ServerMetrics::add(&metrics.cas_present, 3);
-        ServerMetrics::add(&metrics.execution.queued, 2);
         let text = metrics.render_prometheus();
         assert!(text.contains("weir_cas_hit_ratio 0.750000"), "{text}");
         assert!(text.contains("weir_execution_queue_depth 2"), "{text}");
+        assert!(text.contains("weir_execution_running_actions 1"), "{text}");
         assert!(text.contains("# TYPE weir_ac_hits_total counter"));
     }
 }

@@ -55,7 +55,12 @@ pub use metrics::{ExecutionGauges, ServerMetrics};
 pub use state::ServerState;
 
 use crate::cache::{open_database, ActionCache, AssetIndex, CacheError};
+use crate::execution::{ExecutionConfig, ExecutionServices};
+use crate::runner::{self, RunnerConfig, SandboxKind};
 use crate::store::{self, BuildContext, StoreError, StoreMetrics};
+
+/// How long in-flight requests may run after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +100,49 @@ pub struct Server {
     auth: auth::Auth,
     grpc: TcpListener,
     http: Option<TcpListener>,
+    execution: Option<ExecutionServices>,
+}
+
+/// The platform properties of this host: `OSFamily` and `ISA` (REAPI's
+/// lexicon names), then the configured extras (which may override them).
+fn platform_properties(extra: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    let isa = match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "x86" => "x86-32",
+        "aarch64" => "aarch64",
+        "arm" => "aarch32",
+        "riscv64" => "riscv64",
+        "powerpc64" => "ppc64",
+        other => other,
+    };
+    let mut props = std::collections::BTreeMap::from([
+        ("OSFamily".to_string(), std::env::consts::OS.to_string()),
+        ("ISA".to_string(), isa.to_string()),
+    ]);
+    props.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    props.into_iter().collect()
+}
+
+/// Sets up the runner and executor, refusing a sandbox this host cannot provide.
+fn start_execution(config: &WorkerConfig, cas: store::Store, ac: ActionCache) -> Result<ExecutionServices, StartError> {
+    let sandbox = match config.execution.sandbox {
+        config::SandboxChoice::Host => SandboxKind::Host,
+        config::SandboxChoice::Namespace => SandboxKind::Namespace,
+    };
+    let work_dir = config.resolve(config.execution.work_dir.as_deref().unwrap_or(std::path::Path::new("work")));
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| StartError::Execution(format!("cannot create {}: {e}", work_dir.display())))?;
+    runner::probe(sandbox, &work_dir).map_err(|e| {
+        StartError::Execution(format!(
+            "the {sandbox} sandbox cannot run on this host ({e}); use --sandbox host (no isolation) or --role cache"
+        ))
+    })?;
+    let mut exec_config = ExecutionConfig::new(platform_properties(&config.execution.platform));
+    if let Some(slots) = config.execution.slots {
+        exec_config.slots = slots.max(1);
+    }
+    ExecutionServices::new(cas, ac, RunnerConfig::new(sandbox, work_dir), exec_config)
+        .map_err(|e| StartError::Execution(e.to_string()))
 }
 
 impl Server {
@@ -111,20 +159,24 @@ impl Server {
         let instances = Instances::new(config.instance_names.iter().cloned())
             .map_err(|e| ConfigError::Invalid(format!("instance_names: {e}")))?;
         let auth = auth::Auth::from_config(&config.auth, &root)?;
+        let action_cache = ActionCache::new(db.clone(), cas.clone());
+        let execution =
+            if config.role.executes() { Some(start_execution(&config, cas.clone(), action_cache.clone())?) } else { None };
+        let gauges = execution.as_ref().map(|e| Arc::new(e.executor().clone()) as Arc<dyn ExecutionGauges>);
         let state = Arc::new(ServerState {
-            action_cache: ActionCache::new(db.clone(), cas.clone()),
+            action_cache,
             assets: AssetIndex::new(db),
             store: cas,
             instances,
             max_batch: config.max_batch_size.bytes(),
-            metrics: Arc::new(ServerMetrics::new(store_metrics)),
+            metrics: Arc::new(ServerMetrics::new(store_metrics, gauges)),
         });
         let grpc = TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let http = match &config.metrics {
             Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| StartError::Bind { addr: m.listen, source })?),
             None => None,
         };
-        Ok(Server { config, state, auth, grpc, http })
+        Ok(Server { config, state, auth, grpc, http, execution })
     }
 
     /// The bound gRPC address.
@@ -158,12 +210,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let grpc_addr = self.local_addr()?;
-        let exec_enabled = false;
-        if self.config.role.executes() {
-            tracing::warn!(
-                "execution is not available in this build yet: serving the cache services only (Capabilities says exec_enabled: false)"
-            );
-        }
+        let exec_enabled = self.execution.is_some();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tls = self.tls()?;
         let http_task = self.http.map(|listener| {
@@ -189,7 +236,14 @@ impl Server {
         let state = self.state.clone();
         let capabilities = capabilities::CapabilitiesService::new(
             state.clone(),
-            capabilities::ExecutionOffer { enabled: exec_enabled, properties: Vec::new() },
+            capabilities::ExecutionOffer {
+                enabled: exec_enabled,
+                properties: self
+                    .execution
+                    .as_ref()
+                    .map(|e| e.executor().platform().served().map(|(name, _)| name.to_string()).collect())
+                    .unwrap_or_default(),
+            },
         );
         let mut builder = tonic::transport::Server::builder()
             .initial_connection_window_size(Some(32 << 20))
@@ -224,14 +278,32 @@ impl Server {
                 serves_assets.then(|| PushServer::new(asset::AssetService::new(state.clone())).max_decoding_message_size(limit)),
             );
 
+        let router = router
+            .add_optional_service(
+                self.execution.as_ref().map(|e| e.execution_server().max_decoding_message_size(limit)),
+            )
+            .add_optional_service(self.execution.as_ref().map(|e| e.operations_server()));
+
         let incoming = TcpIncoming::from(self.grpc).with_nodelay(Some(true));
-        let result = router
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.await;
-                tracing::info!("shutting down");
-            })
-            .await
-            .map_err(|e| StartError::Serve(e.to_string()));
+        let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
+        let serve = router.serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = signalled_tx.send(true);
+        });
+        // Cancel-safety: `serve` is pinned here and only dropped when the grace
+        // period after the shutdown signal has run out.
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result.map_err(|e| StartError::Serve(e.to_string())),
+            _ = async {
+                let _ = signalled.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("connections still open {} s after the shutdown signal; closing them", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        };
         let _ = stop_tx.send(true);
         if let Some(task) = http_task {
             match task.await {

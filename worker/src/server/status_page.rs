@@ -49,6 +49,7 @@ fn escape(text: &str) -> String {
 async fn status(State(info): State<Arc<StatusInfo>>) -> Html<String> {
     let m = &info.metrics;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (queued, running, completed) = m.execution_reading();
     let mut page = String::from("<!doctype html><html><head><title>weir-worker</title></head><body><h1>weir-worker</h1><table>");
     let instances: Vec<String> = info.instances.iter().map(|i| format!("{:?}", i)).collect();
     let rows = [
@@ -61,9 +62,9 @@ async fn status(State(info): State<Arc<StatusInfo>>) -> Html<String> {
         ("Action Cache hit ratio", format!("{:.1}%", 100.0 * m.ac_hit_ratio())),
         ("bytes uploaded", load(&m.bytes_uploaded).to_string()),
         ("bytes downloaded", load(&m.bytes_downloaded).to_string()),
-        ("queued actions", load(&m.execution.queued).to_string()),
-        ("running actions", load(&m.execution.running).to_string()),
-        ("completed actions", load(&m.execution.completed).to_string()),
+        ("queued actions", queued.to_string()),
+        ("running actions", running.to_string()),
+        ("completed actions", completed.to_string()),
     ];
     for (name, value) in rows {
         let _ = write!(page, "<tr><th align=left>{name}</th><td>{value}</td></tr>");
