@@ -4,7 +4,8 @@
 # Runs the neutral Python client ../shared/peers/reapi_bench.py against each
 # server in one run, then the Rust load generator (bench/reapi-load) for the
 # rows where the Python client is the bottleneck (ByteStream of one 256 MiB
-# blob; Execute of trivial actions at concurrency 8), and prints one table.
+# blob; Execute of trivial actions at concurrency 8 and one at a time), and
+# prints one table with weir-worker's ratio to each peer.
 #
 # Usage: bench/reapi.sh [--quick] [--servers weir,casd,buildgrid]
 #   --quick    small sizes (a smoke run of a minute or two, figures not comparable)
@@ -24,7 +25,8 @@
 #   BuildGrid      from PyPI: 0.9.1 with Python >= 3.13 (exec mode: PostgreSQL
 #                  scheduler + the shared mini_bot.py with 4 bot sessions), or
 #                  0.4.4 with Python 3.11 when no 3.13 is found (said in the output)
-# Every process started here is stopped on exit (by its recorded PID).
+# Every process started here is stopped on exit (by its recorded PID), and
+# the servers' stored data is deleted (logs and JSON stay in BENCH_OUT).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "reapi.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -57,6 +59,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$BGD_DIR" ]; then bash "$SHARED/peers/buildgrid/stop.sh" "$BGD_DIR" >/dev/null 2>&1 || true; fi
+  rm -rf "$OUT/weir-root" "$OUT/casd-root" "$OUT/buildgrid/pg" "$OUT/buildgrid/bot-work"
 }
 trap cleanup EXIT INT TERM
 

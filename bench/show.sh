@@ -98,7 +98,7 @@ export XDG_CONFIG_HOME=$WORKDIR/config   # empty: default user configuration
 mkdir -p "$XDG_CONFIG_HOME"
 
 # --- measuring ---------------------------------------------------------------
-# measure TOOL PROJ TAG RUN: runs one `show`, prints "wall_s rss_MiB lines",
+# measure TOOL PROJ TAG RUN: runs one `show`, prints "wall_s cpu_s rss_MiB",
 # or "FAIL" when the tool failed (its stderr is kept in the workdir).
 measure() {
     local tool=$1 proj=$2 tag=$3 run=$4
@@ -117,61 +117,76 @@ measure() {
     fi
     awk -F': ' '
         /Elapsed \(wall clock\)/ { n = split($2, p, ":"); wall = (n == 3) ? p[1]*3600 + p[2]*60 + p[3] : p[1]*60 + p[2] }
+        /User time \(seconds\)/ { user = $2 }
+        /System time \(seconds\)/ { sys = $2 }
         /Maximum resident set size/ { rss = $2 / 1024 }
-        END { printf "%.2f %.0f", wall, rss }' "$tv"
-    echo " $(wc -l <"$out")"
+        END { printf "%.2f %.2f %.0f\n", wall, user + sys, rss }' "$tv"
 }
 
-# median_of TOOL PROJ TAG: the median wall time and RSS over $RUNS runs.
+# median_of TOOL PROJ TAG: median wall time, CPU time and peak RSS over $RUNS runs.
 median_of() {
     local tool=$1 proj=$2 tag=$3 r line rows=""
     for r in $(seq 1 "$RUNS"); do
         line=$(measure "$tool" "$proj" "$tag" "$r")
-        [ "$line" = FAIL ] && { echo FAIL; return; }
+        [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
         rows+="$line"$'\n'
     done
     printf '%s' "$rows" | python3 -c '
 import statistics, sys
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
-print("%.2f %d %d" % (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows), rows[0][2]))'
+print("%.2f %.2f %d" % tuple(statistics.median(r[i] for r in rows) for i in range(3)))'
+}
+
+# ratio A B FORMAT: A / B, or "-" when either is not a positive number.
+ratio() {
+    awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf f, a / b; else print "-" }'
 }
 
 # --- the runs ----------------------------------------------------------------
-JOBS=()
-for n in $SIZES; do JOBS+=("layered $n bst"); done
-for n in $DENSE_SIZES; do JOBS+=("dense $n bst"); done
-[ "$HUGE" -eq 1 ] && JOBS+=("layered 100000 weir-only")
+main() {
+    local jobs=() job shape n mode tag proj
+    local w_wall w_cpu w_rss b_wall b_cpu b_rss same bst_note
+    for n in $SIZES; do jobs+=("layered $n bst"); done
+    for n in $DENSE_SIZES; do jobs+=("dense $n bst"); done
+    if [ "$HUGE" -eq 1 ]; then jobs+=("layered 100000 weir-only"); fi
 
-RESULTS=$WORKDIR/results.tsv
-printf 'shape\tN\tweir_wall_s\tweir_us_per_element\tweir_rss_MiB\tbst_wall_s\tbst_rss_MiB\tspeedup\tmemory_ratio\tsame_output\n' >"$RESULTS"
-for job in "${JOBS[@]}"; do
-    read -r shape n mode <<<"$job"
-    tag=$shape-$n
-    proj=$WORKDIR/proj-$tag
-    log "generating $tag"
-    python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$tag.json"
+    local results=$WORKDIR/results.tsv
+    printf 'shape\tN\tweir_wall_s\tweir_cpu_s\tweir_us_per_elt\tweir_rss_MiB\tbst_wall_s\tbst_cpu_s\tbst_rss_MiB\tspeedup_wall\tspeedup_cpu\tmemory_ratio\tsame_output\n' >"$results"
+    for job in "${jobs[@]}"; do
+        read -r shape n mode <<<"$job"
+        tag=$shape-$n
+        proj=$WORKDIR/proj-$tag
+        log "generating $tag"
+        python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$tag.json"
 
-    read -r w_wall w_rss w_lines <<<"$(median_of weir "$proj" "$tag") - -"
-    b_wall=-; b_rss=-; speed=-; mem=-; same=-
-    if [ "$WEIR_ONLY" -eq 0 ] && [ "$mode" = bst ] && { [ "$BST_MAX" -eq 0 ] || [ "$n" -le "$BST_MAX" ]; }; then
-        log "bst show on $tag"
-        read -r b_wall b_rss b_lines <<<"$(median_of bst "$proj" "$tag") - -"
-        if [ "$w_wall" != FAIL ] && [ "$b_wall" != FAIL ]; then
-            speed=$(awk -v w="$w_wall" -v b="$b_wall" 'BEGIN { printf "%.1fx", (w > 0 ? b / w : 0) }')
-            mem=$(awk -v w="$w_rss" -v b="$b_rss" 'BEGIN { printf "%.3f", (b > 0 ? w / b : 0) }')
-            if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then same=yes; else same=NO; fi
+        log "weir show on $tag"
+        read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag")"
+        b_wall=-; b_cpu=-; b_rss=-; same=-; bst_note=
+        if [ "$WEIR_ONLY" -eq 1 ] || [ "$mode" != bst ]; then
+            bst_note="(weir only)"
+        elif [ "$BST_MAX" -ne 0 ] && [ "$n" -gt "$BST_MAX" ]; then
+            bst_note="(skipped: --bst-max $BST_MAX)"
+        else
+            log "bst show on $tag"
+            read -r b_wall b_cpu b_rss <<<"$(median_of bst "$proj" "$tag")"
+            if [ "$w_wall" != FAIL ] && [ "$b_wall" != FAIL ]; then
+                if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then same=yes; else same=NO; fi
+            fi
         fi
-    elif [ "$mode" != bst ] || [ "$WEIR_ONLY" -eq 1 ]; then
-        b_wall="(weir only)"
-    else
-        b_wall="(skipped: --bst-max $BST_MAX)"
-    fi
-    per_elt=$(awk -v w="$w_wall" -v n="$n" 'BEGIN { if (w + 0 > 0) printf "%.0f", w * 1e6 / n; else print "-" }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$w_wall" "$per_elt" "$w_rss" "$b_wall" "$b_rss" "$speed" "$mem" "$same" >>"$RESULTS"
-done
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" \
+            "$w_wall" "$w_cpu" "$(ratio "$w_wall" "$n" '%.6f' | awk '{ print ($1 == "-") ? "-" : sprintf("%.0f", $1 * 1000000) }')" "$w_rss" \
+            "${bst_note:-$b_wall}" "$b_cpu" "$b_rss" \
+            "$(ratio "$b_wall" "$w_wall" '%.1fx')" "$(ratio "$b_cpu" "$w_cpu" '%.1fx')" "$(ratio "$w_rss" "$b_rss" '%.3f')" \
+            "$same" >>"$results"
+    done
 
-echo
-echo "weir show vs bst show --format '%{name}' target.bst (median of $RUNS run(s); speedup = bst wall / weir wall;"
-echo "memory_ratio = weir peak RSS / bst peak RSS; weir_us_per_element flat across N = linear loading)"
-column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
-log "workdir (projects, outputs, timings): $WORKDIR"
+    echo
+    echo "weir show vs bst show --format '%{name}' target.bst, median of $RUNS run(s)."
+    echo "speedup = bst / weir (wall and user+sys CPU); memory_ratio = weir peak RSS / bst peak RSS;"
+    echo "weir_us_per_elt (wall) stays flat across N when loading is linear. On a shared machine"
+    echo "wall times include waiting for a core: the CPU columns are the steadier comparison."
+    column -t -s $'\t' "$results" 2>/dev/null || cat "$results"
+    log "workdir (projects, outputs, timings): $WORKDIR"
+}
+
+main

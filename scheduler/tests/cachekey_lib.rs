@@ -114,6 +114,14 @@ fn cachekey_cases_through_the_library() {
     assert_eq!(failed, 0);
 }
 
+/// CPU time of this thread (wall time is meaningless on a shared machine).
+fn cpu_time() -> std::time::Duration {
+    let mut spec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `spec` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut spec) };
+    std::time::Duration::new(spec.tv_sec as u64, spec.tv_nsec as u32)
+}
+
 /// Prints `name full-key` for every element of `WEIR_KEYS_PROJECT` (target
 /// `target.bst`) in `show` order, for comparing with `bst show` by hand:
 /// `WEIR_KEYS_PROJECT=DIR cargo test --test cachekey_lib -- --ignored --nocapture`.
@@ -128,13 +136,22 @@ fn print_keys_of_project_in_env() {
     let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
     let keyed_at = started.elapsed();
     for _ in 0..3 {
-        let start = std::time::Instant::now();
+        let start = cpu_time();
         let inputs = weir_scheduler::cachekey::from_graph::element_inputs(&loaded.graph).expect("inputs");
-        let converted = start.elapsed();
+        let converted = cpu_time();
         let host = weir_scheduler::cachekey::HostPlatform::detect();
         let table = weir_scheduler::cachekey::KeyTable::compute(&inputs, &host, &weir_scheduler::cachekey::MerkleDigester)
             .expect("keys");
-        eprintln!("convert {converted:?}, table {:?} ({} elements)", start.elapsed() - converted, table.len());
+        let computed = cpu_time();
+        drop(inputs);
+        drop(table);
+        let dropped = cpu_time();
+        eprintln!(
+            "cpu: convert {:?}, table {:?}, drop {:?}",
+            converted - start,
+            computed - converted,
+            dropped - computed
+        );
     }
     let graph = &loaded.graph;
     for id in graph.select(&graph.targets, weir_scheduler::graph::Scope::All) {

@@ -7,7 +7,9 @@
 //! commands on the host in the staged input root, the manual elements write
 //! to the install root by its path relative to the build root
 //! (`../../../buildstream-install`); in the namespace sandbox the usual
-//! `%{install-root}` works. The worker is killed when each test ends
+//! `%{install-root}` works, which one test checks with the default
+//! (namespace) sandbox. One test runs a cache node and two executor nodes
+//! and kills an executor in the middle of a build. The worker is killed when each test ends
 //! (`WorkerProcess` kills on drop).
 
 mod worker_process;
@@ -183,6 +185,107 @@ fn a_failing_command_reports_the_log_tail_and_exits_non_zero() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["exit_code"], 7);
     assert!(failed[0]["logs"].as_array().is_some_and(|l| !l.is_empty()), "{failed:?}");
+}
+
+#[test]
+fn namespace_sandbox_builds_with_install_root_and_compose() {
+    let state = tempfile::tempdir().unwrap();
+    // The default sandbox: the input root is `/`, so `%{install-root}` and `/bin/sh` are the staged ones.
+    let worker = WorkerProcess::start(state.path(), &[]);
+    let project = Project::new();
+    for applet in ["sh", "mkdir", "echo", "cat"] {
+        std::os::unix::fs::symlink("busybox", project.path().join("files/base/bin").join(applet)).unwrap();
+    }
+    project.manual("hello.bst", &["base.bst"], &["mkdir -p %{install-root}/usr/bin %{install-root}/usr/include", "echo tool > %{install-root}/usr/bin/tool", "echo header > %{install-root}/usr/include/tool.h"]);
+    write(
+        project.path(),
+        "elements/image.bst",
+        "kind: compose\nbuild-depends:\n- hello.bst\nconfig:\n  integrate: false\n  exclude:\n  - devel\n",
+    );
+    let run = project.weir(&worker, &["build", "image.bst"]);
+    assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+    let out = project.path().join("image");
+    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "image.bst"]);
+    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("usr/bin/tool")).unwrap(), "tool\n");
+    // `devel` (the project's default split rules put /usr/include there) was excluded.
+    assert!(!out.join("usr/include/tool.h").exists());
+}
+
+/// An executor node whose CAS reads and writes through to `cache`.
+fn executor(state: &Path, cache: &WorkerProcess) -> WorkerProcess {
+    let config = state.join("executor.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "role: executor\nstorage:\n  fast_slow:\n    fast: {{ filesystem: {{ path: cas }} }}\n    slow: {{ upstream: {{ endpoint: \"http://{}\" }} }}\nexecution:\n  sandbox: host\n",
+            cache.addr
+        ),
+    )
+    .unwrap();
+    WorkerProcess::start(state, &["--config", config.to_str().unwrap()])
+}
+
+#[test]
+fn a_worker_killed_mid_build_is_replaced_by_another_endpoint() {
+    let states: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cache = WorkerProcess::start(states[0].path(), &["--role", "cache"]);
+    let mut first = executor(states[1].path(), &cache);
+    let second = executor(states[2].path(), &cache);
+    let project = Project::new();
+    for name in ["slow1.bst", "slow2.bst"] {
+        project.manual(name, &["base.bst"], &["sleep 3", &format!("mkdir -p {INSTALL} && echo {name} > {INSTALL}/{name}")]);
+    }
+    write(project.path(), "elements/all.bst", "kind: stack\ndepends:\n- slow1.bst\n- slow2.bst\n");
+
+    let remotes = format!("grpc://{},grpc://{},grpc://{}", cache.addr, first.addr, second.addr);
+    let mut child = Command::new(weir_tests::weir_bin())
+        .current_dir(project.path())
+        .args(["build", "--json", "--builders", "2", "--remote", &remotes, "all.bst"])
+        .env_remove("WEIR_REMOTE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str(&line) {
+                let _ = tx.send(event);
+            }
+        }
+    });
+    // Once both slow elements run (one on each executor), kill the first executor.
+    let mut started = 0;
+    let mut events = Vec::new();
+    while started < 2 {
+        let event = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("both slow elements start");
+        if event["event"] == "started" {
+            started += 1;
+        }
+        events.push(event);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    first.kill9();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    events.extend(rx.try_iter());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}\n{events:?}");
+    assert!(count(&events, "retrying") >= 1, "{events:?}");
+    for name in ["slow1.bst", "slow2.bst"] {
+        let finished = events.iter().filter(|e| e["event"] == "finished" && e["element"] == name).count();
+        assert_eq!(finished, 1, "{name}: {events:?}");
+    }
+    // The artifacts are on the cache node: a build through it alone (it
+    // executes nothing) finds everything.
+    let again = project.weir(&cache, &["build", "--json", "all.bst"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let replay = self::events(&again);
+    assert_eq!((count(&replay, "cached"), count(&replay, "started")), (4, 0), "{replay:?}");
 }
 
 #[test]

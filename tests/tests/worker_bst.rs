@@ -14,7 +14,8 @@
 //! control client with the same setup and no remote must fail. Remote
 //! execution runs in the worker's `namespace` sandbox and is asserted from
 //! bst's own "remote build" activity and from the content of the artifact
-//! it checks out.
+//! it checks out; a second clean client must then be answered from the
+//! worker's Action Cache without executing.
 //!
 //! The peer is installed once by `../shared/peers/bst/setup.sh` into
 //! `${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}/bst-venv` and reused; an
@@ -65,7 +66,8 @@ fn bst_peer() -> &'static BstPeer {
         fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
         // Test processes run in parallel (nextest): one installs, the others wait.
         let lock_path = cache.join("bst-venv.lock");
-        let lock = fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+        let lock =
+            fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
         lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
         if !bst.exists() || !Path::new("/bin/busybox").exists() || !Path::new("/usr/bin/bwrap").exists() {
             let script = weir_tests::shared_dir().join("peers/bst/setup.sh");
@@ -301,7 +303,11 @@ fn artifact_cache_push_then_clean_client_pulls_instead_of_building() {
     project.remove_upstream();
 
     let control = project.bst("control", &Remotes::default(), &["build", "hello.bst"]);
-    assert!(!control.status.success(), "without a remote and without upstream, the build must fail:\n{}", control.tail());
+    assert!(
+        !control.status.success(),
+        "without a remote and without upstream, the build must fail:\n{}",
+        control.tail()
+    );
 
     let puller = Remotes { artifacts: Some((&worker, false)), ..Remotes::default() };
     let run = project.bst("puller", &puller, &["build", "hello.bst"]);
@@ -324,7 +330,11 @@ fn source_cache_push_then_clean_client_fetches_from_it() {
     project.remove_upstream();
 
     let control = project.bst("control", &Remotes::default(), &["source", "fetch", "hello.bst"]);
-    assert!(!control.status.success(), "without a source cache and without upstream, fetch must fail:\n{}", control.tail());
+    assert!(
+        !control.status.success(),
+        "without a source cache and without upstream, fetch must fail:\n{}",
+        control.tail()
+    );
 
     let puller = Remotes { sources: Some((&worker, false)), ..Remotes::default() };
     let run = project.bst("puller", &puller, &["source", "fetch", "hello.bst"]);
@@ -340,9 +350,6 @@ fn source_cache_push_then_clean_client_fetches_from_it() {
 }
 
 #[test]
-#[ignore = "weir-worker does not serve Execution yet: worker/src/server/mod.rs sets exec_enabled = false and \
-            registers no Execution/Operations service, so bst's Execute gets UNIMPLEMENTED \
-            (\"No response returned from server\"); run with --ignored once it does"]
 fn remote_execution_builds_the_manual_element_on_the_worker() {
     let project = BstProject::write();
     let root = project.root().join("worker");
@@ -358,4 +365,20 @@ fn remote_execution_builds_the_manual_element_on_the_worker() {
         run.tail()
     );
     assert_eq!(project.checkout_greeting("remote", &remote), expected_greeting());
+
+    // The worker cached what it ran: a second, clean client gets the action
+    // result from the worker's Action Cache without executing anything.
+    let run = project.bst("remote-again", &remote, &["build", "hello.bst"]);
+    run.assert_success("second remote build");
+    assert!(
+        run.element_says("hello.bst", "Action result found in action cache"),
+        "the worker's Action Cache did not answer the second client:\n{}",
+        run.tail()
+    );
+    assert!(
+        !run.element_says("hello.bst", "Waiting for the remote build to complete"),
+        "the second client executed again:\n{}",
+        run.tail()
+    );
+    assert_eq!(project.checkout_greeting("remote-again", &remote), expected_greeting());
 }

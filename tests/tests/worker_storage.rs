@@ -547,6 +547,13 @@ async fn remote_asset_push_then_fetch_and_metrics() {
     let metrics = http_get(worker.metrics.expect("metrics address printed"), "/metrics");
     assert!(metrics.contains("weir_cas_hit_ratio"), "{metrics}");
     assert!(metrics.contains("weir_execution_queue_depth 0"));
+    let stored: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_cas_stored_bytes "))
+        .expect("a CAS bytes gauge")
+        .parse()
+        .unwrap();
+    assert!(stored >= (data.len() + file.len() + root.len()) as u64, "{stored}");
     assert!(metrics.contains("weir_store_write_bytes_total{layer=\"filesystem\"}"));
     assert!(http_get(worker.metrics.unwrap(), "/").contains("weir-worker"));
 }
@@ -571,4 +578,82 @@ async fn sigterm_shuts_down_cleanly_with_a_client_connected() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
     drop(ch);
+}
+
+#[tokio::test]
+async fn an_executor_store_reads_and_writes_through_to_a_cache_node() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache_config = cache_dir.path().join("cache.yaml");
+    std::fs::write(
+        &cache_config,
+        "role: cache\nauth: { tokens: [ { token: edge-secret, access: read_write } ], anonymous: read_only }\n",
+    )
+    .unwrap();
+    let cache_node = WorkerProcess::start(cache_dir.path(), &["--config", cache_config.to_str().unwrap()]);
+    let edge_dir = tempfile::tempdir().unwrap();
+    std::fs::write(edge_dir.path().join("cache.token"), "edge-secret\n").unwrap();
+    let config = edge_dir.path().join("edge.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "role: cache\nstorage:\n  fast_slow:\n    fast: {{ size_limited: {{ max_size: 1MiB, inner: {{ filesystem: {{ path: local }} }} }} }}\n    \
+             slow: {{ upstream: {{ endpoint: \"grpc://{}\", batch_limit: 64KiB, token_file: cache.token }} }}\n",
+            cache_node.addr
+        ),
+    )
+    .unwrap();
+    let edge = WorkerProcess::start(edge_dir.path(), &["--config", config.to_str().unwrap()]);
+    let cache_ch = channel(&cache_node).await;
+    let edge_ch = channel(&edge).await;
+
+    // Written at the edge: lands on the cache node (small via batch, large via ByteStream).
+    let small = blob(1, 1000);
+    let large = blob(2, 300_000);
+    cas(&edge_ch).batch_update_blobs(update_request(&[(Digest::of(&small), &small)])).await.unwrap();
+    write_blob(&edge_ch, &large, None).await.unwrap();
+    assert!(missing(&cache_ch, &[Digest::of(&small), Digest::of(&large)]).await.is_empty());
+
+    // Written at the cache node: read through the edge, then held locally.
+    let remote_only = blob(3, 200_000);
+    write_blob(&cache_ch, &remote_only, Some("edge-secret")).await.unwrap();
+    assert!(missing(&edge_ch, &[Digest::of(&remote_only)]).await.is_empty());
+    assert_eq!(read_blob(&edge_ch, &Digest::of(&remote_only)).await.unwrap(), remote_only);
+    let local = edge_dir.path().join("local/objects");
+    let hash = Digest::of(&remote_only).hash_hex();
+    assert!(local.join(&hash[..2]).join(format!("{hash}_{}", remote_only.len())).exists(), "read did not fill the fast tier");
+    assert_eq!(read_blob(&edge_ch, &Digest::of(&blob(4, 10))).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn tls_listener_serves_tls_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(dir.path().join("server.key"))
+        .arg("-out")
+        .arg(dir.path().join("server.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command is installed");
+    assert!(status.success());
+    let config = dir.path().join("worker.yaml");
+    std::fs::write(&config, "role: cache\ntls: { cert: server.crt, key: server.key }\n").unwrap();
+    let worker = WorkerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
+
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(dir.path().join("server.crt")).unwrap());
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+    let ch = Channel::from_shared(format!("https://{}", worker.addr)).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+    let data = b"over tls".to_vec();
+    write_blob(&ch, &data, None).await.unwrap();
+    assert_eq!(read_blob(&ch, &Digest::of(&data)).await.unwrap(), data);
+
+    // A plaintext client gets nowhere.
+    let plain = Channel::from_shared(worker.endpoint()).unwrap().connect().await;
+    if let Ok(plain) = plain {
+        let request = FindMissingBlobsRequest { instance_name: String::new(), blob_digests: vec![], digest_function: 0 };
+        assert!(cas(&plain).find_missing_blobs(request).await.is_err());
+    }
 }

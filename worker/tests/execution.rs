@@ -377,6 +377,62 @@ async fn operations_can_be_listed_in_pages_waited_for_and_deleted() {
 }
 
 #[tokio::test]
+async fn background_processes_do_not_outlive_the_action() {
+    let h = start(SandboxKind::Host, 2).await;
+    let pid_file = h.temp.path().join("bg");
+    let script = format!("sleep 30 & echo $! > {}", pid_file.display());
+    let action = h.action(ActionSpec { args: &["/bin/sh", "-c", &script], ..Default::default() }).await;
+    let (_, response) = h.execute(action, true).await;
+    assert_eq!(response.result.unwrap().exit_code, 0);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Killed at once; it is a zombie until init reaps it, so look at its state.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(false)
+    };
+    while alive() {
+        assert!(Instant::now() < deadline, "background process {pid} survived its action");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn stages_a_larger_tree_from_a_filesystem_cas() {
+    let h = start_with(SandboxKind::Host, 2, |dir| {
+        let spec = FilesystemSpec { path: dir.join("cas"), verify_reads: false, fsync: false };
+        Arc::new(FilesystemStore::open(&spec, dir).unwrap())
+    })
+    .await;
+    let mut dirs = Vec::new();
+    for d in 0..20 {
+        let mut files = Vec::new();
+        for f in 0..100 {
+            let digest = h.put(format!("content {d}/{f}").as_bytes()).await;
+            files.push(FileNode { name: format!("f{f:03}"), digest: Some(digest.to_proto()), is_executable: f == 0, ..Default::default() });
+        }
+        let digest = h.put_proto(&Directory { files, ..Default::default() }).await;
+        dirs.push(DirectoryNode { name: format!("d{d:02}"), digest: Some(digest.to_proto()) });
+    }
+    let root = h.put_proto(&Directory { directories: dirs, ..Default::default() }).await;
+    let action = h
+        .action(ActionSpec {
+            args: &["/bin/sh", "-c", "find . -type f | wc -l; find . -type f -perm -u+x | wc -l; cat d07/f042"],
+            input_root: Some(root),
+            ..Default::default()
+        })
+        .await;
+    let started = Instant::now();
+    let (_, response) = h.execute(action, true).await;
+    let result = response.result.unwrap();
+    let stdout = String::from_utf8(h.read(result.stdout_digest.as_ref().unwrap()).await).unwrap();
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines, ["2000", "20", "content 7/42"]);
+    eprintln!("2000-file action took {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn platform_and_timeout_are_checked_when_the_operation_is_created() {
     let h = start(SandboxKind::Host, 2).await;
     let foreign = h.action(ActionSpec { args: &["/bin/true"], platform: &[("ISA", "aarch64")], ..Default::default() }).await;
@@ -469,14 +525,19 @@ fn probe_child_without_user_namespaces() {
 #[test]
 fn probe_refuses_a_namespace_sandbox_the_machine_cannot_provide() {
     let exe = std::env::current_exe().unwrap();
-    let status = std::process::Command::new("unshare")
+    let outcome = std::process::Command::new("unshare")
         .args(["-Ur", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh"])
         .arg(&exe)
         .args(["--exact", "probe_child_without_user_namespaces", "--ignored", "--test-threads=1"])
         .env("WEIR_PROBE_CHILD", "1")
-        .status();
-    match status {
-        Ok(status) => assert!(status.success(), "the probe accepted a sandbox it cannot provide"),
+        .output();
+    match outcome {
+        Ok(output) => assert!(
+            output.status.success(),
+            "the probe accepted a sandbox it cannot provide:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
         Err(e) => eprintln!("skipping: cannot run unshare: {e}"),
     }
 }

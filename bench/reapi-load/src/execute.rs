@@ -18,8 +18,8 @@ use weir_proto::longrunning::operation;
 use weir_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
 use weir_proto::reapi::execution_client::ExecutionClient;
 use weir_proto::reapi::{
-    batch_update_blobs_request, command, platform, Action, BatchUpdateBlobsRequest, Command, Directory,
-    ExecuteRequest, ExecuteResponse, Platform,
+    batch_update_blobs_request, command, platform, Action, BatchUpdateBlobsRequest, Command, Directory, ExecuteRequest,
+    ExecuteResponse, Platform,
 };
 use weir_proto::Digest;
 
@@ -189,7 +189,8 @@ async fn finish(exec: &mut ExecutionClient<Channel>, request: ExecuteRequest) ->
         }
         return match op.result {
             Some(operation::Result::Response(any)) => {
-                let response = ExecuteResponse::decode(any.value.as_slice()).map_err(|e| format!("bad response: {e}"))?;
+                let response =
+                    ExecuteResponse::decode(any.value.as_slice()).map_err(|e| format!("bad response: {e}"))?;
                 match (response.status, response.result) {
                     (Some(status), _) if status.code != 0 => Err(format!("status {}: {}", status.code, status.message)),
                     (_, Some(result)) if result.exit_code != 0 => Err(format!("exit code {}", result.exit_code)),
@@ -197,7 +198,9 @@ async fn finish(exec: &mut ExecutionClient<Channel>, request: ExecuteRequest) ->
                     (_, None) => Err("ExecuteResponse without a result".into()),
                 }
             }
-            Some(operation::Result::Error(status)) => Err(format!("operation error {}: {}", status.code, status.message)),
+            Some(operation::Result::Error(status)) => {
+                Err(format!("operation error {}: {}", status.code, status.message))
+            }
             None => Err("done Operation without a result".into()),
         };
     }

@@ -73,11 +73,7 @@ pub async fn run(channel: Channel, instance: &str, args: &StreamArgs) -> anyhow:
     }))
 }
 
-async fn one_round(
-    client: &mut ByteStreamClient<Channel>,
-    instance: &str,
-    args: &StreamArgs,
-) -> anyhow::Result<Round> {
+async fn one_round(client: &mut ByteStreamClient<Channel>, instance: &str, args: &StreamArgs) -> anyhow::Result<Round> {
     let size = args.mib * MIB;
     let data: Arc<Vec<u8>> = Arc::new(random_bytes(size));
     let digest = Digest::of(&data);

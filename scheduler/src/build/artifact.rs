@@ -45,7 +45,7 @@ pub struct Artifact {
     /// The action that produced it (`hash/size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// The staged dependencies, as `(element, strong key)`.
+    /// The direct build dependencies, as `(element, strong key)`.
     pub dependencies: Vec<(String, String)>,
 }
 

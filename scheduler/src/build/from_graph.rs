@@ -292,11 +292,11 @@ mod tests {
                 (Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str())),
                 (Arc::from("install-root"), Arc::from("/buildstream-install")),
             ],
-            config,
-            environment: map(&[("PATH", scalar("/usr/bin:/bin"))]),
+            config: config.into(),
+            environment: map(&[("PATH", scalar("/usr/bin:/bin"))]).into(),
             environment_nocache: vec![],
-            public: Map::new(span()),
-            sandbox: map(&[("build-arch", scalar("x86_64")), ("build-os", scalar("linux"))]),
+            public: Map::new(span()).into(),
+            sandbox: map(&[("build-arch", scalar("x86_64")), ("build-os", scalar("linux"))]).into(),
             sources: vec![SourceData { kind: "local".into(), config: map(&[("path", scalar("files/src"))]), directory: None, provenance: None, span: span() }],
             dependencies: deps
                 .iter()
@@ -387,7 +387,7 @@ mod tests {
         let list = |items: &[&str]| Node::Seq(Seq { items: items.iter().map(|c| scalar(c)).collect(), span: span() });
         let mut lib = element(0, "lib.bst", "stack", Map::new(span()), &[]);
         let rules = map(&[("devel", list(&["/usr/include", "/usr/lib/*.a"])), ("runtime", list(&["/usr/lib/*.so"]))]);
-        lib.public = map(&[("bst", Node::Map(map(&[("split-rules", Node::Map(rules)), ("integration-commands", list(&["ldconfig"]))])))]);
+        lib.public = map(&[("bst", Node::Map(map(&[("split-rules", Node::Map(rules)), ("integration-commands", list(&["ldconfig"]))])))]).into();
         let compose = element(1, "c.bst", "compose", map(&[("include", list(&["runtime"])), ("include-orphans", scalar("False")), ("integrate", scalar("False"))]), &[(0, DepType::Build)]);
         let g = graph(vec![lib, compose], vec![ElementId(1)]);
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };

@@ -133,27 +133,31 @@ impl BuildPlan {
                 }
             }
         }
-        let mut runtime_closure: Vec<BTreeSet<usize>> = Vec::with_capacity(elements.len());
+        // Closures as bit sets: unions are word-wise, so dense graphs stay cheap.
+        let words = elements.len().div_ceil(64);
+        let mut runtime_closure: Vec<Vec<u64>> = Vec::with_capacity(elements.len());
         for element in &elements {
-            let mut closure = BTreeSet::new();
+            let mut closure = vec![0u64; words];
             for &dep in &element.runtime_deps {
-                closure.insert(dep);
-                closure.extend(runtime_closure[dep].iter().copied());
+                closure[dep / 64] |= 1 << (dep % 64);
+                union(&mut closure, &runtime_closure[dep]);
             }
             runtime_closure.push(closure);
         }
         let mut staged = Vec::with_capacity(elements.len());
         let mut dependants = vec![Vec::new(); elements.len()];
+        let mut set = vec![0u64; words];
         for (index, element) in elements.iter().enumerate() {
-            let mut set = BTreeSet::new();
+            set.iter_mut().for_each(|w| *w = 0);
             for &dep in &element.build_deps {
-                set.insert(dep);
-                set.extend(runtime_closure[dep].iter().copied());
+                set[dep / 64] |= 1 << (dep % 64);
+                union(&mut set, &runtime_closure[dep]);
             }
-            for &dep in &set {
+            let members = members(&set);
+            for &dep in &members {
                 dependants[dep].push(index);
             }
-            staged.push(set.into_iter().collect());
+            staged.push(members);
         }
         Ok(BuildPlan { elements, staged, dependants })
     }
@@ -197,6 +201,26 @@ impl BuildPlan {
     }
 }
 
+/// `into |= from`, word by word.
+fn union(into: &mut [u64], from: &[u64]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a |= *b;
+    }
+}
+
+/// The indices whose bits are set, ascending.
+fn members(set: &[u64]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (w, &word) in set.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            out.push(w * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -230,6 +254,19 @@ pub(crate) mod tests {
         assert_eq!(plan.dependants(0), &[1, 2]);
         assert_eq!(plan.runtime_closure(&[1]), [0, 1]);
         assert_eq!(plan.runtime_closure(&[3, 2]), [2, 3]);
+    }
+
+    #[test]
+    fn closures_span_many_words() {
+        // A runtime chain of 150 elements and one that builds on its end.
+        let mut elements: Vec<PlanElement> = (0..150).map(|i| element(&format!("e{i}"), &[], &[])).collect();
+        for (i, e) in elements.iter_mut().enumerate().skip(1) {
+            e.runtime_deps = vec![i - 1];
+        }
+        elements.push(element("top", &[149], &[]));
+        let plan = BuildPlan::new(elements).unwrap();
+        assert_eq!(plan.staged(150), (0..150).collect::<Vec<_>>());
+        assert_eq!(plan.dependants(70), &[150]);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::event::{BuildEvent, EventSink};
@@ -29,6 +31,13 @@ pub enum OnError {
     /// Keep building everything that does not depend on the failure.
     Continue,
 }
+
+/// Cache lookups in flight beyond the `builders` builds (lookups are cheap
+/// RPCs; a no-op build of a large, fully cached graph is bound by them).
+const EXTRA_LOOKUPS: usize = 64;
+
+/// Cache lookups in flight while prefetching.
+const PREFETCH_LOOKUPS: usize = 128;
 
 /// Queue settings.
 #[derive(Debug, Clone)]
@@ -71,7 +80,9 @@ impl Job {
 
 /// What builds one element.
 pub trait ElementRunner: Send + Sync + 'static {
-    /// The element's artifact if it is already cached.
+    /// The element's artifact if it is already cached. Called before the
+    /// element's dependencies are available (`job.deps` may be empty): a
+    /// lookup depends on the element's keys only.
     fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
     /// Builds the element and stores its artifact; `events` receives
     /// warnings such as overlaps.
@@ -149,21 +160,37 @@ impl<R: ElementRunner> BuildQueue<R> {
     pub async fn run(&self, plan: Arc<BuildPlan>, mut cancel: watch::Receiver<bool>) -> BuildReport {
         let count = plan.len();
         let mut results: Vec<Option<ElementResult>> = (0..count).map(|_| None).collect();
-        let mut waiting: Vec<usize> = (0..count).map(|i| plan.staged(i).len()).collect();
-        let mut ready: BTreeSet<usize> = (0..count).filter(|&i| waiting[i] == 0).collect();
         let mut running: JoinSet<(usize, ElementResult)> = JoinSet::new();
         let mut stopping = false;
-        let mut cancelled = *cancel.borrow();
+        let gate = Arc::new(Gate { slots: Semaphore::new(self.options.builders.max(1)), stopped: AtomicBool::new(false) });
         for element in plan.elements() {
             self.events.emit(BuildEvent::Queued { element: element.name.clone(), key: element.keys.strong.clone() });
         }
+        let mut cancelled = *cancel.borrow();
+        if !cancelled {
+            tokio::select! {
+                found = self.prefetch(&plan) => {
+                    for (index, artifact) in found.into_iter().enumerate() {
+                        if let Some(artifact) = artifact {
+                            let element = &plan.elements()[index];
+                            self.events.emit(BuildEvent::Cached { element: element.name.clone(), key: element.keys.strong.clone() });
+                            results[index] = Some(ElementResult::Cached(artifact));
+                        }
+                    }
+                }
+                _ = cancel.changed() => cancelled = true,
+            }
+        }
+        let unfinished = |d: &usize| results[*d].is_none();
+        let mut waiting: Vec<usize> = (0..count).map(|i| plan.staged(i).iter().filter(|d| unfinished(d)).count()).collect();
+        let mut ready: BTreeSet<usize> = (0..count).filter(|&i| waiting[i] == 0 && results[i].is_none()).collect();
         loop {
-            while !stopping && !cancelled && running.len() < self.options.builders.max(1) {
+            while !stopping && !cancelled && running.len() < self.options.builders.max(1) + EXTRA_LOOKUPS {
                 let Some(index) = ready.pop_first() else { break };
                 let deps = plan.staged(index).iter().filter_map(|&d| results[d].as_ref().and_then(|r| r.artifact()).cloned()).collect();
                 let job = Job { plan: plan.clone(), index, deps, attempt: 0 };
-                let (runner, events, options) = (self.runner.clone(), self.events.clone(), self.options.clone());
-                running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options).await) });
+                let (runner, events, options, gate) = (self.runner.clone(), self.events.clone(), self.options.clone(), gate.clone());
+                running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options, &gate).await) });
             }
             if running.is_empty() {
                 break;
@@ -186,13 +213,16 @@ impl<R: ElementRunner> BuildQueue<R> {
             match &result {
                 ElementResult::Cached(_) | ElementResult::Built(_) => {
                     for &dependant in plan.dependants(index) {
-                        waiting[dependant] -= 1;
+                        waiting[dependant] = waiting[dependant].saturating_sub(1);
                         if waiting[dependant] == 0 && results[dependant].is_none() {
                             ready.insert(dependant);
                         }
                     }
                 }
                 _ => {
+                    if matches!(result, ElementResult::Skipped) {
+                        self.events.emit(BuildEvent::Skipped { element: plan.elements()[index].name.clone() });
+                    }
                     if self.options.on_error == OnError::Quit {
                         stopping = true;
                     }
@@ -214,6 +244,24 @@ impl<R: ElementRunner> BuildQueue<R> {
         BuildReport { results, cancelled }
     }
 
+    /// Looks every element up in the cache before anything is scheduled, many
+    /// at once (a key does not depend on what gets built, so a fully cached
+    /// graph is answered without waiting on its depth). A failed lookup
+    /// counts as "not cached" here; the element's own task looks again and
+    /// reports the error.
+    async fn prefetch(&self, plan: &Arc<BuildPlan>) -> Vec<Option<Artifact>> {
+        use futures::StreamExt;
+        futures::stream::iter(0..plan.len())
+            .map(|index| {
+                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0 };
+                let runner = self.runner.clone();
+                async move { runner.lookup(&job).await.ok().flatten() }
+            })
+            .buffered(PREFETCH_LOOKUPS)
+            .collect()
+            .await
+    }
+
     /// Marks everything that waits (transitively) on `failed` as skipped.
     fn skip_dependants(&self, plan: &BuildPlan, failed: usize, results: &mut [Option<ElementResult>], ready: &mut BTreeSet<usize>) {
         let mut stack = vec![failed];
@@ -230,17 +278,32 @@ impl<R: ElementRunner> BuildQueue<R> {
     }
 }
 
+/// Shared by the element tasks of one run: the build slots (so at most
+/// `builders` builds run; lookups take none) and the `quit` flag.
+struct Gate {
+    slots: Semaphore,
+    stopped: AtomicBool,
+}
+
 /// Cache lookup, then build attempts with backoff on retryable failures.
-async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn EventSink, options: &QueueOptions) -> ElementResult {
+/// With `--on-error quit`, a failure raises the flag while still holding its
+/// slot, so no waiting element starts after it.
+async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn EventSink, options: &QueueOptions, gate: &Gate) -> ElementResult {
     let element = job.element().clone();
     loop {
         let attempt = job.attempt;
+        let mut slot = None;
         let outcome = match runner.lookup(&job).await {
             Ok(Some(artifact)) => {
                 events.emit(BuildEvent::Cached { element: element.name.clone(), key: element.keys.strong.clone() });
                 return ElementResult::Cached(artifact);
             }
             Ok(None) => {
+                let Ok(permit) = gate.slots.acquire().await else { return ElementResult::Skipped };
+                if gate.stopped.load(Ordering::SeqCst) {
+                    return ElementResult::Skipped;
+                }
+                slot = Some(permit);
                 events.emit(BuildEvent::Started { element: element.name.clone(), attempt: attempt + 1 });
                 let started = Instant::now();
                 runner.build(&job, events).await.map(|artifact| (artifact, started.elapsed()))
@@ -257,12 +320,17 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
                 return ElementResult::Built(artifact);
             }
             Err(error) if error.is_retryable() && attempt < options.max_retries => {
+                drop(slot);
                 events.emit(BuildEvent::Retrying { element: element.name.clone(), attempt: attempt + 1, error: error.to_string() });
                 let delay = options.backoff.saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(30));
                 tokio::time::sleep(delay).await;
                 job.attempt += 1;
             }
             Err(error) => {
+                if options.on_error == OnError::Quit {
+                    gate.stopped.store(true, Ordering::SeqCst);
+                }
+                drop(slot);
                 let (exit_code, log_tail, logs) = match &error {
                     BuildError::CommandFailed { exit_code, log_tail, logs, .. } => {
                         (Some(*exit_code), log_tail.clone(), logs.iter().map(|d| d.to_string()).collect())

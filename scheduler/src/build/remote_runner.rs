@@ -369,9 +369,16 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The staged dependencies of a job as `(element, strong key)`.
+/// The direct build dependencies of a job as `(element, strong key)` (as
+/// BuildStream's artifact records them; the staged closure follows from them).
 fn dependencies(job: &Job) -> Vec<(String, String)> {
-    job.deps.iter().map(|d| (d.element.clone(), d.strong_key.clone())).collect()
+    let staged = job.plan.staged(job.index);
+    job.element()
+        .build_deps
+        .iter()
+        .filter_map(|index| staged.iter().position(|s| s == index).and_then(|p| job.deps.get(p)))
+        .map(|d| (d.element.clone(), d.strong_key.clone()))
+        .collect()
 }
 
 /// Adds a tree read from disk (directories and files) to an upload set.

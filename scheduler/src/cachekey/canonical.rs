@@ -54,7 +54,9 @@ pub fn to_canonical(value: &Value) -> String {
     out
 }
 
-/// Appends `text` as a JSON string literal with ujson's escaping.
+/// Appends `text` as a JSON string literal with ujson's escaping. Runs of
+/// bytes that need no escape (printable ASCII other than `"` and `\`, and
+/// DEL) are copied at once.
 pub fn write_string(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let push_unit = |unit: u16, out: &mut String| {
@@ -64,7 +66,12 @@ pub fn write_string(text: &str, out: &mut String) {
         }
     };
     out.push('"');
-    for ch in text.chars() {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let plain = rest.bytes().position(|b| b < 0x20 || b >= 0x80 || b == b'"' || b == b'\\').unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(ch) = rest.chars().next() else { break };
         match ch {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -74,7 +81,6 @@ pub fn write_string(text: &str, out: &mut String) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => push_unit(c as u16, out),
-            c if (c as u32) < 0x80 => out.push(c),
             c => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -82,6 +88,7 @@ pub fn write_string(text: &str, out: &mut String) {
                 }
             }
         }
+        rest = &rest[ch.len_utf8()..];
     }
     out.push('"');
 }

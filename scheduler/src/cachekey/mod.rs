@@ -14,6 +14,7 @@
 //! loader's types.
 
 pub mod artifact_name;
+pub mod build_scope;
 pub mod canonical;
 pub mod element_input;
 pub mod from_graph;

@@ -12,7 +12,7 @@ use super::value::Value;
 /// The key value of a node.
 pub fn node_to_value(node: &Node) -> Value {
     match node {
-        Node::Scalar(scalar) => Value::Str(scalar.value.to_string()),
+        Node::Scalar(scalar) => Value::Str(scalar.value.clone()),
         Node::Seq(seq) => Value::List(seq.items.iter().map(node_to_value).collect()),
         Node::Map(map) => map_to_value(map),
     }
@@ -20,7 +20,7 @@ pub fn node_to_value(node: &Node) -> Value {
 
 /// The key value of a mapping.
 pub fn map_to_value(map: &Map) -> Value {
-    map.iter().map(|(key, node)| (key.to_string(), node_to_value(node))).collect()
+    map.iter().map(|(key, node)| (key.clone(), node_to_value(node))).collect()
 }
 
 #[cfg(test)]

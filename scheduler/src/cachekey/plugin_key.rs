@@ -165,12 +165,12 @@ fn paths_by_name(groups: BTreeMap<String, Vec<String>>) -> Value {
 }
 
 fn mapping<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    pairs.into_iter().collect()
 }
 
 fn insert(map: &mut Value, key: &str, value: Value) {
     if let Value::Map(map) = map {
-        map.insert(key.to_owned(), value);
+        map.insert(key.into(), value);
     }
 }
 

@@ -9,8 +9,10 @@
 //! dependant whose list starts with that closure. Key decision: those states
 //! are computed lazily, on the first dependant that needs one, each from the
 //! state of the longest closure it extends, and kept; a long closure is then
-//! hashed once, not once per dependant, which cuts the bytes the dense graph
-//! shape (closures growing with N) hashes.
+//! hashed once, not once per dependant. States live in `OnceLock`s, so the
+//! elements of one level can share them while being hashed in parallel.
+
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -59,15 +61,16 @@ impl MemberKeys for super::key_table::ElementKeys {
     }
 }
 
-/// Hash states after `DICT_HEAD + "[" + entries(closure(x))`, per element and mode.
+/// Hash states after `DICT_HEAD + "[" + entries(closure(x))`, per element and
+/// mode, each computed at most once and shared by reference across threads.
 pub struct PrefixStates {
-    states: Vec<[Option<Sha256>; 3]>,
+    states: Vec<[OnceLock<Option<Sha256>>; 3]>,
 }
 
 impl PrefixStates {
     /// No state computed yet for `len` elements.
     pub fn new(len: usize) -> Self {
-        PrefixStates { states: vec![[None, None, None]; len] }
+        PrefixStates { states: (0..len).map(|_| [OnceLock::new(), OnceLock::new(), OnceLock::new()]).collect() }
     }
 
     /// Feeds one entry (`,` first unless it is the first) of a dependency list.
@@ -88,8 +91,9 @@ impl PrefixStates {
     /// The state after the entries of `closures[element]` in `mode`; `None`
     /// when a member's key is unknown or the mode is never shared.
     /// `prefix_of[x]` names a dependency whose closure starts `closures[x]`.
+    /// Every member's keys must already be in `keys`.
     pub fn state<K: MemberKeys>(
-        &mut self,
+        &self,
         element: usize,
         mode: EntryMode,
         closures: &[Vec<u32>],
@@ -98,39 +102,41 @@ impl PrefixStates {
         entries: &[String],
     ) -> Option<Sha256> {
         let slot = mode.slot()?;
-        // Walk down the prefix chain to a known state (or the chain's end).
+        // Walk down the prefix chain to a known state (or the chain's end),
+        // then fill the states back up, shortest closure first.
         let mut chain = Vec::new();
         let mut current = Some(element);
         while let Some(node) = current {
-            if self.states[node][slot].is_some() {
+            if self.states[node][slot].get().is_some() {
                 break;
             }
             chain.push(node);
             current = prefix_of[node];
         }
-        // Build the states back up.
         for &node in chain.iter().rev() {
-            let (mut hasher, done) = match prefix_of[node] {
-                Some(first) => (self.states[first][slot].clone()?, closures[first].len()),
-                None => {
-                    let mut hasher = Sha256::new();
-                    hasher.update(DICT_HEAD.as_bytes());
-                    hasher.update(b"[");
-                    (hasher, 0)
-                }
-            };
-            for (position, &member) in closures[node].iter().enumerate().skip(done) {
-                let member = member as usize;
-                let key = match mode {
-                    EntryMode::WeakNames => None,
-                    EntryMode::WeakKeyed => Some(keys[member].weak()?),
-                    EntryMode::Strict => Some(keys[member].strict()?),
-                    EntryMode::Mixed => return None,
+            self.states[node][slot].get_or_init(|| {
+                let (mut hasher, done) = match prefix_of[node] {
+                    Some(prefix) => (self.states[prefix][slot].get()?.clone()?, closures[prefix].len()),
+                    None => {
+                        let mut hasher = Sha256::new();
+                        hasher.update(DICT_HEAD.as_bytes());
+                        hasher.update(b"[");
+                        (hasher, 0)
+                    }
                 };
-                Self::feed_entry(&mut hasher, position == 0, &entries[member], key);
-            }
-            self.states[node][slot] = Some(hasher);
+                for (position, &member) in closures[node].iter().enumerate().skip(done) {
+                    let member = member as usize;
+                    let key = match mode {
+                        EntryMode::WeakNames => None,
+                        EntryMode::WeakKeyed => Some(keys[member].weak()?),
+                        EntryMode::Strict => Some(keys[member].strict()?),
+                        EntryMode::Mixed => return None,
+                    };
+                    Self::feed_entry(&mut hasher, position == 0, &entries[member], key);
+                }
+                Some(hasher)
+            });
         }
-        self.states[element][slot].clone()
+        self.states[element][slot].get()?.clone()
     }
 }

@@ -66,11 +66,11 @@ pub fn sandbox_dict(element: &str, sandbox: &Value, host: &HostPlatform) -> Resu
             .ok_or_else(|| CacheKeyError::UnknownArchitecture { element: element.to_owned(), arch: arch.clone() })?,
         _ => host.arch.clone(),
     };
-    dict.insert("build-os".to_owned(), Value::Str(os));
-    dict.insert("build-arch".to_owned(), Value::Str(arch));
+    dict.insert("build-os".into(), Value::from(os));
+    dict.insert("build-arch".into(), Value::from(arch));
     for id in ["build-uid", "build-gid"] {
         if let Some(value) = field(id).filter(|v| !matches!(v, Value::Null)) {
-            dict.insert(id.to_owned(), Value::Int(read_int(element, id, value)?));
+            dict.insert(id.into(), Value::Int(read_int(element, id, value)?));
         }
     }
     if let Some(socket) = field("remote-apis-socket").and_then(Value::as_map).filter(|m| !m.is_empty()) {
@@ -79,16 +79,16 @@ pub fn sandbox_dict(element: &str, sandbox: &Value, host: &HostPlatform) -> Resu
             detail: "sandbox.remote-apis-socket: missing key 'path'".to_owned(),
         })?;
         let mut entry = BTreeMap::new();
-        entry.insert("path".to_owned(), Value::Str(read_str(element, "remote-apis-socket.path", path)?));
+        entry.insert("path".into(), Value::from(read_str(element, "remote-apis-socket.path", path)?));
         let update = socket
             .get("action-cache-enable-update")
             .map(|v| read_bool(element, "action-cache-enable-update", v))
             .transpose()?
             .unwrap_or(false);
         if update {
-            entry.insert("action-cache-enable-update".to_owned(), Value::Bool(true));
+            entry.insert("action-cache-enable-update".into(), Value::Bool(true));
         }
-        dict.insert("remote-apis-socket".to_owned(), Value::Map(entry));
+        dict.insert("remote-apis-socket".into(), Value::Map(entry));
     }
     Ok(Value::Map(dict))
 }

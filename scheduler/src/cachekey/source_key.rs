@@ -57,7 +57,7 @@ impl<'a> SourceKeys<'a> {
                 let path = field("path")?.ok_or_else(|| missing(element, "local", "path"))?;
                 let full = source.project_dir.join(&path);
                 if let Some(hash) = self.trees.get(&full) {
-                    return Ok(Some(Value::Str(hash.clone())));
+                    return Ok(Some(Value::from(hash.as_str())));
                 }
                 let hash = self.digester.tree_hash(&full).map_err(|detail| CacheKeyError::LocalSource {
                     element: element.to_owned(),
@@ -65,21 +65,21 @@ impl<'a> SourceKeys<'a> {
                     detail,
                 })?;
                 self.trees.insert(full, hash.clone());
-                Ok(Some(Value::Str(hash)))
+                Ok(Some(Value::from(hash)))
             }
             kind @ ("remote" | "tar") => {
                 let url = field("url")?.ok_or_else(|| missing(element, kind, "url"))?;
                 let Some(reference) = field("ref")? else {
                     return Ok(None);
                 };
-                let mut key = vec![Value::Str(url.clone()), Value::Str(reference)];
+                let mut key = vec![Value::from(url.as_str()), Value::from(reference)];
                 if let Some(version) = field("version")? {
-                    key.push(Value::Str(version));
+                    key.push(Value::from(version));
                 } else if let Some(pattern) = field("version-guess-pattern")? {
-                    key.push(Value::Str(pattern));
+                    key.push(Value::from(pattern));
                 }
                 if kind == "tar" {
-                    key.push(Value::Str(field("base-dir")?.unwrap_or_else(|| "*".to_owned())));
+                    key.push(Value::from(field("base-dir")?.unwrap_or_else(|| "*".to_owned())));
                 } else {
                     let translated = source.translated_url.as_deref().unwrap_or(&url);
                     let filename = match field("filename")? {
@@ -88,7 +88,7 @@ impl<'a> SourceKeys<'a> {
                     };
                     let executable =
                         config.get("executable").map(|v| read_bool(element, "executable", v)).transpose()?;
-                    key.push(Value::Str(filename));
+                    key.push(Value::from(filename));
                     key.push(Value::Bool(executable.unwrap_or(false)));
                 }
                 Ok(Some(Value::List(key)))

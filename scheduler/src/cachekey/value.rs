@@ -5,9 +5,12 @@
 //! `ujson.dumps(sort_keys=True)` uses, so a value is always in canonical order
 //! and serialisation never sorts. `Raw` carries text that is already canonical
 //! (per-dependency entries are serialised once and spliced into every
-//! dependant's key, which keeps the dense graph shape cheap).
+//! dependant's key, which keeps the dense graph shape cheap). Strings are
+//! `Arc<str>` so that values converted from the loader's nodes share their
+//! text instead of copying it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A value of a cache-key dict: what BuildStream hands to `ujson.dumps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +22,11 @@ pub enum Value {
     /// An integer, printed in plain decimal.
     Int(i64),
     /// A string (escaped as ujson does).
-    Str(String),
+    Str(Arc<str>),
     /// An ordered list.
     List(Vec<Value>),
     /// A mapping; keys are kept in code-point order.
-    Map(BTreeMap<String, Value>),
+    Map(BTreeMap<Arc<str>, Value>),
     /// Text that is already canonical JSON, written verbatim.
     Raw(String),
 }
@@ -42,7 +45,7 @@ impl Value {
     }
 
     /// The mapping inside, if this is one.
-    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+    pub fn as_map(&self) -> Option<&BTreeMap<Arc<str>, Value>> {
         match self {
             Value::Map(map) => Some(map),
             _ => None,
@@ -73,13 +76,13 @@ impl Value {
 
 impl From<&str> for Value {
     fn from(text: &str) -> Self {
-        Value::Str(text.to_owned())
+        Value::Str(Arc::from(text))
     }
 }
 
 impl From<String> for Value {
     fn from(text: String) -> Self {
-        Value::Str(text)
+        Value::Str(Arc::from(text))
     }
 }
 
@@ -97,12 +100,12 @@ impl From<i64> for Value {
 
 impl From<Vec<String>> for Value {
     fn from(items: Vec<String>) -> Self {
-        Value::List(items.into_iter().map(Value::Str).collect())
+        Value::List(items.into_iter().map(Value::from).collect())
     }
 }
 
-impl FromIterator<(String, Value)> for Value {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        Value::Map(iter.into_iter().collect())
+impl<K: Into<Arc<str>>> FromIterator<(K, Value)> for Value {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
+        Value::Map(iter.into_iter().map(|(key, value)| (key.into(), value)).collect())
     }
 }

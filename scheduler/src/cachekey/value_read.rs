@@ -17,7 +17,7 @@ fn invalid(element: &str, field: &str, expected: &str) -> CacheKeyError {
 pub fn read_bool(element: &str, field: &str, value: &Value) -> Result<bool, CacheKeyError> {
     match value {
         Value::Bool(flag) => Ok(*flag),
-        Value::Str(text) => match text.as_str() {
+        Value::Str(text) => match &**text {
             "True" | "true" | "1" => Ok(true),
             "False" | "false" | "0" => Ok(false),
             _ => Err(invalid(element, field, "a boolean (True/true/1 or False/false/0)")),
@@ -51,7 +51,7 @@ pub fn read_int(element: &str, field: &str, value: &Value) -> Result<i64, CacheK
 /// A string scalar (`get_str`; booleans and integers read back as text).
 pub fn read_str(element: &str, field: &str, value: &Value) -> Result<String, CacheKeyError> {
     match value {
-        Value::Str(text) => Ok(text.clone()),
+        Value::Str(text) => Ok(text.to_string()),
         Value::Bool(flag) => Ok(if *flag { "True" } else { "False" }.to_owned()),
         Value::Int(number) => Ok(number.to_string()),
         _ => Err(invalid(element, field, "a string")),

@@ -74,6 +74,9 @@ impl Execution {
                     let request = WaitExecutionRequest { name: name.clone() };
                     stream = match self.client.clone().wait_execution(request).await {
                         Ok(response) => response.into_inner(),
+                        Err(status) if is_broken_connection(status.code()) => {
+                            return Err(RemoteError::StreamLost { operation: name });
+                        }
                         Err(status) => return Err(RemoteError::rpc("WaitExecution", status)),
                     };
                 }
@@ -112,7 +115,7 @@ async fn follow(
             Some(Err(status)) => {
                 let error = RemoteError::rpc("Execute", status);
                 // A non-transient status on the stream is the operation's answer.
-                return if error.is_retryable() || error.code() == Some(tonic::Code::Unknown) {
+                return if error.is_retryable() || error.code().is_some_and(is_broken_connection) {
                     Followed::Lost(error)
                 } else {
                     Followed::Done(Err(error))
@@ -129,6 +132,14 @@ async fn follow(
             }
         }
     }
+}
+
+/// Codes tonic reports when the connection under a call breaks (the server
+/// died or reset it): this client never cancels its own calls except by
+/// dropping them, so a CANCELLED or UNKNOWN status here means the stream
+/// was lost, not that someone cancelled the operation.
+fn is_broken_connection(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::Cancelled | tonic::Code::Unknown)
 }
 
 /// The result carried by a finished operation.

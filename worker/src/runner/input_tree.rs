@@ -107,10 +107,20 @@ impl InputTree {
             return Err(RunnerError::MissingBlobs(missing));
         }
 
+        // `local_path` may stat a file per blob: off the async threads.
+        let paths = if files.is_empty() {
+            Vec::new()
+        } else {
+            let store = store.clone();
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || files.iter().map(|d| store.local_path(d)).collect::<Vec<_>>())
+                .await
+                .map_err(|e| RunnerError::io("resolving local blob paths", std::io::Error::other(e.to_string())))?
+        };
         let mut contents = HashMap::with_capacity(files.len());
         let mut to_read = Vec::new();
-        for digest in files {
-            match store.local_path(&digest) {
+        for (digest, path) in files.into_iter().zip(paths) {
+            match path {
                 Some(path) => {
                     contents.insert(digest, Content::Local(path));
                 }

@@ -247,11 +247,21 @@ impl fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// A runner over `store`; creates `config.work_dir`.
+    /// A runner over `store`; creates `config.work_dir` and, in the
+    /// background, removes action directories a previous worker process left
+    /// there (only entries named as this runner names them).
     pub fn new(store: Store, config: RunnerConfig) -> Result<Self, RunnerError> {
         std::fs::create_dir_all(&config.work_dir)
             .map_err(|e| RunnerError::io(format!("creating work directory {}", config.work_dir.display()), e))?;
+        let work_dir = config.work_dir.clone();
+        std::thread::spawn(move || remove_stale_action_dirs(&work_dir));
         Ok(Runner { store, config, next_id: AtomicU64::new(0) })
+    }
+
+    /// The directory of one run: `PID-HASHPREFIX-N` under the work directory.
+    fn action_dir(&self, action: &Digest) -> PathBuf {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.config.work_dir.join(format!("{}-{}-{id}", std::process::id(), &action.hash_hex()[..16]))
     }
 
     /// The configuration.
@@ -261,8 +271,7 @@ impl Runner {
 
     /// Runs one action: stages, runs, collects. A non-zero exit is `Ok`.
     pub async fn run(&self, request: RunRequest, cancel: CancelSignal) -> Result<RunOutcome, RunnerError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let dir = self.config.work_dir.join(format!("{}-{}-{id}", std::process::id(), &request.action_digest.hash_hex()[..16]));
+        let dir = self.action_dir(&request.action_digest);
         let result = self.run_in(&dir, request, cancel).await;
         if !self.config.keep_work_dirs {
             // Removal can take a while for big trees; nobody waits for it.
@@ -314,21 +323,20 @@ impl Runner {
         }
 
         metadata.execution_start_timestamp = Some(timestamp(SystemTime::now()));
-        let mut child = sandbox::spawn(&root, &request.command, outputs.working_dir(), stdio, setup)?;
-        let (status, ended) = tokio::select! {
-            status = child.wait() => (Some(status), Ended::Exited),
-            _ = tokio::time::sleep(request.timeout) => (None, Ended::TimedOut),
-            _ = cancel.cancelled() => (None, Ended::Cancelled),
-        };
-        let status = match status {
-            Some(status) => status,
-            None => {
-                child.kill_group();
-                child.wait().await
-            }
-        };
-        let status = status.map_err(|e| RunnerError::io("waiting for the command", e))?;
+        let child = sandbox::spawn(&root, &request.command, outputs.working_dir(), stdio, setup)?;
+        let (status, ended) = wait(child, request.timeout, &mut cancel).await;
         metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
+        let modified = if linked.is_empty() && mount_points.is_empty() {
+            Vec::new()
+        } else {
+            run_blocking(move || {
+                SandboxKind::clean_root(&mount_points);
+                Ok(linked.modified())
+            })
+            .await?
+        };
+        self.drop_modified_inputs(&request.action_digest, modified).await;
+        let status = status.map_err(|e| RunnerError::io("waiting for the command", e))?;
         if ended == Ended::Cancelled {
             return Err(RunnerError::Cancelled);
         }
@@ -336,24 +344,8 @@ impl Runner {
         metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
         let collected = {
             let root = root.clone();
-            let outputs = outputs.clone();
-            run_blocking(move || {
-                SandboxKind::clean_root(&mount_points);
-                let modified = linked.modified();
-                Ok((outputs.collect(&root, &stdout_path, &stderr_path), modified))
-            })
-            .await?
+            run_blocking(move || outputs.collect(&root, &stdout_path, &stderr_path)).await?
         };
-        let (collected, modified) = collected;
-        for digest in modified {
-            // The command wrote through a hard link into the CAS: drop the blob
-            // rather than ever serve the altered content under its digest.
-            tracing::error!(action = %request.action_digest, blob = %digest, "the command modified an input in place; removing it from the CAS");
-            if let Err(e) = self.store.remove(&digest).await {
-                tracing::error!(blob = %digest, error = %e, "could not remove a modified input blob");
-            }
-        }
-        let collected = collected?;
         let mut result = collected.upload(&self.store).await?;
         result.exit_code = sandbox::exit_code(status);
         metadata.output_upload_completed_timestamp = Some(timestamp(SystemTime::now()));
@@ -361,6 +353,40 @@ impl Runner {
         result.execution_metadata = Some(metadata);
         Ok(RunOutcome { result, timed_out: ended == Ended::TimedOut })
     }
+}
+
+impl Runner {
+    /// Removes blobs the command wrote into through a hard link, so that
+    /// the altered content is never served under the original digest.
+    async fn drop_modified_inputs(&self, action: &Digest, modified: Vec<Digest>) {
+        for digest in modified {
+            tracing::error!(%action, blob = %digest, "the command modified an input in place; removing it from the CAS");
+            if let Err(e) = self.store.remove(&digest).await {
+                tracing::error!(blob = %digest, error = %e, "could not remove a modified input blob");
+            }
+        }
+    }
+}
+
+/// Waits for the command until it exits, its timeout passes or the run is
+/// cancelled; kills its process group in every case (background processes
+/// included) and reaps it.
+async fn wait(
+    mut child: sandbox::SandboxedChild,
+    timeout: std::time::Duration,
+    cancel: &mut CancelSignal,
+) -> (io::Result<std::process::ExitStatus>, Ended) {
+    let (status, ended) = tokio::select! {
+        status = child.wait() => (Some(status), Ended::Exited),
+        _ = tokio::time::sleep(timeout) => (None, Ended::TimedOut),
+        _ = cancel.cancelled() => (None, Ended::Cancelled),
+    };
+    child.kill_group();
+    let status = match status {
+        Some(status) => status,
+        None => child.wait().await,
+    };
+    (status, ended)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,6 +403,27 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| RunnerError::io("blocking task", io::Error::other(e.to_string())))?
+}
+
+/// Removes the action directories of other (dead) worker processes.
+fn remove_stale_action_dirs(work_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_dir) else { return };
+    let own = std::process::id().to_string();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let mut parts = name.split('-');
+        let (Some(pid), Some(hash), Some(n), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let ours = pid.bytes().all(|b| b.is_ascii_digit())
+            && hash.len() == 16
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            && n.bytes().all(|b| b.is_ascii_digit());
+        if ours && pid != own {
+            remove_tree(&entry.path());
+        }
+    }
 }
 
 /// Removes an action directory, making read-only directories writable first.
@@ -410,4 +457,27 @@ fn make_writable(dir: &Path) {
 pub fn timestamp(time: SystemTime) -> weir_proto::protobuf::Timestamp {
     let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     weir_proto::protobuf::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_action_directories_of_other_processes_are_removed_and_nothing_else() {
+        let temp = tempfile::tempdir().unwrap();
+        let own = format!("{}-0123456789abcdef-0", std::process::id());
+        let pid = std::process::id().wrapping_add(1);
+        let stale = format!("{pid}-0123456789abcdef-3");
+        for name in [own.as_str(), stale.as_str(), "keep", "1-not-ours", "1-0123456789abcdef-2-x"] {
+            std::fs::create_dir_all(temp.path().join(name).join("root/sub")).unwrap();
+        }
+        remove_stale_action_dirs(temp.path());
+        let mut left: Vec<String> =
+            std::fs::read_dir(temp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut expected = vec![own, "keep".to_string(), "1-not-ours".into(), "1-0123456789abcdef-2-x".into()];
+        expected.sort();
+        assert_eq!(left, expected);
+    }
 }

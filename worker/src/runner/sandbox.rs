@@ -185,7 +185,8 @@ impl SandboxedChild {
         self.child.wait().await
     }
 
-    /// Kills the whole process group with SIGKILL.
+    /// Kills the whole process group with SIGKILL (also after the leader
+    /// exited: its group lives on while background processes remain).
     pub fn kill_group(&mut self) {
         if let Some(group) = self.group {
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);

@@ -216,7 +216,7 @@ impl ByteStreamService {
             }
             if data.capacity() == 0 {
                 // Reserve up front (bounded, so a lying digest cannot claim memory).
-                data.reserve(bound.min(64 << 20) as usize);
+                data.reserve(bound.min(16 << 20) as usize);
             }
             data.extend_from_slice(&message.data);
             upload.committed.store(data.len() as u64, Ordering::Release);

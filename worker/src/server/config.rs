@@ -148,7 +148,7 @@ pub struct MetricsConfig {
 }
 
 /// How actions run (when the role executes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionConfig {
     /// `namespace` (default) or `host`.
@@ -165,12 +165,6 @@ pub struct ExecutionConfig {
     /// (`OSFamily` and `ISA` are added from the host).
     #[serde(default)]
     pub platform: BTreeMap<String, String>,
-}
-
-impl Default for ExecutionConfig {
-    fn default() -> Self {
-        ExecutionConfig { sandbox: SandboxChoice::default(), slots: None, work_dir: None, platform: BTreeMap::new() }
-    }
 }
 
 /// The whole configuration file.
@@ -389,7 +383,7 @@ mod tests {
             keys(&serde_yaml_ng::from_str(&text).unwrap(), &mut all);
         }
         let extra = "tls: { cert: a, key: b, client_ca: c }\nauth: { tokens: [ { token: t, access: read_only } ], anonymous: read_only }\n\
-                     storage: { verify: { inner: { memory: {} }, verify_reads: true } }\n";
+                     storage: { verify: { inner: { upstream: { endpoint: x, ca_cert: c } }, verify_reads: true } }\n";
         keys(&serde_yaml_ng::from_str(extra).unwrap(), &mut all);
         // Everything a default config serializes to must be covered too.
         keys(&serde_yaml_ng::to_value(WorkerConfig::default()).unwrap(), &mut all);

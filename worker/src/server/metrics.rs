@@ -64,12 +64,14 @@ pub struct ServerMetrics {
     pub execution: Option<Arc<dyn ExecutionGauges>>,
     /// The per-layer store counters.
     pub store: StoreMetrics,
+    /// The CAS, asked for the bytes it holds.
+    cas: Option<crate::store::Store>,
 }
 
 impl ServerMetrics {
     /// Fresh counters sharing the store graph's registry and reading the
     /// execution gauges, if execution runs.
-    pub fn new(store: StoreMetrics, execution: Option<Arc<dyn ExecutionGauges>>) -> Self {
+    pub fn new(store: StoreMetrics, cas: Option<crate::store::Store>, execution: Option<Arc<dyn ExecutionGauges>>) -> Self {
         ServerMetrics {
             started: Instant::now(),
             cas_queried: AtomicU64::new(0),
@@ -81,6 +83,7 @@ impl ServerMetrics {
             digest_mismatches: AtomicU64::new(0),
             execution,
             store,
+            cas,
         }
     }
 
@@ -105,6 +108,11 @@ impl ServerMetrics {
         self.execution.as_ref().map_or((0, 0, 0), |g| (g.queued(), g.running(), g.completed()))
     }
 
+    /// Bytes of blob content the CAS holds, when its store keeps count.
+    pub fn cas_stored_bytes(&self) -> Option<u64> {
+        self.cas.as_ref().and_then(|cas| cas.stored_bytes())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
@@ -127,6 +135,10 @@ impl ServerMetrics {
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        if let Some(bytes) = self.cas_stored_bytes() {
+            let name = "weir_cas_stored_bytes";
+            let _ = writeln!(out, "# HELP {name} Bytes of blob content in the CAS\n# TYPE {name} gauge\n{name} {bytes}");
         }
         self.store.render_prometheus(&mut out);
         out
@@ -157,7 +169,7 @@ mod tests {
 
     #[test]
     fn renders_hit_ratios() {
-        let metrics = ServerMetrics::new(StoreMetrics::default(), Some(Arc::new(Fixed)));
+        let metrics = ServerMetrics::new(StoreMetrics::default(), None, Some(Arc::new(Fixed)));
         ServerMetrics::add(&metrics.cas_queried, 4);
         ServerMetrics::add(&metrics.cas_present, 3);
         let text = metrics.render_prometheus();

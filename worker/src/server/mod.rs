@@ -155,6 +155,15 @@ impl Server {
         let store_metrics = StoreMetrics::default();
         let ctx = BuildContext::new(root.clone(), config.stores.clone(), store_metrics.clone());
         let cas = store::build(&config.storage, &ctx).await?;
+        // REAPI clients assume the empty blob is always present; store it once
+        // (bounded: an unreachable upstream must not hold up start-up).
+        let empty_digest = weir_proto::Digest::empty();
+        let empty = cas.write(&empty_digest, bytes::Bytes::new());
+        match tokio::time::timeout(std::time::Duration::from_secs(5), empty).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "could not store the empty blob"),
+            Err(_) => tracing::warn!("storing the empty blob timed out"),
+        }
         let db = open_database(&root.join("cache.redb"))?;
         let instances = Instances::new(config.instance_names.iter().cloned())
             .map_err(|e| ConfigError::Invalid(format!("instance_names: {e}")))?;
@@ -166,10 +175,10 @@ impl Server {
         let state = Arc::new(ServerState {
             action_cache,
             assets: AssetIndex::new(db),
-            store: cas,
             instances,
             max_batch: config.max_batch_size.bytes(),
-            metrics: Arc::new(ServerMetrics::new(store_metrics, gauges)),
+            metrics: Arc::new(ServerMetrics::new(store_metrics, Some(cas.clone()), gauges)),
+            store: cas,
         });
         let grpc = TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let http = match &config.metrics {

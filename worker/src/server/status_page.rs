@@ -60,6 +60,7 @@ async fn status(State(info): State<Arc<StatusInfo>>) -> Html<String> {
         ("uptime", format!("{} s", m.started.elapsed().as_secs())),
         ("CAS hit ratio (FindMissingBlobs)", format!("{:.1}%", 100.0 * m.cas_hit_ratio())),
         ("Action Cache hit ratio", format!("{:.1}%", 100.0 * m.ac_hit_ratio())),
+        ("CAS bytes stored", m.cas_stored_bytes().map_or_else(|| "unknown".into(), |b| b.to_string())),
         ("bytes uploaded", load(&m.bytes_uploaded).to_string()),
         ("bytes downloaded", load(&m.bytes_downloaded).to_string()),
         ("queued actions", queued.to_string()),

@@ -80,6 +80,10 @@ impl BlobStore for FastSlowStore {
         self.fast.local_path(digest)
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        self.slow.stored_bytes()
+    }
+
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         let fast = self.fast.remove(digest).await?;
         let slow = self.slow.remove(digest).await?;

@@ -11,6 +11,8 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +52,7 @@ pub struct FilesystemStore {
     tmp: PathBuf,
     verify_reads: bool,
     fsync: bool,
+    stored: Arc<AtomicU64>,
 }
 
 impl FilesystemStore {
@@ -59,11 +62,25 @@ impl FilesystemStore {
         let objects = root.join("objects");
         let tmp = root.join("tmp");
         fs::create_dir_all(&objects)?;
+        // All 256 shards up front: a write never has to create its directory.
+        for shard in 0..=255u8 {
+            let dir = objects.join(hex::encode([shard]));
+            if !dir.is_dir() {
+                fs::create_dir(&dir)?;
+            }
+        }
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        Ok(FilesystemStore { objects, tmp, verify_reads: spec.verify_reads, fsync: spec.fsync })
+        let stored = scan(&objects)?.iter().map(Digest::size).sum();
+        Ok(FilesystemStore {
+            objects,
+            tmp,
+            verify_reads: spec.verify_reads,
+            fsync: spec.fsync,
+            stored: Arc::new(AtomicU64::new(stored)),
+        })
     }
 
     fn path_of(&self, digest: &Digest) -> PathBuf {
@@ -79,12 +96,35 @@ impl FilesystemStore {
 
     async fn drop_corrupt(&self, digest: &Digest) -> StoreError {
         let path = self.path_of(digest);
-        if let Err(err) = tokio::fs::remove_file(&path).await {
+        if let Err(err) = self.remove(digest).await {
             tracing::warn!(%digest, %err, "could not remove corrupt blob");
         }
         tracing::error!(%digest, path = %path.display(), "stored blob is corrupt; removed");
         StoreError::Corrupt(*digest)
     }
+}
+
+/// Every blob under `objects` (file names `HASH_SIZE` in shard directories).
+fn scan(objects: &Path) -> Result<Vec<Digest>, StoreError> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(objects)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(shard.path())? {
+            let name = entry?.file_name();
+            let parsed = name
+                .to_str()
+                .and_then(|n| n.split_once('_'))
+                .and_then(|(h, s)| format!("{h}/{s}").parse::<Digest>().ok());
+            match parsed {
+                Some(digest) => out.push(digest),
+                None => tracing::warn!(file = ?name, "ignoring a file that is not a blob"),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads `limit` bytes from `offset` of `path`, checking its length first.
@@ -154,16 +194,16 @@ impl BlobStore for FilesystemStore {
         verify_content(digest, &data).await?;
         let tmp = self.tmp.clone();
         let fsync = self.fsync;
+        let stored = self.stored.clone();
+        let size = digest.size();
         Self::blocking(move || {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
-            }
             let mut file = tempfile::NamedTempFile::new_in(&tmp)?;
             file.write_all(&data)?;
             if fsync {
                 file.as_file().sync_all()?;
             }
             file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
+            stored.fetch_add(size, Ordering::Relaxed);
             Ok(())
         })
         .await
@@ -174,9 +214,17 @@ impl BlobStore for FilesystemStore {
         fs::metadata(&path).ok().filter(|m| m.len() == digest.size()).map(|_| path)
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.stored.load(Ordering::Relaxed))
+    }
+
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         match tokio::fs::remove_file(self.path_of(digest)).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                let size = digest.size();
+                let _ = self.stored.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(size)));
+                Ok(true)
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err.into()),
         }
@@ -184,28 +232,7 @@ impl BlobStore for FilesystemStore {
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         let objects = self.objects.clone();
-        Self::blocking(move || {
-            let mut out = Vec::new();
-            for shard in fs::read_dir(&objects)? {
-                let shard = shard?;
-                if !shard.file_type()?.is_dir() {
-                    continue;
-                }
-                for entry in fs::read_dir(shard.path())? {
-                    let name = entry?.file_name();
-                    let parsed = name
-                        .to_str()
-                        .and_then(|n| n.split_once('_'))
-                        .and_then(|(h, s)| format!("{h}/{s}").parse::<Digest>().ok());
-                    match parsed {
-                        Some(digest) => out.push(digest),
-                        None => tracing::warn!(file = ?name, "ignoring a file that is not a blob"),
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        Self::blocking(move || scan(&objects)).await
     }
 }
 
@@ -227,6 +254,9 @@ mod tests {
         assert_eq!(store.read(&digest, 3, Some(4)).await.unwrap(), Bytes::from_static(b"sist"));
         assert_eq!(store.list().await.unwrap(), vec![digest]);
         assert!(store.local_path(&digest).is_some());
+        assert_eq!(store.stored_bytes(), Some(10));
+        store.remove(&digest).await.unwrap();
+        assert_eq!(store.stored_bytes(), Some(0));
     }
 
     #[tokio::test]

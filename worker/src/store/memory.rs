@@ -80,6 +80,10 @@ impl BlobStore for MemoryStore {
         Ok(self.blobs.write().map_err(|_| Self::poisoned())?.remove(digest).is_some())
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.total_bytes())
+    }
+
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         Ok(self.blobs.read().map_err(|_| Self::poisoned())?.keys().copied().collect())
     }

@@ -38,10 +38,16 @@ pub struct LayerCounters {
     pub errors: AtomicU64,
 }
 
+/// Registered layers: name and counters, in registration order.
+type Layers = Arc<Mutex<Vec<(String, Arc<LayerCounters>)>>>;
+
+/// One Prometheus series: name, help text, and the counter it reads.
+type Series = (&'static str, &'static str, fn(&LayerCounters) -> &AtomicU64);
+
 /// The registry of every layer's counters, shared by the whole store graph.
 #[derive(Debug, Default, Clone)]
 pub struct StoreMetrics {
-    layers: Arc<Mutex<Vec<(String, Arc<LayerCounters>)>>>,
+    layers: Layers,
 }
 
 impl StoreMetrics {
@@ -63,7 +69,7 @@ impl StoreMetrics {
     /// Appends every layer's counters in the Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
         let Ok(layers) = self.layers.lock() else { return };
-        let series: [(&str, &str, fn(&LayerCounters) -> &AtomicU64); 8] = [
+        let series: [Series; 8] = [
             ("weir_store_queried_total", "Digests asked about in FindMissing", |c| &c.queried),
             ("weir_store_missing_total", "Digests reported missing", |c| &c.missing),
             ("weir_store_reads_total", "Successful reads", |c| &c.reads),
@@ -148,6 +154,10 @@ impl BlobStore for MetricsStore {
 
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         self.inner.remove(digest).await
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        self.inner.stored_bytes()
     }
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {

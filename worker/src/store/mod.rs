@@ -158,6 +158,13 @@ pub trait BlobStore: Send + Sync + 'static {
         Err(StoreError::Unsupported("this"))
     }
 
+    /// Bytes of blob content held, for stores that keep count (memory,
+    /// filesystem, size-limited); decorators report their inner store's.
+    /// An approximation under concurrent writes of the same blob.
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Every blob the store holds (used to seed eviction state at start-up).
     /// Defaults to [`StoreError::Unsupported`].
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {

@@ -46,6 +46,9 @@ struct Lru {
 
 impl Lru {
     fn touch(&mut self, digest: Digest) {
+        if digest.size() == 0 {
+            return; // costs nothing to keep, and REAPI clients expect the empty blob
+        }
         self.tick += 1;
         let tick = self.tick;
         match self.by_digest.insert(digest, tick) {
@@ -168,6 +171,10 @@ impl BlobStore for SizeLimitedStore {
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         self.with_lru(|lru| lru.forget(digest))?;
         self.inner.remove(digest).await
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.total_bytes())
     }
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {

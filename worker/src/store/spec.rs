@@ -175,7 +175,7 @@ fn build_node<'a>(spec: &'a StoreSpec, ctx: &'a BuildContext, parent: String) ->
                 let slow = build_node(&s.slow, ctx, child("slow")).await?;
                 Arc::new(FastSlowStore::new(s, fast, slow))
             }
-            StoreSpec::Upstream(s) => Arc::new(UpstreamStore::new(s)?),
+            StoreSpec::Upstream(s) => Arc::new(UpstreamStore::new(s, &ctx.root)?),
             StoreSpec::Verify(s) => {
                 let inner = build_node(&s.inner, ctx, label.clone()).await?;
                 Arc::new(VerifyStore::new(s, inner))

@@ -8,11 +8,14 @@
 //! (retryable). Removal is unsupported: never place a
 //! [`super::SizeLimitedStore`] directly above this store.
 
+use std::path::{Path, PathBuf};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use weir_proto::bytestream::byte_stream_client::ByteStreamClient;
 use weir_proto::bytestream::{ReadRequest, WriteRequest};
 use weir_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
@@ -29,6 +32,7 @@ use super::{BlobStore, ByteSize, StoreError};
 ///   endpoint: "http://127.0.0.1:8980"
 ///   instance_name: ""
 ///   batch_limit: 1MiB
+///   token_file: tokens/cache.token
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +47,14 @@ pub struct UpstreamSpec {
     /// (default `1MiB`; keep it under the remote's max batch size).
     #[serde(default = "default_batch_limit")]
     pub batch_limit: ByteSize,
+    /// A file holding the bearer token sent to the remote (relative to the
+    /// worker's root; default: no token).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for an `https://` endpoint (required
+    /// for `https://`; relative to the worker's root).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_batch_limit() -> ByteSize {
@@ -60,6 +72,7 @@ pub struct UpstreamStore {
     bytestream: ByteStreamClient<Channel>,
     instance: String,
     batch_limit: u64,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
 fn upstream_err(err: impl std::fmt::Display) -> StoreError {
@@ -67,21 +80,48 @@ fn upstream_err(err: impl std::fmt::Display) -> StoreError {
 }
 
 impl UpstreamStore {
-    /// Prepares a lazy connection to the remote (nothing is dialled yet).
-    pub fn new(spec: &UpstreamSpec) -> Result<Self, StoreError> {
+    /// Prepares a lazy connection to the remote (nothing is dialled yet),
+    /// reading the token and CA files relative to `root`.
+    pub fn new(spec: &UpstreamSpec, root: &Path) -> Result<Self, StoreError> {
+        let config_err = |what: String| StoreError::Config(format!("upstream {:?}: {what}", spec.endpoint));
         let url = match spec.endpoint.strip_prefix("grpc://") {
             Some(rest) => format!("http://{rest}"),
             None => spec.endpoint.clone(),
         };
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| StoreError::Config(format!("upstream endpoint {:?}: {e}", spec.endpoint)))?
-            .connect_lazy();
+        let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| config_err(e.to_string()))?;
+        if url.starts_with("https://") {
+            let ca = spec.ca_cert.as_ref().ok_or_else(|| config_err("an https endpoint needs `ca_cert`".into()))?;
+            let pem = std::fs::read(root.join(ca)).map_err(|e| config_err(format!("cannot read {}: {e}", ca.display())))?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+                .map_err(|e| config_err(e.to_string()))?;
+        }
+        let authorization = match &spec.token_file {
+            Some(file) => {
+                let token = std::fs::read_to_string(root.join(file))
+                    .map_err(|e| config_err(format!("cannot read {}: {e}", file.display())))?;
+                let value = format!("Bearer {}", token.trim());
+                Some(value.parse().map_err(|_| config_err("the token is not valid header text".into()))?)
+            }
+            None => None,
+        };
+        let channel = endpoint.connect_lazy();
         Ok(UpstreamStore {
             cas: ContentAddressableStorageClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
             bytestream: ByteStreamClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
             instance: spec.instance_name.clone(),
             batch_limit: spec.batch_limit.bytes(),
+            authorization,
         })
+    }
+
+    /// A request carrying the configured bearer token.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
     }
 
     fn prefix(&self) -> String {
@@ -94,7 +134,7 @@ impl UpstreamStore {
             read_offset: offset as i64,
             read_limit: limit.unwrap_or(0) as i64,
         };
-        let mut stream = match self.bytestream.clone().read(request).await {
+        let mut stream = match self.bytestream.clone().read(self.request(request)).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => return Err(StoreError::NotFound(*digest)),
             Err(status) if status.code() == tonic::Code::OutOfRange => {
@@ -137,7 +177,7 @@ impl UpstreamStore {
                 break;
             }
         }
-        self.bytestream.clone().write(futures::stream::iter(requests)).await.map_err(upstream_err)?;
+        self.bytestream.clone().write(self.request(futures::stream::iter(requests))).await.map_err(upstream_err)?;
         Ok(())
     }
 }
@@ -150,7 +190,7 @@ impl BlobStore for UpstreamStore {
             blob_digests: digests.iter().map(Digest::to_proto).collect(),
             digest_function: 0,
         };
-        let response = self.cas.clone().find_missing_blobs(request).await.map_err(upstream_err)?.into_inner();
+        let response = self.cas.clone().find_missing_blobs(self.request(request)).await.map_err(upstream_err)?.into_inner();
         response
             .missing_blob_digests
             .iter()
@@ -166,7 +206,7 @@ impl BlobStore for UpstreamStore {
                 acceptable_compressors: vec![],
                 digest_function: 0,
             };
-            let response = self.cas.clone().batch_read_blobs(request).await.map_err(upstream_err)?.into_inner();
+            let response = self.cas.clone().batch_read_blobs(self.request(request)).await.map_err(upstream_err)?.into_inner();
             let entry = response.responses.into_iter().next().ok_or_else(|| upstream_err("empty batch response"))?;
             match entry.status.as_ref().map(|s| s.code).unwrap_or(0) {
                 0 => Bytes::from(entry.data),
@@ -194,7 +234,7 @@ impl BlobStore for UpstreamStore {
             }],
             digest_function: 0,
         };
-        let response = self.cas.clone().batch_update_blobs(request).await.map_err(upstream_err)?.into_inner();
+        let response = self.cas.clone().batch_update_blobs(self.request(request)).await.map_err(upstream_err)?.into_inner();
         match response.responses.first().and_then(|r| r.status.as_ref()) {
             Some(status) if status.code != 0 => Err(upstream_err(format!("batch update failed: {}", status.message))),
             _ => Ok(()),

@@ -116,6 +116,10 @@ impl BlobStore for VerifyStore {
         self.inner.remove(digest).await
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        self.inner.stored_bytes()
+    }
+
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         self.inner.list().await
     }

@@ -1,0 +1,223 @@
+//! Build-scope dependency lists of every element (spec §4.1), computed once
+//! for the whole graph.
+//!
+//! It owns [`BuildScopes`]: per element its runtime closure (post-order,
+//! itself last), its build-scope list, which dependency's closure is the
+//! longest prefix of each (for shared hash states), and the elements grouped
+//! in dependency levels. Key decision: a closure is the filtered
+//! concatenation of the runtime dependencies' closures, which are already
+//! known when elements are visited in topological order, so nothing is ever
+//! re-walked; a visited set is an epoch-stamped array, so starting a new one
+//! costs nothing.
+
+use super::element_input::ElementInput;
+use super::CacheKeyError;
+
+/// The dependency lists of every element of a graph, indexed like the inputs.
+#[derive(Debug, Default)]
+pub struct BuildScopes {
+    /// Runtime closure per element: post-order over runtime dependencies, itself last.
+    pub closures: Vec<Vec<u32>>,
+    /// Build-scope list per element: the runtime closures of its build dependencies.
+    pub scopes: Vec<Vec<u32>>,
+    /// Per element, the runtime dependency whose closure is the longest prefix of its closure.
+    pub closure_prefix: Vec<Option<usize>>,
+    /// Per element, the build dependency whose closure is the longest prefix of its scope.
+    pub scope_prefix: Vec<Option<usize>>,
+    /// Elements by level: every dependency of an element is in an earlier level.
+    pub levels: Vec<Vec<usize>>,
+}
+
+impl BuildScopes {
+    /// Computes the lists of every element; an out-of-range dependency or a cycle is an error.
+    pub fn compute(inputs: &[ElementInput]) -> Result<Self, CacheKeyError> {
+        let order = topological_order(inputs)?;
+        let count = inputs.len();
+        let mut scopes = BuildScopes {
+            closures: vec![Vec::new(); count],
+            scopes: vec![Vec::new(); count],
+            closure_prefix: vec![None; count],
+            scope_prefix: vec![None; count],
+            levels: Vec::new(),
+        };
+        let mut level_of = vec![0usize; count];
+        let mut marks = Marks::new(count);
+        let mut buffer = Vec::new();
+        for &index in &order {
+            let input = &inputs[index];
+            let level = input.dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
+            level_of[index] = level;
+            if scopes.levels.len() <= level {
+                scopes.levels.resize_with(level + 1, Vec::new);
+            }
+            scopes.levels[level].push(index);
+
+            marks.next_epoch();
+            buffer.clear();
+            for dep in input.dependencies.iter().filter(|d| d.runtime) {
+                marks.extend_unvisited(&scopes.closures[dep.element], &mut buffer);
+            }
+            buffer.push(index as u32);
+            let runtime_deps = input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element);
+            scopes.closure_prefix[index] = longest_closure_prefix(&scopes.closures, runtime_deps, &buffer);
+            scopes.closures[index] = buffer.clone();
+
+            marks.next_epoch();
+            buffer.clear();
+            for dep in input.dependencies.iter().filter(|d| d.build) {
+                marks.extend_unvisited(&scopes.closures[dep.element], &mut buffer);
+            }
+            let build_deps = input.dependencies.iter().filter(|d| d.build).map(|d| d.element);
+            scopes.scope_prefix[index] = longest_closure_prefix(&scopes.closures, build_deps, &buffer);
+            scopes.scopes[index] = buffer.clone();
+        }
+        Ok(scopes)
+    }
+}
+
+/// The dependency among `candidates` whose closure is the longest prefix of `sequence`.
+///
+/// A closure ends with its own element, so a candidate whose element is not
+/// at the right position is rejected in O(1); only the remaining ones are
+/// compared in full.
+fn longest_closure_prefix(
+    closures: &[Vec<u32>],
+    candidates: impl Iterator<Item = usize>,
+    sequence: &[u32],
+) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for candidate in candidates {
+        let closure = &closures[candidate];
+        let len = closure.len();
+        if len == 0 || len > sequence.len() || best.is_some_and(|(_, best_len)| best_len >= len) {
+            continue;
+        }
+        if sequence[len - 1] as usize == candidate && sequence[..len] == closure[..] {
+            best = Some((candidate, len));
+        }
+    }
+    best.map(|(candidate, _)| candidate)
+}
+
+/// Visited marks with an epoch, so a fresh visited set costs nothing.
+struct Marks {
+    stamps: Vec<u32>,
+    epoch: u32,
+}
+
+impl Marks {
+    fn new(len: usize) -> Self {
+        Marks { stamps: vec![0; len], epoch: 0 }
+    }
+
+    fn next_epoch(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Appends the members of `closure` not yet visited, marking them.
+    fn extend_unvisited(&mut self, closure: &[u32], out: &mut Vec<u32>) {
+        for &member in closure {
+            let stamp = &mut self.stamps[member as usize];
+            if *stamp != self.epoch {
+                *stamp = self.epoch;
+                out.push(member);
+            }
+        }
+    }
+}
+
+/// Elements ordered so that every dependency comes before its dependants.
+fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, CacheKeyError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        Open,
+        Done,
+    }
+    let mut state = vec![State::New; inputs.len()];
+    let mut order = Vec::with_capacity(inputs.len());
+    for root in 0..inputs.len() {
+        if state[root] != State::New {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = State::Open;
+        while let Some((node, next)) = stack.pop() {
+            let deps = &inputs[node].dependencies;
+            if let Some(dep) = deps.get(next) {
+                stack.push((node, next + 1));
+                let target = dep.element;
+                match state.get(target) {
+                    None => {
+                        return Err(CacheKeyError::Internal {
+                            detail: format!("{}: dependency index {target} out of range", inputs[node].full_name),
+                        })
+                    }
+                    Some(State::New) => {
+                        state[target] = State::Open;
+                        stack.push((target, 0));
+                    }
+                    Some(State::Open) => {
+                        return Err(CacheKeyError::Internal {
+                            detail: format!("circular dependency at {}", inputs[target].full_name),
+                        })
+                    }
+                    Some(State::Done) => {}
+                }
+            } else {
+                state[node] = State::Done;
+                order.push(node);
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::element_input::DependencyInput;
+    use super::*;
+
+    fn element(deps: &[(usize, bool, bool)]) -> ElementInput {
+        ElementInput {
+            dependencies: deps
+                .iter()
+                .map(|&(element, build, runtime)| DependencyInput { element, build, runtime, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_stability_order() {
+        // zzz=0, aaa=1, t1=2 -> zzz, t2=3 -> aaa, zzz; top=4 -> t1, t2 (all types).
+        let all = [
+            element(&[]),
+            element(&[]),
+            element(&[(0, true, true)]),
+            element(&[(1, true, true), (0, true, true)]),
+            element(&[(2, true, true), (3, true, true)]),
+        ];
+        let scopes = BuildScopes::compute(&all).unwrap();
+        assert_eq!(scopes.scopes[4], vec![0, 2, 1, 3], "zzz, t1, aaa, t2 (spec §4.1)");
+        assert_eq!(scopes.closures[4], vec![0, 2, 1, 3, 4]);
+        assert_eq!(scopes.scope_prefix[4], Some(2));
+        assert_eq!(scopes.levels, vec![vec![0, 1], vec![2, 3], vec![4]]);
+    }
+
+    #[test]
+    fn build_only_dependencies_do_not_reach_dependants() {
+        // 1 build-depends on 0; 2 depends (all) on 1: 0 is not in 2's scope.
+        let all = [element(&[]), element(&[(0, true, false)]), element(&[(1, true, true)])];
+        let scopes = BuildScopes::compute(&all).unwrap();
+        assert_eq!(scopes.scopes[1], vec![0]);
+        assert_eq!(scopes.scopes[2], vec![1]);
+        assert_eq!(scopes.closures[1], vec![1]);
+    }
+
+    #[test]
+    fn cycles_and_bad_indices_are_errors() {
+        assert!(BuildScopes::compute(&[element(&[(1, true, true)]), element(&[(0, true, true)])]).is_err());
+        assert!(BuildScopes::compute(&[element(&[(7, true, true)])]).is_err());
+    }
+}
