@@ -289,6 +289,59 @@ fn a_worker_killed_mid_build_is_replaced_by_another_endpoint() {
 }
 
 #[test]
+fn a_scheduler_killed_mid_build_rebuilds_only_what_was_not_finished() {
+    let state = tempfile::tempdir().unwrap();
+    let worker = worker(state.path());
+    let project = Project::new();
+    project.manual("quick.bst", &["base.bst"], &[&format!("mkdir -p {INSTALL} && echo quick > {INSTALL}/quick")]);
+    project.manual("slow.bst", &["quick.bst"], &["sleep 2", &format!("mkdir -p {INSTALL} && echo slow > {INSTALL}/slow")]);
+    let remote = format!("grpc://{}", worker.addr);
+    let mut child = Command::new(weir_tests::weir_bin())
+        .current_dir(project.path())
+        .args(["build", "--json", "--remote", &remote, "slow.bst"])
+        .env_remove("WEIR_REMOTE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["event"] == "started" && event["element"] == "slow.bst" {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let again = project.weir(&worker, &["build", "--json", "slow.bst"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let replay = events(&again);
+    let started: Vec<_> = replay.iter().filter(|e| e["event"] == "started").map(|e| e["element"].as_str().unwrap_or("")).collect();
+    assert_eq!(started, ["slow.bst"], "{replay:?}");
+    assert_eq!(count(&replay, "cached"), 2);
+}
+
+#[test]
+fn remotes_can_come_from_a_buildstream_user_configuration() {
+    let state = tempfile::tempdir().unwrap();
+    let worker = worker(state.path());
+    let project = Project::new();
+    project.manual("hello.bst", &["base.bst"], &[&format!("mkdir -p {INSTALL} && echo hi > {INSTALL}/hi")]);
+    let config = project.path().join("user.conf");
+    std::fs::write(&config, format!("remote-execution:\n  execution-service:\n    url: http://{}\n", worker.addr)).unwrap();
+    let run = Command::new(weir_tests::weir_bin())
+        .current_dir(project.path())
+        .args(["-c", config.to_str().unwrap(), "build", "--json", "hello.bst"])
+        .env_remove("WEIR_REMOTE")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(count(&events(&run), "finished"), 2);
+}
+
+#[test]
 fn no_remote_is_a_clear_error() {
     let project = Project::new();
     let run = Command::new(weir_tests::weir_bin()).current_dir(project.path()).args(["build", "base.bst"]).env_remove("WEIR_REMOTE").output().unwrap();

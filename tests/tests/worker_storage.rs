@@ -578,6 +578,11 @@ async fn sigterm_shuts_down_cleanly_with_a_client_connected() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
     drop(ch);
+
+    // A signal right after the address is printed is handled too.
+    let again = tempfile::tempdir().unwrap();
+    let mut worker = WorkerProcess::start(again.path(), &["--role", "cache"]);
+    assert!(worker.terminate().success());
 }
 
 #[tokio::test]

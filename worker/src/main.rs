@@ -75,29 +75,24 @@ impl Args {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = ctrl_c.await;
-            }
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives
+/// right after start-up is never fatal) and returns a future that resolves
+/// on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.into_config()?;
+    let shutdown = shutdown_signal()?;
     let server = Server::bind(config).await.context("cannot start weir-worker")?;
     let addr = server.local_addr()?;
     let mut stdout = std::io::stdout().lock();
@@ -108,7 +103,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(%addr, "weir-worker serving");
-    server.serve(shutdown_signal()).await?;
+    server.serve(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

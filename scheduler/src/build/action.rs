@@ -25,14 +25,20 @@ pub struct ActionSpec {
     pub command: Command,
     /// The action (refers to the command and the input root).
     pub action: Action,
-    /// The install root relative to the input root (the output path).
-    pub output_path: String,
+    /// The output paths, relative to the input root (the install root for
+    /// elements that run commands).
+    pub output_paths: Vec<String>,
 }
 
 impl ActionSpec {
-    /// The action for `recipe` over the input root `input_root`.
+    /// The action for `recipe` over the input root `input_root`; its output
+    /// is the install root.
     pub fn new(recipe: &CommandsRecipe, input_root: Digest) -> Self {
-        let output_path = relative(&recipe.install_root);
+        ActionSpec::with_outputs(recipe, input_root, vec![relative(&recipe.install_root)])
+    }
+
+    /// The action for `recipe` collecting `output_paths` (relative to the input root).
+    pub fn with_outputs(recipe: &CommandsRecipe, input_root: Digest, output_paths: Vec<String>) -> Self {
         let mut environment: Vec<command::EnvironmentVariable> = recipe
             .environment
             .iter()
@@ -44,7 +50,7 @@ impl ActionSpec {
         let command = Command {
             arguments: vec!["sh".into(), "-e".into(), "-c".into(), script(recipe)],
             environment_variables: environment,
-            output_paths: vec![output_path.clone()],
+            output_paths: output_paths.clone(),
             working_directory: String::new(),
             platform: platform.clone(),
             ..Default::default()
@@ -55,7 +61,7 @@ impl ActionSpec {
             platform,
             ..Default::default()
         };
-        ActionSpec { command, action, output_path }
+        ActionSpec { command, action, output_paths }
     }
 
     /// The action's digest.
@@ -122,7 +128,7 @@ mod tests {
     #[test]
     fn command_is_canonical_and_relative_to_the_input_root() {
         let spec = ActionSpec::new(&recipe(&["make"]), Digest::empty());
-        assert_eq!(spec.output_path, "buildstream-install");
+        assert_eq!(spec.output_paths, ["buildstream-install"]);
         assert_eq!(spec.command.output_paths, ["buildstream-install"]);
         assert_eq!(&spec.command.arguments[..3], ["sh", "-e", "-c"]);
         let names: Vec<_> = spec.command.environment_variables.iter().map(|v| v.name.as_str()).collect();

@@ -19,7 +19,7 @@ use crate::cachekey::sandbox::{canonicalize_arch, HostPlatform};
 use crate::graph::{Element, ElementId, Graph, Scope};
 use crate::yaml::{Map, Node};
 
-use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, PlanElement, PublicData, Recipe, SourceTree, SplitFilter};
+use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, ComposeRecipe, PlanElement, PublicData, Recipe, SourceTree, SplitFilter};
 use crate::yaml::parse_bool;
 
 /// The `manual` command lists, in the order they run.
@@ -93,14 +93,16 @@ pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index:
                 layout: Vec::new(),
             }))
         }
-        "compose" => Ok(Recipe::Compose {
+        "compose" => Ok(Recipe::Compose(ComposeRecipe {
             filter: SplitFilter {
                 include: config_list(element, "include")?,
                 exclude: config_list(element, "exclude")?,
                 include_orphans: config_bool(element, "include-orphans", true)?,
             },
             integrate: config_bool(element, "integrate", true)?,
-        }),
+            environment: string_map(&element.environment),
+            platform: platform(element, host)?,
+        })),
         "script" => {
             let variable = |name: &str| element.variable(name).filter(|v| !v.is_empty()).unwrap_or("/").to_string();
             Ok(Recipe::Commands(CommandsRecipe {
@@ -396,7 +398,12 @@ mod tests {
         assert_eq!(plan.elements()[0].public.integration_commands, ["ldconfig"]);
         assert_eq!(
             plan.elements()[1].recipe,
-            Recipe::Compose { filter: SplitFilter { include: vec!["runtime".into()], exclude: vec![], include_orphans: false }, integrate: false }
+            Recipe::Compose(ComposeRecipe {
+                filter: SplitFilter { include: vec!["runtime".into()], exclude: vec![], include_orphans: false },
+                integrate: false,
+                environment: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+                platform: BTreeMap::from([("ISA".to_string(), "x86-64".to_string()), ("OSFamily".to_string(), "linux".to_string())]),
+            })
         );
     }
 

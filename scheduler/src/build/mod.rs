@@ -38,7 +38,7 @@ pub use error::BuildError;
 pub use event::{BuildEvent, EventLog, EventSink};
 pub use from_graph::plan_from_graph;
 pub use placement::{Offer, Placement};
-pub use plan::{ArtifactKeys, BuildPlan, CommandsRecipe, PlanElement, PublicData, Recipe, SourceTree};
+pub use plan::{ArtifactKeys, BuildPlan, CommandsRecipe, ComposeRecipe, PlanElement, PublicData, Recipe, SourceTree};
 pub use split::{SplitFilter, SplitRules};
 pub use queue::{BuildQueue, BuildReport, ElementResult, ElementRunner, Job, OnError, QueueOptions};
 pub use remote_runner::RemoteRunner;

@@ -52,6 +52,19 @@ pub struct CommandsRecipe {
     pub layout: Vec<(String, Vec<usize>)>,
 }
 
+/// How a `compose` element is built.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComposeRecipe {
+    /// What is kept of each dependency.
+    pub filter: SplitFilter,
+    /// `config.integrate`: run the dependencies' integration commands first.
+    pub integrate: bool,
+    /// The environment integration commands run with.
+    pub environment: BTreeMap<String, String>,
+    /// REAPI platform properties of the integration action.
+    pub platform: BTreeMap<String, String>,
+}
+
 /// How an element's artifact is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipe {
@@ -67,15 +80,10 @@ pub enum Recipe {
     },
     /// `stack`: an empty artifact that only stands for its dependencies.
     Stack,
-    /// `compose`: the staged dependencies' files, filtered by each
-    /// dependency's split rules; nothing runs (integration commands are
-    /// not run yet: a composition that needs them is an error).
-    Compose {
-        /// What is kept.
-        filter: SplitFilter,
-        /// `config.integrate`.
-        integrate: bool,
-    },
+    /// `compose`: the staged dependencies' files, after their integration
+    /// commands ran (when `integrate` and there are any), filtered by each
+    /// dependency's split rules.
+    Compose(ComposeRecipe),
     /// Run commands in a sandbox on the staged dependencies and sources.
     Commands(CommandsRecipe),
 }

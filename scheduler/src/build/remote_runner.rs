@@ -23,8 +23,8 @@ use super::action::{relative, ActionSpec};
 use super::event::{BuildEvent, EventSink};
 use super::placement::{Offer, Placement};
 use super::queue::{ElementRunner, Job};
-use super::split::SplitFilter;
-use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, Recipe, SourceTree, Staging};
+use super::split::SplitRules;
+use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, ComposeRecipe, Recipe, SourceTree, Staging};
 use crate::remote::{Blob, BlobSet, RemoteClient, RemoteError};
 
 /// Lines of output shown when a command fails.
@@ -153,24 +153,76 @@ impl RemoteRunner {
         self.upload_staging(element, &relocated, blobs).await
     }
 
-    async fn build_compose(&self, job: &Job, filter: &SplitFilter, integrate: bool) -> Result<Digest, BuildError> {
+    /// `compose`: stage every dependency, run their integration commands
+    /// (if asked and there are any), then keep what the split rules select
+    /// plus whatever integration added, minus what it removed — BuildStream's
+    /// composition. The integration action collects the input root's
+    /// top-level entries, so a new top-level entry made by an integration
+    /// command is not collected.
+    async fn build_compose(&self, job: &Job, recipe: &ComposeRecipe) -> Result<Digest, BuildError> {
         let element = job.element();
         let staged = job.plan.staged(job.index);
         let mut staging = Staging::new();
+        let mut commands = Vec::new();
+        let mut rules: HashMap<String, &SplitRules> = HashMap::new();
         for (&index, dep) in staged.iter().zip(&job.deps) {
             let public = &job.plan.elements()[index].public;
-            if integrate && !public.integration_commands.is_empty() {
-                return Err(BuildError::Element {
-                    element: element.name.clone(),
-                    reason: format!("{} has integration commands, which compose does not run yet (set integrate: false)", dep.element),
-                });
+            if recipe.integrate {
+                commands.extend(public.integration_commands.iter().cloned());
             }
+            rules.insert(dep.element.clone(), &public.split_rules);
             let root = dep.files_digest()?;
             let tree = self.tree(root).await?;
-            let keep = |path: &str| filter.keeps(&public.split_rules, path);
-            staging.stage_tree_filtered(&dep.element, "", root, &tree, &keep)?;
+            staging.stage_tree(&dep.element, "", root, &tree)?;
         }
-        self.upload_staging(&element.name, &staging, BlobSet::new()).await
+        let keeps = |owner: Option<&str>, path: &str| match owner.and_then(|o| rules.get(o)) {
+            Some(rules) => recipe.filter.keeps(rules, path),
+            None => true,
+        };
+        if commands.is_empty() {
+            let owners: HashMap<String, String> = staging.paths().filter_map(|p| Some((p.to_string(), staging.owner(p)?.to_string()))).collect();
+            staging.retain(|path| keeps(owners.get(path).map(String::as_str), path));
+            return self.upload_staging(&element.name, &staging, BlobSet::new()).await;
+        }
+        let before = staging;
+        let input_root = self.upload_staging(&element.name, &before, BlobSet::new()).await?;
+        let outputs: Vec<String> = before.paths().filter(|p| !p.contains('/')).map(str::to_string).collect();
+        let integration = CommandsRecipe {
+            build_root: "/".into(),
+            commands,
+            environment: recipe.environment.clone(),
+            platform: recipe.platform.clone(),
+            ..Default::default()
+        };
+        let spec = ActionSpec::with_outputs(&integration, input_root, outputs);
+        let ran = self.run_action(job, &spec, &recipe.platform).await?;
+        let mut after = self.collect_outputs(&element.name, &ran.result).await?;
+        after.retain(|path| match before.owner(path) {
+            None => true, // added by integration
+            owner => keeps(owner, path),
+        });
+        self.upload_staging(&element.name, &after, BlobSet::new()).await
+    }
+
+    /// Every output of a result (directories, files, symlinks) staged at its path.
+    async fn collect_outputs(&self, element: &str, result: &ActionResult) -> Result<Staging, BuildError> {
+        let mut staging = Staging::new();
+        for output in &result.output_directories {
+            let tree_digest = Digest::try_from(output.tree_digest.as_ref()).map_err(RemoteError::from)?;
+            let data = self.cas().download_one(tree_digest).await?;
+            let tree = ValidTree::decode(&data)
+                .map_err(|e| BuildError::Element { element: element.into(), reason: format!("output tree {tree_digest}: {e}") })?;
+            let directories: Directories = tree.directories().map(|(d, dir)| (*d, dir.clone())).collect();
+            staging.stage_tree(element, &relative(&output.path), tree.root_digest(), &directories)?;
+        }
+        for file in &result.output_files {
+            let digest = Digest::try_from(file.digest.as_ref()).map_err(RemoteError::from)?;
+            staging.add_file(element, &relative(&file.path), digest, file.is_executable);
+        }
+        for link in &result.output_symlinks {
+            staging.add_symlink(element, &relative(&link.path), &link.target);
+        }
+        Ok(staging)
     }
 
     async fn build_commands(&self, job: &Job, recipe: &CommandsRecipe, events: &dyn EventSink) -> Result<Artifact, BuildError> {
@@ -196,6 +248,20 @@ impl RemoteRunner {
         let input_root = self.upload_staging(&element.name, &staging, blobs).await?;
 
         let spec = ActionSpec::new(recipe, input_root);
+        let ran = self.run_action(job, &spec, &recipe.platform).await?;
+        let files = self.output_tree(&element.name, &ran.result, &spec.output_paths[0]).await?;
+        let mut artifact = Artifact::new(element, files, dependencies(job));
+        artifact.stdout = ran.stdout.map(|d| d.to_string());
+        artifact.stderr = ran.stderr.map(|d| d.to_string());
+        artifact.action = Some(ran.action.to_string());
+        Ok(artifact)
+    }
+
+    /// Uploads the action, runs it on a matching endpoint (another one than
+    /// the last attempt's when retrying) and stores its logs; a non-zero
+    /// exit is [`BuildError::CommandFailed`] with the log tail.
+    async fn run_action(&self, job: &Job, spec: &ActionSpec, platform: &BTreeMap<String, String>) -> Result<RanAction, BuildError> {
+        let element = job.element();
         let command = spec.command.encode_to_vec();
         let action = spec.action.encode_to_vec();
         let action_digest = Digest::of(&action);
@@ -204,11 +270,9 @@ impl RemoteRunner {
             .await?;
 
         let avoid = self.last_endpoint.lock().ok().and_then(|l| l.get(&job.index).copied());
-        let endpoint = self.placement.choose(&recipe.platform, if job.attempt == 0 { None } else { avoid }).ok_or_else(|| {
-            BuildError::NoEndpoint {
-                element: element.name.clone(),
-                platform: recipe.platform.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-            }
+        let endpoint = self.placement.choose(platform, if job.attempt == 0 { None } else { avoid }).ok_or_else(|| BuildError::NoEndpoint {
+            element: element.name.clone(),
+            platform: platform.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         })?;
         if let Ok(mut last) = self.last_endpoint.lock() {
             last.insert(job.index, endpoint);
@@ -228,12 +292,7 @@ impl RemoteRunner {
                 logs: [stdout, stderr].into_iter().flatten().collect(),
             });
         }
-        let files = self.output_tree(&element.name, &result, &spec.output_path).await?;
-        let mut artifact = Artifact::new(element, files, dependencies(job));
-        artifact.stdout = stdout.map(|d| d.to_string());
-        artifact.stderr = stderr.map(|d| d.to_string());
-        artifact.action = Some(action_digest.to_string());
-        Ok(artifact)
+        Ok(RanAction { result, stdout, stderr, action: action_digest })
     }
 
     /// The staged dependency artifacts with the location each goes to, in
@@ -335,14 +394,22 @@ impl ElementRunner for RemoteRunner {
                 Artifact::new(element, files, dependencies(job))
             }
             Recipe::Commands(recipe) => self.build_commands(job, recipe, events).await?,
-            Recipe::Compose { filter, integrate } => {
-                let files = self.build_compose(job, filter, *integrate).await?;
+            Recipe::Compose(recipe) => {
+                let files = self.build_compose(job, recipe).await?;
                 Artifact::new(element, files, dependencies(job))
             }
         };
         self.storage.store(&artifact).await?;
         Ok(artifact)
     }
+}
+
+/// A finished action that exited 0.
+struct RanAction {
+    result: ActionResult,
+    stdout: Option<Digest>,
+    stderr: Option<Digest>,
+    action: Digest,
 }
 
 /// Cancels the remote operation if the build of an element is dropped
@@ -557,8 +624,8 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn compose_keeps_what_the_split_rules_select() {
-        let server = FakeServer::start_default().await;
+    async fn compose_keeps_what_the_split_rules_select_and_what_integration_adds() {
+        let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
         let project = tempfile::tempdir().unwrap();
         for (path, text) in [("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")] {
             let file = project.path().join("lib").join(path);
@@ -571,20 +638,37 @@ mod tests {
             ("runtime".to_string(), vec!["/usr/bin/*".to_string()]),
         ]);
         let filter = crate::build::SplitFilter { include: vec!["runtime".into()], exclude: vec![], include_orphans: true };
-        let compose = element("image.bst", "c1", &[0], Recipe::Compose { filter, integrate: true });
-        let (report, events) = build(&server, vec![lib.clone(), compose]).await;
+        let compose = |key: &str| {
+            element(
+                "image.bst",
+                key,
+                &[0],
+                Recipe::Compose(ComposeRecipe {
+                    filter: filter.clone(),
+                    integrate: true,
+                    environment: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+                    ..Default::default()
+                }),
+            )
+        };
+        let (report, events) = build(&server, vec![lib.clone(), compose("c1")]).await;
         assert!(report.success(), "{events:#?}");
         let root = report.results[1].artifact().unwrap().files_digest().unwrap();
         assert_eq!(read_file(&server, root, "usr/bin/tool").as_deref(), Some(&b"t"[..]));
         assert_eq!(read_file(&server, root, "etc/tool.conf").as_deref(), Some(&b"c"[..]), "orphans kept");
         assert_eq!(read_file(&server, root, "usr/include/tool.h"), None, "devel dropped");
+        let executes = server.state.executes.load(std::sync::atomic::Ordering::SeqCst);
 
-        // Integration commands are refused rather than silently skipped.
-        lib.public.integration_commands = vec!["ldconfig".into()];
+        // With integration commands, their additions are kept and their removals honoured.
+        lib.public.integration_commands = vec!["echo cache > etc/tool.cache".into(), "rm usr/bin/tool".into()];
         lib.keys.strong = "c2-s".into();
-        let compose = element("image.bst", "c3", &[0], Recipe::Compose { filter: Default::default(), integrate: true });
-        let (report, _) = build(&server, vec![lib, compose]).await;
-        assert!(matches!(&report.results[1], ElementResult::Failed(BuildError::Element { reason, .. }) if reason.contains("integration")));
+        let (report, events) = build(&server, vec![lib, compose("c3")]).await;
+        assert!(report.success(), "{events:#?}");
+        assert_eq!(server.state.executes.load(std::sync::atomic::Ordering::SeqCst), executes + 1);
+        let root = report.results[1].artifact().unwrap().files_digest().unwrap();
+        assert_eq!(read_file(&server, root, "etc/tool.cache").as_deref(), Some(&b"cache\n"[..]));
+        assert_eq!(read_file(&server, root, "usr/bin/tool"), None, "removed by integration");
+        assert_eq!(read_file(&server, root, "usr/include/tool.h"), None, "devel still dropped");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

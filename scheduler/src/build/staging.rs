@@ -66,21 +66,7 @@ impl Staging {
         if !prefix.is_empty() {
             self.add_directory(owner, prefix);
         }
-        self.stage_directory(owner, prefix, root, directories, &|_| true, 0)
-    }
-
-    /// Like [`Staging::stage_tree`] at the root, keeping only the entries
-    /// whose path `keep` accepts (directories are still created for kept
-    /// entries inside them).
-    pub fn stage_tree_filtered(
-        &mut self,
-        owner: &str,
-        prefix: &str,
-        root: Digest,
-        directories: &BTreeMap<Digest, reapi::Directory>,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<(), BuildError> {
-        self.stage_directory(owner, prefix.trim_matches('/'), root, directories, keep, 0)
+        self.stage_directory(owner, prefix, root, directories, 0)
     }
 
     fn stage_directory(
@@ -89,7 +75,6 @@ impl Staging {
         path: &str,
         digest: Digest,
         directories: &BTreeMap<Digest, reapi::Directory>,
-        keep: &dyn Fn(&str) -> bool,
         depth: usize,
     ) -> Result<(), BuildError> {
         let bad = |reason: String| BuildError::Element { element: owner.to_string(), reason };
@@ -100,22 +85,15 @@ impl Staging {
         let join = |name: &str| if path.is_empty() { name.to_string() } else { format!("{path}/{name}") };
         for file in &directory.files {
             let digest = Digest::try_from(file.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            let path = join(&file.name);
-            if keep(&path) {
-                self.insert(owner, &path, Entry::File { digest, executable: file.is_executable });
-            }
+            self.insert(owner, &join(&file.name), Entry::File { digest, executable: file.is_executable });
         }
         for link in &directory.symlinks {
-            let path = join(&link.name);
-            if keep(&path) {
-                self.insert(owner, &path, Entry::Symlink { target: link.target.clone() });
-            }
+            self.insert(owner, &join(&link.name), Entry::Symlink { target: link.target.clone() });
         }
         for child in &directory.directories {
             let child_digest = Digest::try_from(child.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            let path = join(&child.name);
-            let child_path = if keep(&path) { self.insert(owner, &path, Entry::Directory) } else { self.resolve_parent(&path) };
-            self.stage_directory(owner, &child_path, child_digest, directories, keep, depth + 1)?;
+            let child_path = self.insert(owner, &join(&child.name), Entry::Directory);
+            self.stage_directory(owner, &child_path, child_digest, directories, depth + 1)?;
         }
         Ok(())
     }
@@ -192,6 +170,31 @@ impl Staging {
         }
         resolved.push(name);
         resolved.join("/")
+    }
+
+    /// Adds a file at `path` on behalf of `owner` (staging rules apply).
+    pub fn add_file(&mut self, owner: &str, path: &str, digest: Digest, executable: bool) {
+        self.insert(owner, path, Entry::File { digest, executable });
+    }
+
+    /// Adds a symlink at `path` on behalf of `owner`.
+    pub fn add_symlink(&mut self, owner: &str, path: &str, target: &str) {
+        self.insert(owner, path, Entry::Symlink { target: target.to_string() });
+    }
+
+    /// Every staged path, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// The element that staged `path` last.
+    pub fn owner(&self, path: &str) -> Option<&str> {
+        self.entries.get(path).map(|(_, owner)| owner.as_str())
+    }
+
+    /// Keeps only the entries whose path `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.entries.retain(|path, _| keep(path));
     }
 
     /// The overlaps recorded so far, in staging order.

@@ -6,9 +6,11 @@
 //! longest prefix of each (for shared hash states), and the elements grouped
 //! in dependency levels. Key decision: a closure is the filtered
 //! concatenation of the runtime dependencies' closures, which are already
-//! known when elements are visited in topological order, so nothing is ever
+//! known when elements are visited level by level, so nothing is ever
 //! re-walked; a visited set is an epoch-stamped array, so starting a new one
-//! costs nothing.
+//! costs nothing, and each worker thread keeps its own.
+
+use rayon::prelude::*;
 
 use super::element_input::ElementInput;
 use super::CacheKeyError;
@@ -30,9 +32,20 @@ pub struct BuildScopes {
 
 impl BuildScopes {
     /// Computes the lists of every element; an out-of-range dependency or a cycle is an error.
+    /// The elements of one level are independent and are done in parallel.
     pub fn compute(inputs: &[ElementInput]) -> Result<Self, CacheKeyError> {
         let order = topological_order(inputs)?;
         let count = inputs.len();
+        let mut levels: Vec<Vec<usize>> = Vec::new();
+        let mut level_of = vec![0usize; count];
+        for &index in &order {
+            let level = inputs[index].dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
+            level_of[index] = level;
+            if levels.len() <= level {
+                levels.resize_with(level + 1, Vec::new);
+            }
+            levels[level].push(index);
+        }
         let mut scopes = BuildScopes {
             closures: vec![Vec::new(); count],
             scopes: vec![Vec::new(); count],
@@ -40,38 +53,54 @@ impl BuildScopes {
             scope_prefix: vec![None; count],
             levels: Vec::new(),
         };
-        let mut level_of = vec![0usize; count];
-        let mut marks = Marks::new(count);
-        let mut buffer = Vec::new();
-        for &index in &order {
-            let input = &inputs[index];
-            let level = input.dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
-            level_of[index] = level;
-            if scopes.levels.len() <= level {
-                scopes.levels.resize_with(level + 1, Vec::new);
+        for level in &levels {
+            let closures = &scopes.closures;
+            let computed: Vec<ElementLists> = level
+                .par_iter()
+                .map_init(|| Marks::new(count), |marks, &index| ElementLists::compute(&inputs[index], index, closures, marks))
+                .collect();
+            for (&index, lists) in level.iter().zip(computed) {
+                scopes.closures[index] = lists.closure;
+                scopes.closure_prefix[index] = lists.closure_prefix;
+                scopes.scopes[index] = lists.scope;
+                scopes.scope_prefix[index] = lists.scope_prefix;
             }
-            scopes.levels[level].push(index);
-
-            marks.next_epoch();
-            buffer.clear();
-            for dep in input.dependencies.iter().filter(|d| d.runtime) {
-                marks.extend_unvisited(&scopes.closures[dep.element], &mut buffer);
-            }
-            buffer.push(index as u32);
-            let runtime_deps = input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element);
-            scopes.closure_prefix[index] = longest_closure_prefix(&scopes.closures, runtime_deps, &buffer);
-            scopes.closures[index] = buffer.clone();
-
-            marks.next_epoch();
-            buffer.clear();
-            for dep in input.dependencies.iter().filter(|d| d.build) {
-                marks.extend_unvisited(&scopes.closures[dep.element], &mut buffer);
-            }
-            let build_deps = input.dependencies.iter().filter(|d| d.build).map(|d| d.element);
-            scopes.scope_prefix[index] = longest_closure_prefix(&scopes.closures, build_deps, &buffer);
-            scopes.scopes[index] = buffer.clone();
         }
+        scopes.levels = levels;
         Ok(scopes)
+    }
+}
+
+/// The lists of one element.
+struct ElementLists {
+    closure: Vec<u32>,
+    closure_prefix: Option<usize>,
+    scope: Vec<u32>,
+    scope_prefix: Option<usize>,
+}
+
+impl ElementLists {
+    /// The lists of element `index`, whose dependencies' closures are in `closures`.
+    fn compute(input: &ElementInput, index: usize, closures: &[Vec<u32>], marks: &mut Marks) -> Self {
+        marks.next_epoch();
+        let mut closure = Vec::new();
+        for dep in input.dependencies.iter().filter(|d| d.runtime) {
+            marks.extend_unvisited(&closures[dep.element], &mut closure);
+        }
+        closure.push(index as u32);
+        closure.shrink_to_fit();
+        let runtime_deps = input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element);
+        let closure_prefix = longest_closure_prefix(closures, runtime_deps, &closure);
+
+        marks.next_epoch();
+        let mut scope = Vec::new();
+        for dep in input.dependencies.iter().filter(|d| d.build) {
+            marks.extend_unvisited(&closures[dep.element], &mut scope);
+        }
+        scope.shrink_to_fit();
+        let build_deps = input.dependencies.iter().filter(|d| d.build).map(|d| d.element);
+        let scope_prefix = longest_closure_prefix(closures, build_deps, &scope);
+        ElementLists { closure, closure_prefix, scope, scope_prefix }
     }
 }
 

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
+
 use crate::graph::{Element, ElementId, Graph, ProjectSummary};
 
 use super::element_input::{DependencyInput, ElementInput, SourceInput, KEY_VARIABLES};
@@ -72,11 +74,11 @@ impl crate::graph::KeyFields for GraphKeys {
     }
 }
 
-/// The key inputs of every element, indexed by element id.
+/// The key inputs of every element, indexed by element id (converted in parallel).
 pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError> {
     graph
         .elements
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(index, element)| {
             if element.id.index() != index {

@@ -78,14 +78,13 @@ impl KeyTable {
     ) -> Result<Self, CacheKeyError> {
         let scopes = BuildScopes::compute(inputs)?;
 
-        // Source keys, sequentially: local trees are read from disk once per path.
+        // Source keys: local trees are read from disk once per path.
         let mut source_keys = SourceKeys::new(digester);
-        let mut sources = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let keys: Result<Vec<_>, _> =
-                input.sources.iter().map(|source| source_keys.unique_key(&input.full_name, source)).collect();
-            sources.push(keys?);
-        }
+        source_keys.digest_local_trees(inputs.iter().flat_map(|input| &input.sources));
+        let sources: Vec<Vec<Option<Value>>> = inputs
+            .par_iter()
+            .map(|input| input.sources.iter().map(|source| source_keys.unique_key(&input.full_name, source)).collect())
+            .collect::<Result<_, _>>()?;
 
         // The parts of each dict that depend on the element alone.
         let dicts: Vec<Option<ElementDict>> = inputs

@@ -1,15 +1,18 @@
 //! Source unique keys of the core source kinds (spec §8).
 //!
-//! It owns [`SourceKeys`], which computes and memoises the unique key of each
-//! source. Key decision: the `local` key is the REAPI `Directory` digest of the
+//! It owns [`SourceKeys`], which computes the unique key of each source.
+//! Key decision: the `local` key is the REAPI `Directory` digest of the
 //! path, produced by weir-proto's Merkle builder (the one canonical
-//! implementation) and memoised per absolute path, because many elements
-//! import the same directory; `remote`/`tar` keys use the URL as written, so
-//! alias values and mirrors never change keys. A source without a `ref` is
-//! unresolved: its key is `None`, not an error.
+//! implementation); the distinct local paths of a graph are digested up front,
+//! in parallel (it is disk I/O and hashing), and memoised, because many
+//! elements import the same directory. `remote`/`tar` keys use the URL as
+//! written, so alias values and mirrors never change keys. A source without a
+//! `ref` is unresolved: its key is `None`, not an error.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use super::element_input::SourceInput;
 use super::value::Value;
@@ -17,8 +20,8 @@ use super::value_read::{read_bool, read_str};
 use super::CacheKeyError;
 
 /// Computes the digest (`hash` hex string) of a file or directory tree as
-/// BuildStream's CAS import does (spec §8.1).
-pub trait TreeDigester {
+/// BuildStream's CAS import does (spec §8.1). Called from several threads.
+pub trait TreeDigester: Sync {
     /// The hash of the `Directory` digest of `path` (a single file becomes a
     /// directory holding that one file).
     fn tree_hash(&self, path: &Path) -> Result<String, String>;
@@ -39,7 +42,7 @@ impl TreeDigester for MerkleDigester {
 /// Source unique keys with a memo of local tree digests.
 pub struct SourceKeys<'a> {
     digester: &'a dyn TreeDigester,
-    trees: HashMap<PathBuf, String>,
+    trees: HashMap<PathBuf, Result<String, String>>,
 }
 
 impl<'a> SourceKeys<'a> {
@@ -48,23 +51,44 @@ impl<'a> SourceKeys<'a> {
         SourceKeys { digester, trees: HashMap::new() }
     }
 
+    /// Digests, in parallel, every `local` tree among `sources` that is not
+    /// memoised yet; [`unique_key`](Self::unique_key) then only looks them up.
+    pub fn digest_local_trees<'s>(&mut self, sources: impl Iterator<Item = &'s SourceInput>) {
+        let mut paths: Vec<PathBuf> = sources
+            .filter(|source| source.kind == "local")
+            .filter_map(|source| source.config.get("path").and_then(Value::as_str).map(|p| source.project_dir.join(p)))
+            .filter(|path| !self.trees.contains_key(path))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let digester = self.digester;
+        let digests: Vec<(PathBuf, Result<String, String>)> = paths
+            .into_par_iter()
+            .map(|path| {
+                let digest = digester.tree_hash(&path);
+                (path, digest)
+            })
+            .collect();
+        self.trees.extend(digests);
+    }
+
     /// The unique key of `source` of element `element`; `None` while unresolved.
-    pub fn unique_key(&mut self, element: &str, source: &SourceInput) -> Result<Option<Value>, CacheKeyError> {
+    pub fn unique_key(&self, element: &str, source: &SourceInput) -> Result<Option<Value>, CacheKeyError> {
         let config = &source.config;
         let field = |name: &str| config.get(name).map(|v| read_str(element, name, v)).transpose();
         match source.kind.as_str() {
             "local" => {
                 let path = field("path")?.ok_or_else(|| missing(element, "local", "path"))?;
                 let full = source.project_dir.join(&path);
-                if let Some(hash) = self.trees.get(&full) {
-                    return Ok(Some(Value::from(hash.as_str())));
-                }
-                let hash = self.digester.tree_hash(&full).map_err(|detail| CacheKeyError::LocalSource {
+                let digest = match self.trees.get(&full) {
+                    Some(memoised) => memoised.clone(),
+                    None => self.digester.tree_hash(&full),
+                };
+                let hash = digest.map_err(|detail| CacheKeyError::LocalSource {
                     element: element.to_owned(),
                     path: full.clone(),
                     detail,
                 })?;
-                self.trees.insert(full, hash.clone());
                 Ok(Some(Value::from(hash)))
             }
             kind @ ("remote" | "tar") => {
@@ -114,13 +138,13 @@ fn missing(element: &str, kind: &str, key: &str) -> CacheKeyError {
 mod tests {
     use super::super::canonical::to_canonical;
     use super::*;
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct CountingDigester(Cell<usize>);
+    struct CountingDigester(AtomicUsize);
 
     impl TreeDigester for CountingDigester {
         fn tree_hash(&self, path: &Path) -> Result<String, String> {
-            self.0.set(self.0.get() + 1);
+            self.0.fetch_add(1, Ordering::SeqCst);
             Ok(format!("digest-of-{}", path.display()))
         }
     }
@@ -135,7 +159,7 @@ mod tests {
     }
 
     fn key(kind: &str, pairs: &[(&str, &str)]) -> Option<String> {
-        let digester = CountingDigester(Cell::new(0));
+        let digester = CountingDigester(AtomicUsize::new(0));
         SourceKeys::new(&digester).unique_key("e", &source(kind, pairs)).unwrap().map(|v| to_canonical(&v))
     }
 
@@ -143,7 +167,7 @@ mod tests {
     fn remote_key_uses_untranslated_url_and_translated_basename() {
         let mut remote = source("remote", &[("url", "upstream:dir/foo.bar"), ("ref", "abc")]);
         remote.translated_url = Some("https://up.stream.org/dir/foo.bar".into());
-        let digester = CountingDigester(Cell::new(0));
+        let digester = CountingDigester(AtomicUsize::new(0));
         let value = SourceKeys::new(&digester).unique_key("e", &remote).unwrap().unwrap();
         assert_eq!(to_canonical(&value), r#"["upstream:dir/foo.bar","abc","foo.bar",false]"#);
         assert_eq!(
@@ -171,19 +195,22 @@ mod tests {
 
     #[test]
     fn local_trees_are_digested_once_per_path() {
-        let digester = CountingDigester(Cell::new(0));
+        let digester = CountingDigester(AtomicUsize::new(0));
         let mut keys = SourceKeys::new(&digester);
         let local = source("local", &[("path", "files/local")]);
+        let other = source("local", &[("path", "files/other")]);
+        keys.digest_local_trees([&local, &other, &local].into_iter());
+        assert_eq!(digester.0.load(Ordering::SeqCst), 2);
         let first = keys.unique_key("a", &local).unwrap();
         let second = keys.unique_key("b", &local).unwrap();
         assert_eq!(first, second);
         assert_eq!(first, Some(Value::from("digest-of-/p/files/local")));
-        assert_eq!(digester.0.get(), 1);
+        assert_eq!(digester.0.load(Ordering::SeqCst), 2, "memoised trees are not digested again");
     }
 
     #[test]
     fn unknown_kinds_are_refused() {
-        let digester = CountingDigester(Cell::new(0));
+        let digester = CountingDigester(AtomicUsize::new(0));
         let result = SourceKeys::new(&digester).unique_key("e", &source("git", &[]));
         assert!(matches!(result, Err(CacheKeyError::UnsupportedSourceKind { .. })));
     }

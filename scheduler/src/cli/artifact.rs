@@ -70,7 +70,7 @@ async fn find(global: &GlobalArgs, args: &ElementArgs) -> Result<(Session, Artif
     let keys = session
         .artifact_keys(id)
         .ok_or_else(|| Failure::new("STREAM", "KEY_UNKNOWN", format!("{}: cache key cannot be computed", element.full_name)))?;
-    let cache = ArtifactCache::new(session.remotes[0].clone());
+    let cache = ArtifactCache::new(session.storage.clone());
     let artifact = cache
         .lookup(&element.project_name, &element.full_name, &keys.strong)
         .await
@@ -98,7 +98,7 @@ async fn checkout(global: &GlobalArgs, args: &CheckoutArgs) -> Result<ExitCode, 
     if !args.force && std::fs::read_dir(&directory).map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(Failure::new("STREAM", "CHECKOUT_NOT_EMPTY", format!("checkout directory {} is not empty (use --force)", directory.display())));
     }
-    let cas = &session.remotes[0].cas;
+    let cas = &session.storage.cas;
     let tree = Checkout::read(cas, artifact.files_digest().map_err(build_failure)?).await.map_err(build_failure)?;
     let files = tree.write(cas, &directory).await.map_err(build_failure)?;
     eprintln!("Checked out {} ({files} files) to {}", artifact.element, directory.display());
@@ -111,7 +111,7 @@ async fn log(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCode, Failur
     if digests.is_empty() {
         eprintln!("{}: the artifact has no build log (nothing ran to build it)", artifact.element);
     }
-    let cas = &session.remotes[0].cas;
+    let cas = &session.storage.cas;
     let mut stdout = std::io::stdout().lock();
     for digest in digests {
         let data = cas.download_one(digest).await.map_err(|e| build_failure(e.into()))?;
@@ -123,7 +123,7 @@ async fn log(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCode, Failur
 
 async fn list_contents(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCode, Failure> {
     let (session, artifact) = find(global, args).await?;
-    let cas = &session.remotes[0].cas;
+    let cas = &session.storage.cas;
     let tree = Checkout::read(cas, artifact.files_digest().map_err(build_failure)?).await.map_err(build_failure)?;
     println!("{}:", artifact.element);
     println!();

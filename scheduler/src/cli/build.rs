@@ -8,7 +8,7 @@
 //! fails with a clear message until the embedded worker exists; nothing is
 //! built locally behind the user's back.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use crate::build::{
 use crate::cachekey::{sandbox::HostPlatform, GraphKeys};
 use crate::graph::{ElementId, Graph};
 use crate::loader::{self, LoadFailure};
-use crate::remote::{EndpointSpec, RemoteClient, RemoteError};
+use crate::remote::{EndpointSpec, RemoteClient, RemoteConfig, RemoteError};
 
 /// Exit status when the build was interrupted (Ctrl-C).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -35,6 +35,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub struct RemoteArgs {
     /// REAPI endpoint (`grpc://HOST:PORT` or `grpcs://HOST:PORT`); repeat for
     /// several execution endpoints (the first also stores artifacts).
+    /// Without it, the remotes of the user configuration (`-c FILE`) are used.
     #[arg(long = "remote", env = "WEIR_REMOTE", value_name = "URL", value_delimiter = ',')]
     pub remotes: Vec<String>,
     /// REAPI instance name.
@@ -49,16 +50,27 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    /// The endpoint specs, checked.
-    fn specs(&self) -> Result<Vec<EndpointSpec>, Failure> {
+    /// The storage endpoint and the execution endpoints: `--remote` URLs
+    /// (the first stores; every one may execute), else the user
+    /// configuration's remotes (`-c FILE`).
+    fn specs(&self, global: &GlobalArgs) -> Result<(EndpointSpec, Vec<EndpointSpec>), Failure> {
         if self.remotes.is_empty() {
-            return Err(Failure::new(
-                "APP",
-                "NO_REMOTE",
-                "no remote configured: pass --remote grpc://HOST:PORT (or set WEIR_REMOTE); the embedded worker is not available yet",
-            ));
+            let config = match &global.config {
+                Some(path) => RemoteConfig::load(path).map_err(|message| Failure::new("APP", "INVALID_USER_CONFIG", message))?,
+                None => RemoteConfig::default(),
+            };
+            let Some(storage) = config.storage else {
+                return Err(Failure::new(
+                    "APP",
+                    "NO_REMOTE",
+                    "no remote configured: pass --remote grpc://HOST:PORT (or set WEIR_REMOTE, or name remotes in the user configuration); the embedded worker is not available yet",
+                ));
+            };
+            let executors = if config.executors.is_empty() { vec![storage.clone()] } else { config.executors };
+            return Ok((storage, executors));
         }
-        self.remotes
+        let specs = self
+            .remotes
             .iter()
             .map(|url| {
                 let mut spec = EndpointSpec::new(url.trim()).map_err(remote_failure)?;
@@ -67,7 +79,8 @@ impl RemoteArgs {
                 spec.ca_certificate = self.server_cert.clone();
                 Ok(spec)
             })
-            .collect()
+            .collect::<Result<Vec<_>, Failure>>()?;
+        Ok((specs[0].clone(), specs))
     }
 }
 
@@ -100,14 +113,16 @@ pub struct Session {
     pub graph: Graph,
     /// Keys of every element.
     pub keys: GraphKeys,
-    /// The remotes, first is the storage remote.
-    pub remotes: Vec<RemoteClient>,
+    /// The storage remote (CAS and artifacts).
+    pub storage: RemoteClient,
+    /// The execution remotes (sharing the storage remote's CAS).
+    pub executors: Vec<RemoteClient>,
 }
 
 impl Session {
     /// Loads `targets`, computes keys and connects to the remotes.
     pub async fn open(global: &GlobalArgs, remote: &RemoteArgs, targets: &[String]) -> Result<Session, Failure> {
-        let specs = remote.specs()?;
+        let (storage, executors) = remote.specs(global)?;
         let directory = project_directory(global)?;
         let options = load_options(global);
         let targets = targets.to_vec();
@@ -117,11 +132,13 @@ impl Session {
             .map_err(load_failure)?;
         let graph = loaded.graph;
         let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
-        let mut remotes = Vec::with_capacity(specs.len());
-        for spec in specs {
-            remotes.push(RemoteClient::connect(spec).await.map_err(remote_failure)?);
+        let storage_url = storage.url.clone();
+        let storage = RemoteClient::connect(storage).await.map_err(remote_failure)?;
+        let mut connected = Vec::with_capacity(executors.len());
+        for spec in executors {
+            connected.push(if spec.url == storage_url { storage.clone() } else { RemoteClient::connect(spec).await.map_err(remote_failure)? });
         }
-        Ok(Session { graph, keys, remotes })
+        Ok(Session { graph, keys, storage, executors: connected })
     }
 
     /// The artifact keys of `id` (strict mode: the strong key is the strict key).
@@ -163,15 +180,15 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
     let session = Session::open(global, &args.remote, &args.targets).await?;
     let host = HostPlatform::detect();
     let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, |id| session.artifact_keys(id)).map_err(build_failure)?;
-    let storage = session.remotes[0].clone();
-    for remote in session.remotes.iter().filter(|r| !r.exec_enabled()) {
+    let storage = session.storage.clone();
+    for remote in session.executors.iter().filter(|r| !r.exec_enabled()) {
         eprintln!("[warning] {} does not execute actions (Capabilities: exec_enabled false); it is not used for execution", remote.spec().url);
     }
-    let executors = session.remotes.iter().filter(|r| r.exec_enabled()).map(|r| (r.clone(), Offer::default())).collect();
+    let executors = session.executors.iter().filter(|r| r.exec_enabled()).map(|r| (r.clone(), Offer::default())).collect();
     let runner = Arc::new(RemoteRunner::new(storage, executors));
-    let printer: Arc<dyn EventSink> = Arc::new(Printer::new(args.json));
+    let printer = Arc::new(Printer::new(args.json));
     let options = QueueOptions { builders: args.builders.max(1), on_error: args.on_error, max_retries: args.retries, ..QueueOptions::default() };
-    let queue = BuildQueue::new(runner.clone(), options, printer);
+    let queue = BuildQueue::new(runner.clone(), options, printer.clone() as Arc<dyn EventSink>);
     let (cancel, cancelled) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -183,6 +200,7 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
     if report.cancelled {
         runner.flush_cancellations(std::time::Duration::from_secs(5)).await;
     }
+    printer.finish();
     summarise(&plan, &report, args.json);
     Ok(if report.cancelled {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -215,16 +233,80 @@ fn summarise(plan: &BuildPlan, report: &crate::build::BuildReport, json: bool) {
     eprintln!("{line}");
 }
 
-/// Prints events: JSON lines on stdout, or plain progress lines on stderr.
+/// Prints events: JSON lines on stdout (`--json`); otherwise progress lines
+/// on stderr, under a live status line (counts, running elements, elapsed
+/// time) when stderr is a terminal.
 struct Printer {
     json: bool,
+    live: Option<Live>,
     out: std::sync::Mutex<()>,
 }
 
+/// The live status line of a terminal.
+struct Live {
+    bar: indicatif::ProgressBar,
+    state: std::sync::Mutex<LiveState>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    total: usize,
+    done: usize,
+    failed: usize,
+    running: std::collections::BTreeSet<String>,
+}
+
 impl Printer {
-    /// Plain lines on a TTY too, for now; a live display is future work.
     fn new(json: bool) -> Self {
-        Printer { json, out: std::sync::Mutex::new(()) }
+        let live = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            Live { bar, state: std::sync::Mutex::default() }
+        });
+        Printer { json, live, out: std::sync::Mutex::new(()) }
+    }
+
+    /// Removes the status line.
+    fn finish(&self) {
+        if let Some(live) = &self.live {
+            live.bar.finish_and_clear();
+        }
+    }
+
+    /// Updates the status line for `event`.
+    fn track(live: &Live, event: &BuildEvent) {
+        let Ok(mut state) = live.state.lock() else { return };
+        match event {
+            BuildEvent::Queued { .. } => state.total += 1,
+            BuildEvent::Cached { .. } => state.done += 1,
+            BuildEvent::Started { element, .. } => {
+                state.running.insert(element.clone());
+            }
+            BuildEvent::Finished { element, .. } => {
+                state.running.remove(element);
+                state.done += 1;
+            }
+            BuildEvent::Failed { element, .. } => {
+                state.running.remove(element);
+                state.failed += 1;
+            }
+            BuildEvent::Retrying { .. } | BuildEvent::Skipped { .. } | BuildEvent::Overlap { .. } => {}
+        }
+        let running: Vec<&str> = state.running.iter().map(String::as_str).take(4).collect();
+        let more = state.running.len().saturating_sub(running.len());
+        live.bar.set_message(format!(
+            "{}/{} done, {} failed, {} running: {}{}",
+            state.done,
+            state.total,
+            state.failed,
+            state.running.len(),
+            running.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
     }
 }
 
@@ -238,6 +320,9 @@ impl EventSink for Printer {
                 let _ = stdout.flush();
             }
             return;
+        }
+        if let Some(live) = &self.live {
+            Printer::track(live, &event);
         }
         let line = match &event {
             BuildEvent::Queued { .. } => return,
@@ -264,7 +349,10 @@ impl EventSink for Printer {
                 format!("[warning] {element}: overlap: /{path} from {first} replaced by {second}")
             }
         };
-        eprintln!("{line}");
+        match &self.live {
+            Some(live) => live.bar.println(line),
+            None => eprintln!("{line}"),
+        }
     }
 }
 

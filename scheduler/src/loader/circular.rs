@@ -2,9 +2,8 @@
 //! the sorting of every element's direct dependencies (spec §7.2, §13.2).
 //!
 //! Key decision: "a depends on b" is answered by a search from a pruned with
-//! a post-order numbering and the height above the leaves (dependencies are
-//! lower in both): a path from a to b only passes through elements above b,
-//! which keeps sorting near linear on layered graphs.
+//! two depth-first interval labellings and the height above the leaves, so
+//! most negative answers cost O(1) and sorting stays near linear.
 
 use std::cmp::Ordering;
 
@@ -68,51 +67,46 @@ impl Session {
     /// Sorts the direct dependencies of every loaded element.
     pub fn sort_dependencies(&mut self) {
         let n = self.elements.len();
-        // Post-order numbering: dependencies get lower numbers.
-        let mut number = vec![usize::MAX; n];
-        let mut counter = 0;
-        for root in 0..n {
-            if number[root] != usize::MAX {
-                continue;
-            }
-            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
-            number[root] = usize::MAX - 1;
-            while let Some(&mut (id, ref mut next)) = stack.last_mut() {
-                let deps = &self.elements[id].deps;
-                if *next < deps.len() {
-                    let dep = deps[*next].element.index();
-                    *next += 1;
-                    if number[dep] == usize::MAX {
-                        number[dep] = usize::MAX - 1;
-                        stack.push((dep, 0));
-                    }
-                } else {
-                    number[id] = counter;
-                    counter += 1;
-                    stack.pop();
-                }
-            }
-        }
+        let labels = [Labels::new(&self.elements, false), Labels::new(&self.elements, true)];
         // Height above the leaves: a dependency is always strictly lower.
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_unstable_by_key(|&i| number[i]);
+        order.sort_unstable_by_key(|&i| labels[0].post[i]);
         let mut level = vec![0u32; n];
         for &i in &order {
             level[i] = self.elements[i].deps.iter().map(|d| level[d.element.index()] + 1).max().unwrap_or(0);
         }
-        let mut reach = Reachability { number, level, stamp: vec![0; n], generation: 0, stack: Vec::new() };
+        let mut matrix = ListMatrix::new(n);
+        let mut reach = Reachability {
+            labels,
+            level,
+            stamp: vec![0; n],
+            generation: 0,
+            stack: Vec::new(),
+            memo: std::collections::HashMap::new(),
+        };
         for i in 0..n {
             if self.elements[i].deps.len() < 2 {
                 continue;
             }
             let mut deps = std::mem::take(&mut self.elements[i].deps);
             let elements = &self.elements;
+            if deps.len() >= LIST_MATRIX_MIN {
+                matrix.fill(elements, &deps);
+            }
+            let use_matrix = deps.len() >= LIST_MATRIX_MIN;
             timsort_by(&mut deps, |a, b| {
                 let (ea, eb) = (a.element, b.element);
-                if reach.depends(elements, ea, eb) {
+                let depends = |x: ElementId, y: ElementId, reach: &mut Reachability| {
+                    if use_matrix {
+                        matrix.depends(x, y)
+                    } else {
+                        reach.depends(elements, x, y)
+                    }
+                };
+                if depends(ea, eb, &mut reach) {
                     return Ordering::Greater;
                 }
-                if reach.depends(elements, eb, ea) {
+                if depends(eb, ea, &mut reach) {
                     return Ordering::Less;
                 }
                 if a.dep_type != b.dep_type {
@@ -142,24 +136,96 @@ impl Session {
     }
 }
 
-/// Answers "does a (transitively) depend on b" with pruned searches.
+/// One depth-first labelling of the graph: `post[x]` is x's post-order
+/// number, `low[x]` the lowest post-order number among x and everything it
+/// depends on. If a depends on b then `low[a] <= post[b] < post[a]`.
+struct Labels {
+    post: Vec<u32>,
+    low: Vec<u32>,
+}
+
+impl Labels {
+    fn new(elements: &[super::session::LoadElement], reversed: bool) -> Labels {
+        let n = elements.len();
+        const UNSEEN: u32 = u32::MAX;
+        let mut post = vec![UNSEEN; n];
+        let mut low = vec![UNSEEN; n];
+        let mut counter = 0u32;
+        let child = |x: usize, i: usize| {
+            let deps = &elements[x].deps;
+            let j = if reversed { deps.len() - 1 - i } else { i };
+            deps[j].element.index()
+        };
+        let mut started = vec![false; n];
+        for root in 0..n {
+            if started[root] {
+                continue;
+            }
+            started[root] = true;
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some(&mut (x, ref mut next)) = stack.last_mut() {
+                if *next < elements[x].deps.len() {
+                    let d = child(x, *next);
+                    *next += 1;
+                    if !started[d] {
+                        started[d] = true;
+                        stack.push((d, 0));
+                    }
+                } else {
+                    post[x] = counter;
+                    let mut l = counter;
+                    for dep in &elements[x].deps {
+                        l = l.min(low[dep.element.index()]);
+                    }
+                    low[x] = l;
+                    counter += 1;
+                    stack.pop();
+                }
+            }
+        }
+        Labels { post, low }
+    }
+
+    /// Whether `x` may depend on `b` (false means it certainly does not).
+    fn may_reach(&self, x: usize, b: usize) -> bool {
+        self.low[x] <= self.post[b] && self.post[b] < self.post[x]
+    }
+}
+
+/// Answers "does a (transitively) depend on b" with searches pruned by two
+/// labellings and the height above the leaves.
 struct Reachability {
-    number: Vec<usize>,
+    labels: [Labels; 2],
     level: Vec<u32>,
     stamp: Vec<u32>,
     generation: u32,
     stack: Vec<usize>,
+    /// Answers of full searches: the same pairs recur in many elements' lists.
+    memo: std::collections::HashMap<(u32, u32), bool>,
 }
 
 impl Reachability {
+    fn may_reach(&self, x: usize, b: usize) -> bool {
+        self.level[x] > self.level[b] && self.labels.iter().all(|l| l.may_reach(x, b))
+    }
+
     fn depends(&mut self, elements: &[super::session::LoadElement], a: ElementId, b: ElementId) -> bool {
         let (a, b) = (a.index(), b.index());
-        if a == b || self.number[a] <= self.number[b] || self.level[a] <= self.level[b] {
+        if a == b || !self.may_reach(a, b) {
             return false;
         }
+        let key = (a as u32, b as u32);
+        if let Some(&known) = self.memo.get(&key) {
+            return known;
+        }
+        let found = self.search(elements, a, b);
+        self.memo.insert(key, found);
+        found
+    }
+
+    fn search(&mut self, elements: &[super::session::LoadElement], a: usize, b: usize) -> bool {
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let (floor, floor_level) = (self.number[b], self.level[b]);
         self.stack.clear();
         self.stack.push(a);
         self.stamp[a] = generation;
@@ -169,12 +235,100 @@ impl Reachability {
                 if d == b {
                     return true;
                 }
-                if self.stamp[d] != generation && self.number[d] > floor && self.level[d] > floor_level {
+                if self.stamp[d] != generation && self.may_reach(d, b) {
                     self.stamp[d] = generation;
                     self.stack.push(d);
                 }
             }
         }
         false
+    }
+}
+
+/// Lists at least this long get an exact reachability matrix instead of searches.
+const LIST_MATRIX_MIN: usize = 24;
+
+/// Exact "depends on" among the members of one long dependency list: one
+/// sweep over everything the members depend on, with a bitset (over the
+/// members) per element.
+struct ListMatrix {
+    /// Member index of each element, or `u32::MAX`.
+    member: Vec<u32>,
+    /// Row of each element in `bits`, or `u32::MAX`.
+    row: Vec<u32>,
+    touched: Vec<usize>,
+    bits: Vec<u64>,
+    words: usize,
+}
+
+impl ListMatrix {
+    fn new(n: usize) -> ListMatrix {
+        ListMatrix { member: vec![u32::MAX; n], row: vec![u32::MAX; n], touched: Vec::new(), bits: Vec::new(), words: 0 }
+    }
+
+    fn fill(&mut self, elements: &[super::session::LoadElement], list: &[super::session::LoadedDep]) {
+        for &x in &self.touched {
+            self.member[x] = u32::MAX;
+            self.row[x] = u32::MAX;
+        }
+        self.touched.clear();
+        self.bits.clear();
+        self.words = list.len().div_ceil(64);
+        for (i, dep) in list.iter().enumerate() {
+            let x = dep.element.index();
+            self.member[x] = i as u32;
+            self.touched.push(x);
+        }
+        // Post-order over everything reachable from the members.
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        let mut rows = 0u32;
+        for dep in list {
+            let root = dep.element.index();
+            if self.row[root] != u32::MAX {
+                continue;
+            }
+            self.row[root] = u32::MAX - 1;
+            stack.push((root, 0));
+            while let Some(&mut (x, ref mut next)) = stack.last_mut() {
+                let deps = &elements[x].deps;
+                if *next < deps.len() {
+                    let d = deps[*next].element.index();
+                    *next += 1;
+                    if self.row[d] == u32::MAX {
+                        self.row[d] = u32::MAX - 1;
+                        if self.member[d] == u32::MAX {
+                            self.touched.push(d);
+                        }
+                        stack.push((d, 0));
+                    }
+                } else {
+                    let start = self.bits.len();
+                    self.bits.resize(start + self.words, 0);
+                    for dep in deps {
+                        let d = dep.element.index();
+                        let r = self.row[d] as usize * self.words;
+                        for w in 0..self.words {
+                            self.bits[start + w] |= self.bits[r + w];
+                        }
+                        let m = self.member[d];
+                        if m != u32::MAX {
+                            self.bits[start + m as usize / 64] |= 1 << (m % 64);
+                        }
+                    }
+                    self.row[x] = rows;
+                    rows += 1;
+                    stack.pop();
+                }
+            }
+        }
+    }
+
+    fn depends(&self, a: ElementId, b: ElementId) -> bool {
+        let m = self.member[b.index()];
+        let r = self.row[a.index()];
+        if m == u32::MAX || r >= u32::MAX - 1 {
+            return false;
+        }
+        self.bits[r as usize * self.words + m as usize / 64] & (1 << (m % 64)) != 0
     }
 }

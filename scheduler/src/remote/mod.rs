@@ -15,6 +15,7 @@ mod client;
 mod endpoint;
 mod error;
 mod execution;
+mod user_config;
 #[cfg(test)]
 pub(crate) mod fake_server;
 
@@ -25,3 +26,4 @@ pub use client::RemoteClient;
 pub use endpoint::{AuthChannel, BearerToken, EndpointSpec};
 pub use error::RemoteError;
 pub use execution::{pack_execute_response, Execution};
+pub use user_config::RemoteConfig;

@@ -33,6 +33,7 @@ use weir_proto::resource_name::{Compressor, ResourceName};
 use weir_proto::Digest;
 
 use super::state::compress_zstd;
+use crate::store::{writer_for, BlobWriter};
 use super::{ServerError, ServerState};
 
 /// Size of the chunks a `Read` streams.
@@ -43,18 +44,55 @@ pub const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
 /// How long a write waits for another call still writing the same upload.
 const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(10);
 
-/// One upload in progress. `data` is held by the one call writing it;
-/// `committed` and `touched` can be read meanwhile (by QueryWriteStatus and
-/// the idle sweep) without waiting for that call.
+/// Where the bytes of an upload go.
+enum Sink {
+    /// Uncompressed: streamed into the store, verified on commit.
+    Blob(Box<dyn BlobWriter>),
+    /// Compressed: buffered, decompressed and verified on commit.
+    Compressed(BytesMut),
+}
+
+impl Sink {
+    fn len(&self) -> u64 {
+        match self {
+            Sink::Blob(writer) => writer.committed(),
+            Sink::Compressed(data) => data.len() as u64,
+        }
+    }
+
+    async fn append(&mut self, data: Vec<u8>) -> Result<(), ServerError> {
+        match self {
+            Sink::Blob(writer) => Ok(writer.append(Bytes::from(data)).await?),
+            Sink::Compressed(buffer) => {
+                buffer.extend_from_slice(&data);
+                Ok(())
+            }
+        }
+    }
+
+    async fn reset(&mut self) -> Result<(), ServerError> {
+        match self {
+            Sink::Blob(writer) => Ok(writer.reset().await?),
+            Sink::Compressed(buffer) => {
+                buffer.clear();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One upload in progress. `sink` is held by the one call writing it (and
+/// emptied by the commit); `committed` and `touched` can be read meanwhile
+/// (by QueryWriteStatus and the idle sweep) without waiting for that call.
 struct Upload {
-    data: Mutex<BytesMut>,
+    sink: Mutex<Option<Sink>>,
     committed: AtomicU64,
     touched: std::sync::Mutex<Instant>,
 }
 
 impl Upload {
     fn new(now: Instant) -> Self {
-        Upload { data: Mutex::new(BytesMut::new()), committed: AtomicU64::new(0), touched: std::sync::Mutex::new(now) }
+        Upload { sink: Mutex::new(None), committed: AtomicU64::new(0), touched: std::sync::Mutex::new(now) }
     }
 
     fn touch(&self) {
@@ -188,9 +226,20 @@ impl ByteStreamService {
             return Ok(WriteResponse { committed_size: complete_size });
         }
         let upload = self.upload_for(&key).await;
-        let Ok(mut data) = tokio::time::timeout(UPLOAD_BUSY_WAIT, upload.data.lock()).await else {
+        let Ok(mut guard) = tokio::time::timeout(UPLOAD_BUSY_WAIT, upload.sink.lock()).await else {
             return Err(ServerError::Unavailable(format!("another call is still writing upload {}", key.upload_id)));
         };
+        if guard.is_none() {
+            *guard = Some(match key.compressor {
+                None | Some(Compressor::Identity) => Sink::Blob(writer_for(&self.state.store, &key.digest)?),
+                Some(_) => Sink::Compressed(BytesMut::new()),
+            });
+        }
+        let Some(sink) = guard.as_mut() else {
+            return Err(ServerError::Unavailable("upload state lost".into()));
+        };
+        // A call cancelled mid-chunk may have appended after its last update.
+        upload.committed.store(sink.len(), Ordering::Release);
         let bound = Self::upload_bound(&key);
         let mut message = first;
         loop {
@@ -200,26 +249,22 @@ impl ByteStreamService {
                     return Err(ServerError::InvalidArgument("resource_name changed within one write".into()));
                 }
             }
-            let committed = data.len() as i64;
+            let committed = sink.len() as i64;
             if message.write_offset == 0 && committed > 0 {
-                data.clear(); // the client restarts the upload
+                sink.reset().await?; // the client restarts the upload
             } else if message.write_offset != committed {
                 return Err(ServerError::InvalidArgument(format!(
                     "write_offset {} does not match the committed size {committed}",
                     message.write_offset
                 )));
             }
-            if data.len() as u64 + message.data.len() as u64 > bound {
-                drop(data);
+            if sink.len() + message.data.len() as u64 > bound {
+                drop(guard);
                 self.forget_upload(&key).await;
                 return Err(ServerError::InvalidArgument(format!("upload is larger than blob {}", key.digest)));
             }
-            if data.capacity() == 0 {
-                // Reserve up front (bounded, so a lying digest cannot claim memory).
-                data.reserve(bound.min(16 << 20) as usize);
-            }
-            data.extend_from_slice(&message.data);
-            upload.committed.store(data.len() as u64, Ordering::Release);
+            sink.append(message.data).await?;
+            upload.committed.store(sink.len(), Ordering::Release);
             upload.touch();
             if message.finish_write {
                 break;
@@ -231,16 +276,20 @@ impl ByteStreamService {
                 None => {
                     return Err(ServerError::InvalidArgument(format!(
                         "write stream ended at {} bytes without finish_write",
-                        data.len()
+                        sink.len()
                     )))
                 }
             };
         }
-        let received = data.len() as i64;
-        let whole = std::mem::take(&mut *data).freeze();
-        drop(data);
+        let received = sink.len() as i64;
+        let finished = guard.take();
+        drop(guard);
         self.forget_upload(&key).await;
-        self.state.write(&key.digest, whole, key.compressor).await?;
+        match finished {
+            Some(Sink::Blob(writer)) => self.state.commit(&key.digest, writer).await?,
+            Some(Sink::Compressed(data)) => self.state.write(&key.digest, data.freeze(), key.compressor).await?,
+            None => return Err(ServerError::Unavailable("upload state lost".into())),
+        }
         Ok(WriteResponse { committed_size: received })
     }
 
@@ -256,7 +305,11 @@ impl ByteStreamService {
         }
         let upload = self.uploads.lock().await.get(&key).cloned();
         let committed_size = match upload {
-            Some(upload) => upload.committed.load(Ordering::Acquire) as i64,
+            // Idle upload: ask the sink itself (exact even after a cancelled call).
+            Some(upload) => match upload.sink.try_lock() {
+                Ok(sink) => sink.as_ref().map_or(0, Sink::len) as i64,
+                Err(_) => upload.committed.load(Ordering::Acquire) as i64,
+            },
             None => 0,
         };
         Ok(QueryWriteStatusResponse { committed_size, complete: false })

@@ -57,7 +57,17 @@ impl ServerState {
     /// `compressor`), verifying it.
     pub async fn write(&self, digest: &Digest, data: Bytes, compressor: Option<Compressor>) -> Result<(), ServerError> {
         let data = decompress(digest, data, compressor).await?;
-        match self.store.write(digest, data).await {
+        self.account(digest, self.store.write(digest, data).await)
+    }
+
+    /// Commits a streamed upload (see [`crate::store::BlobWriter`]).
+    pub async fn commit(&self, digest: &Digest, writer: Box<dyn crate::store::BlobWriter>) -> Result<(), ServerError> {
+        self.account(digest, writer.commit().await)
+    }
+
+    /// Counts the outcome of storing an upload.
+    fn account(&self, digest: &Digest, result: Result<(), StoreError>) -> Result<(), ServerError> {
+        match result {
             Ok(()) => {
                 ServerMetrics::add(&self.metrics.bytes_uploaded, digest.size());
                 Ok(())

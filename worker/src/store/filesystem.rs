@@ -4,7 +4,8 @@
 //! when the runner stages an input root. Layout: `PATH/objects/HH/HASH_SIZE`
 //! (HH the first two hex digits), uploads written to `PATH/tmp/` and renamed
 //! into place, so a reader or a crash (even `kill -9`) never sees a partial
-//! blob: a file under `objects/` is complete or absent. Content is hashed
+//! blob: a file under `objects/` is complete or absent. Streamed uploads
+//! ([`BlobWriter`]) hash and write each chunk as it arrives. Content is hashed
 //! before it is written; reads check the file size always and re-hash the
 //! content when `verify_reads` is on, removing a blob that no longer matches.
 
@@ -12,15 +13,16 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use weir_proto::Digest;
 
 use super::verify::verify_content;
-use super::{BlobStore, StoreError};
+use super::{BlobStore, BlobWriter, StoreError};
 
 /// Configuration of a [`FilesystemStore`].
 ///
@@ -218,6 +220,18 @@ impl BlobStore for FilesystemStore {
         Some(self.stored.load(Ordering::Relaxed))
     }
 
+    fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
+        let file = tempfile::NamedTempFile::new_in(&self.tmp)?;
+        Ok(Some(Box::new(FilesystemWriter {
+            digest: *digest,
+            path: self.path_of(digest),
+            fsync: self.fsync,
+            stored: self.stored.clone(),
+            committed: Arc::new(AtomicU64::new(0)),
+            partial: Arc::new(Mutex::new(Some(Partial { file, hasher: Sha256::new(), len: 0 }))),
+        })))
+    }
+
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         match tokio::fs::remove_file(self.path_of(digest)).await {
             Ok(()) => {
@@ -233,6 +247,101 @@ impl BlobStore for FilesystemStore {
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         let objects = self.objects.clone();
         Self::blocking(move || scan(&objects)).await
+    }
+}
+
+/// The state of a streamed upload: the temporary file and the running hash.
+struct Partial {
+    file: tempfile::NamedTempFile,
+    hasher: Sha256,
+    len: u64,
+}
+
+/// A streamed upload into a [`FilesystemStore`]: each chunk is written to a
+/// temporary file and hashed on the blocking pool as it arrives; commit
+/// compares the hash and renames the file into place.
+///
+/// Cancel-safety: the state lives behind an `Arc`, so a chunk whose caller
+/// was cancelled is either fully appended (and counted) or not at all.
+struct FilesystemWriter {
+    digest: Digest,
+    path: PathBuf,
+    fsync: bool,
+    stored: Arc<AtomicU64>,
+    committed: Arc<AtomicU64>,
+    partial: Arc<Mutex<Option<Partial>>>,
+}
+
+impl FilesystemWriter {
+    /// Runs `job` on the partial upload, on the blocking pool.
+    async fn with_partial<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Partial) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let partial = self.partial.clone();
+        FilesystemStore::blocking(move || {
+            let mut guard = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?;
+            let partial = guard.as_mut().ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
+            job(partial)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BlobWriter for FilesystemWriter {
+    fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let committed = self.committed.clone();
+        self.with_partial(move |p| {
+            if let Err(err) = p.file.write_all(&data) {
+                // Leave the file as it was before this chunk.
+                let _ = p.file.as_file().set_len(p.len);
+                let _ = p.file.seek(SeekFrom::Start(p.len));
+                return Err(err.into());
+            }
+            p.hasher.update(&data);
+            p.len += data.len() as u64;
+            committed.store(p.len, Ordering::Release);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reset(&mut self) -> Result<(), StoreError> {
+        let committed = self.committed.clone();
+        self.with_partial(move |p| {
+            p.file.as_file().set_len(0)?;
+            p.file.seek(SeekFrom::Start(0))?;
+            p.hasher = Sha256::new();
+            p.len = 0;
+            committed.store(0, Ordering::Release);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let FilesystemWriter { digest, path, fsync, stored, partial, .. } = *self;
+        FilesystemStore::blocking(move || {
+            let taken = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?.take();
+            let p = taken.ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
+            let hash: [u8; 32] = p.hasher.finalize().into();
+            let actual = Digest::new(hash, p.len);
+            if actual != digest {
+                return Err(StoreError::DigestMismatch { expected: digest, actual });
+            }
+            if fsync {
+                p.file.as_file().sync_all()?;
+            }
+            p.file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
+            stored.fetch_add(digest.size(), Ordering::Relaxed);
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -290,5 +399,31 @@ mod tests {
         let path = store.local_path(&digest).unwrap();
         fs::write(&path, b"long").unwrap();
         assert!(matches!(store.read(&digest, 0, None).await, Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_verify_before_they_become_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let data = b"streamed in three chunks".to_vec();
+        let digest = Digest::of(&data);
+        let mut writer = store.begin_write(&digest).unwrap().expect("the filesystem store streams");
+        writer.append(Bytes::copy_from_slice(b"garbage")).await.unwrap();
+        writer.reset().await.unwrap();
+        for chunk in data.chunks(9) {
+            writer.append(Bytes::copy_from_slice(chunk)).await.unwrap();
+            assert!(!store.has(&digest).await.unwrap(), "visible before commit");
+        }
+        assert_eq!(writer.committed(), data.len() as u64);
+        writer.commit().await.unwrap();
+        assert_eq!(store.read(&digest, 0, None).await.unwrap(), Bytes::from(data.clone()));
+        assert_eq!(store.stored_bytes(), Some(data.len() as u64));
+
+        let wanted = Digest::of(b"expected");
+        let mut writer = store.begin_write(&wanted).unwrap().unwrap();
+        writer.append(Bytes::from_static(b"unexpected")).await.unwrap();
+        assert!(matches!(writer.commit().await, Err(StoreError::DigestMismatch { .. })));
+        assert!(!store.has(&wanted).await.unwrap());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporary files left behind");
     }
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use weir_proto::Digest;
 
-use super::{BlobStore, Store, StoreError};
+use super::{BlobStore, BlobWriter, Store, StoreError};
 
 /// Counters of one store layer.
 #[derive(Debug, Default)]
@@ -85,6 +85,43 @@ impl StoreMetrics {
                 let _ = writeln!(out, "{name}{{layer=\"{layer}\"}} {}", get(counters).load(Ordering::Relaxed));
             }
         }
+    }
+}
+
+/// Counts a streamed upload as one write when it commits.
+struct CountingWriter {
+    inner: Box<dyn BlobWriter>,
+    counters: Arc<LayerCounters>,
+}
+
+#[async_trait]
+impl BlobWriter for CountingWriter {
+    fn committed(&self) -> u64 {
+        self.inner.committed()
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.inner.append(data).await
+    }
+
+    async fn reset(&mut self) -> Result<(), StoreError> {
+        self.inner.reset().await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let len = self.inner.committed();
+        let counters = self.counters;
+        let result = self.inner.commit().await;
+        match &result {
+            Ok(()) => {
+                counters.writes.fetch_add(1, Ordering::Relaxed);
+                counters.write_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(_) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
     }
 }
 
@@ -158,6 +195,11 @@ impl BlobStore for MetricsStore {
 
     fn stored_bytes(&self) -> Option<u64> {
         self.inner.stored_bytes()
+    }
+
+    fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
+        let counters = self.counters.clone();
+        Ok(self.inner.begin_write(digest)?.map(|inner| Box::new(CountingWriter { inner, counters }) as Box<dyn BlobWriter>))
     }
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {

@@ -22,6 +22,7 @@
 //! To add a store: implement [`BlobStore`] in `store/<purpose>.rs` with a
 //! `<Purpose>Spec`, add a [`StoreSpec`] variant and one arm in [`build`].
 
+pub mod blob_writer;
 pub mod byte_size;
 pub mod fast_slow;
 pub mod filesystem;
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use weir_proto::Digest;
 
+pub use blob_writer::{writer_for, BlobWriter, BufferedWriter};
 pub use byte_size::ByteSize;
 pub use fast_slow::{FastSlowSpec, FastSlowStore};
 pub use filesystem::{FilesystemSpec, FilesystemStore};
@@ -150,6 +152,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// blobs as files that may be hard-linked (used to stage input roots).
     fn local_path(&self, _digest: &Digest) -> Option<PathBuf> {
         None
+    }
+
+    /// A streaming writer for `digest`, if the store can take an upload
+    /// chunk by chunk (see [`BlobWriter`]); `None` (the default) means callers
+    /// buffer and use `write` ([`writer_for`] does this).
+    fn begin_write(&self, _digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
+        Ok(None)
     }
 
     /// Removes the blob; returns whether it was there. Used by eviction and

@@ -120,6 +120,11 @@ impl BlobStore for VerifyStore {
         self.inner.stored_bytes()
     }
 
+    fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn super::BlobWriter>>, StoreError> {
+        // A streamed writer verifies on commit by contract.
+        self.inner.begin_write(digest)
+    }
+
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         self.inner.list().await
     }
