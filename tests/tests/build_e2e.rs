@@ -188,7 +188,7 @@ fn a_failing_command_reports_the_log_tail_and_exits_non_zero() {
 }
 
 #[test]
-fn namespace_sandbox_builds_with_install_root_and_compose() {
+fn namespace_sandbox_builds_with_install_root_and_an_integrating_compose() {
     let state = tempfile::tempdir().unwrap();
     // The default sandbox: the input root is `/`, so `%{install-root}` and `/bin/sh` are the staged ones.
     let worker = WorkerProcess::start(state.path(), &[]);
@@ -197,10 +197,15 @@ fn namespace_sandbox_builds_with_install_root_and_compose() {
         std::os::unix::fs::symlink("busybox", project.path().join("files/base/bin").join(applet)).unwrap();
     }
     project.manual("hello.bst", &["base.bst"], &["mkdir -p %{install-root}/usr/bin %{install-root}/usr/include", "echo tool > %{install-root}/usr/bin/tool", "echo header > %{install-root}/usr/include/tool.h"]);
+    // An integration command, run by the compose element inside the sandbox.
+    let hello = project.path().join("elements/hello.bst");
+    let mut element = std::fs::read_to_string(&hello).unwrap();
+    element.push_str("public:\n  bst:\n    integration-commands:\n    - echo integrated > /usr/bin/integrated\n");
+    std::fs::write(&hello, element).unwrap();
     write(
         project.path(),
         "elements/image.bst",
-        "kind: compose\nbuild-depends:\n- hello.bst\nconfig:\n  integrate: false\n  exclude:\n  - devel\n",
+        "kind: compose\nbuild-depends:\n- base.bst\n- hello.bst\nconfig:\n  exclude:\n  - devel\n",
     );
     let run = project.weir(&worker, &["build", "image.bst"]);
     assert!(run.status.success(), "stderr: {}", text(&run.stderr));
@@ -208,6 +213,7 @@ fn namespace_sandbox_builds_with_install_root_and_compose() {
     let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "image.bst"]);
     assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
     assert_eq!(std::fs::read_to_string(out.join("usr/bin/tool")).unwrap(), "tool\n");
+    assert_eq!(std::fs::read_to_string(out.join("usr/bin/integrated")).unwrap(), "integrated\n");
     // `devel` (the project's default split rules put /usr/include there) was excluded.
     assert!(!out.join("usr/include/tool.h").exists());
 }

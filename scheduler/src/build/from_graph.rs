@@ -4,7 +4,7 @@
 //! It owns the mapping of core element kinds onto [`Recipe`]s: `import`
 //! (with `config.source`/`config.target`), `stack`, `script` (its commands in
 //! `%{cwd}`, dependencies staged by `location`), `compose` (split-rule
-//! filtering from each dependency's public data), and `manual` (its
+//! filtering from each dependency's public data), `filter`, and `manual` (its
 //! configure, build, install and strip commands in that order, the
 //! `build-root`/`install-root` variables, the environment, and the platform
 //! `OSFamily`/`ISA` from `sandbox: build-os`/`build-arch`). Key decision:
@@ -103,6 +103,21 @@ pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index:
             environment: string_map(&element.environment),
             platform: platform(element, host)?,
         })),
+        "filter" => {
+            let mut build_deps = element.dependencies.iter().filter(|d| d.dep_type.is_build());
+            let (Some(dep), None) = (build_deps.next(), build_deps.next()) else {
+                return Err(bad("a filter element must have exactly one build dependency".into()));
+            };
+            let source = *index.get(&dep.element).ok_or_else(|| bad("its build dependency is not in the plan".into()))?;
+            Ok(Recipe::Filter {
+                source,
+                filter: SplitFilter {
+                    include: config_list(element, "include")?,
+                    exclude: config_list(element, "exclude")?,
+                    include_orphans: config_bool(element, "include-orphans", false)?,
+                },
+            })
+        }
         "script" => {
             let variable = |name: &str| element.variable(name).filter(|v| !v.is_empty()).unwrap_or("/").to_string();
             Ok(Recipe::Commands(CommandsRecipe {
@@ -115,7 +130,7 @@ pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index:
                 layout: layout(element, index),
             }))
         }
-        other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: compose, import, manual, script, stack)"))),
+        other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: compose, filter, import, manual, script, stack)"))),
     }
 }
 
@@ -410,9 +425,12 @@ mod tests {
     #[test]
     fn unsupported_kinds_and_sources_are_errors_naming_the_element() {
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
-        let g = graph(vec![element(0, "f.bst", "filter", Map::new(span()), &[])], vec![ElementId(0)]);
+        let g = graph(vec![element(0, "f.bst", "autotools", Map::new(span()), &[])], vec![ElementId(0)]);
         let err = plan_from_graph(&g, &g.targets, &host, keys).unwrap_err();
-        assert!(err.to_string().contains("f.bst") && err.to_string().contains("filter"), "{err}");
+        assert!(err.to_string().contains("f.bst") && err.to_string().contains("autotools"), "{err}");
+        // A filter needs exactly one build dependency.
+        let g = graph(vec![element(0, "f.bst", "filter", Map::new(span()), &[])], vec![ElementId(0)]);
+        assert!(plan_from_graph(&g, &g.targets, &host, keys).unwrap_err().to_string().contains("exactly one"));
         let mut remote = element(0, "r.bst", "import", Map::new(span()), &[]);
         remote.sources[0].kind = "git".into();
         let g = graph(vec![remote], vec![ElementId(0)]);

@@ -84,6 +84,14 @@ pub enum Recipe {
     /// commands ran (when `integrate` and there are any), filtered by each
     /// dependency's split rules.
     Compose(ComposeRecipe),
+    /// `filter`: the artifact of its one build dependency (not its closure),
+    /// filtered by that dependency's split rules; nothing runs.
+    Filter {
+        /// The plan index of the filtered element.
+        source: usize,
+        /// What is kept.
+        filter: SplitFilter,
+    },
     /// Run commands in a sandbox on the staged dependencies and sources.
     Commands(CommandsRecipe),
 }

@@ -23,7 +23,7 @@ use super::action::{relative, ActionSpec};
 use super::event::{BuildEvent, EventSink};
 use super::placement::{Offer, Placement};
 use super::queue::{ElementRunner, Job};
-use super::split::SplitRules;
+use super::split::{SplitFilter, SplitRules};
 use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, ComposeRecipe, Recipe, SourceTree, Staging};
 use crate::remote::{Blob, BlobSet, RemoteClient, RemoteError};
 
@@ -202,6 +202,23 @@ impl RemoteRunner {
             owner => keeps(owner, path),
         });
         self.upload_staging(&element.name, &after, BlobSet::new()).await
+    }
+
+    /// `filter`: the one build dependency's files that its split rules select.
+    async fn build_filter(&self, job: &Job, source: usize, filter: &SplitFilter) -> Result<Digest, BuildError> {
+        let element = job.element();
+        let staged = job.plan.staged(job.index);
+        let dep = staged.iter().position(|&s| s == source).and_then(|p| job.deps.get(p)).ok_or_else(|| BuildError::Element {
+            element: element.name.clone(),
+            reason: "the filtered dependency's artifact is not available".into(),
+        })?;
+        let rules = &job.plan.elements()[source].public.split_rules;
+        let root = dep.files_digest()?;
+        let tree = self.tree(root).await?;
+        let mut staging = Staging::new();
+        staging.stage_tree(&dep.element, "", root, &tree)?;
+        staging.retain(|path| filter.keeps(rules, path));
+        self.upload_staging(&element.name, &staging, BlobSet::new()).await
     }
 
     /// Every output of a result (directories, files, symlinks) staged at its path.
@@ -394,6 +411,10 @@ impl ElementRunner for RemoteRunner {
                 Artifact::new(element, files, dependencies(job))
             }
             Recipe::Commands(recipe) => self.build_commands(job, recipe, events).await?,
+            Recipe::Filter { source, filter } => {
+                let files = self.build_filter(job, *source, filter).await?;
+                Artifact::new(element, files, dependencies(job))
+            }
             Recipe::Compose(recipe) => {
                 let files = self.build_compose(job, recipe).await?;
                 Artifact::new(element, files, dependencies(job))
@@ -669,6 +690,27 @@ mod tests {
         assert_eq!(read_file(&server, root, "etc/tool.cache").as_deref(), Some(&b"cache\n"[..]));
         assert_eq!(read_file(&server, root, "usr/bin/tool"), None, "removed by integration");
         assert_eq!(read_file(&server, root, "usr/include/tool.h"), None, "devel still dropped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn filter_keeps_the_selected_domains_of_its_dependency_only() {
+        let server = FakeServer::start_default().await;
+        let project = tempfile::tempdir().unwrap();
+        for (path, text) in [("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")] {
+            let file = project.path().join("lib").join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+        let mut lib = element("lib.bst", "f0", &[], import(&project.path().join("lib")));
+        lib.public.split_rules.domains = BTreeMap::from([("devel".to_string(), vec!["/usr/include/**".to_string()])]);
+        let filter = crate::build::SplitFilter { include: vec!["devel".into()], exclude: vec![], include_orphans: false };
+        let headers = element("headers.bst", "f1", &[0], Recipe::Filter { source: 0, filter });
+        let (report, events) = build(&server, vec![lib, headers]).await;
+        assert!(report.success(), "{events:#?}");
+        let root = report.results[1].artifact().unwrap().files_digest().unwrap();
+        assert_eq!(read_file(&server, root, "usr/include/tool.h").as_deref(), Some(&b"h"[..]));
+        assert_eq!(read_file(&server, root, "usr/bin/tool"), None);
+        assert_eq!(read_file(&server, root, "etc/tool.conf"), None, "orphans dropped");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

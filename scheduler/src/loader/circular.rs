@@ -83,6 +83,7 @@ impl Session {
             generation: 0,
             stack: Vec::new(),
             memo: std::collections::HashMap::new(),
+            visits: 0,
         };
         for i in 0..n {
             if self.elements[i].deps.len() < 2 {
@@ -133,6 +134,9 @@ impl Session {
             });
             self.elements[i].deps = deps;
         }
+        let big = self.elements.iter().filter(|e| e.deps.len() >= LIST_MATRIX_MIN).count();
+        let maxd = self.elements.iter().map(|e| e.deps.len()).max().unwrap_or(0);
+        eprintln!("SORTSTATS searches={} visits={} big={} maxdeps={}", reach.memo.len(), reach.visits, big, maxd);
     }
 }
 
@@ -202,6 +206,7 @@ struct Reachability {
     stack: Vec<usize>,
     /// Answers of full searches: the same pairs recur in many elements' lists.
     memo: std::collections::HashMap<(u32, u32), bool>,
+    visits: u64,
 }
 
 impl Reachability {
@@ -230,6 +235,7 @@ impl Reachability {
         self.stack.push(a);
         self.stamp[a] = generation;
         while let Some(x) = self.stack.pop() {
+            self.visits += 1;
             for dep in &elements[x].deps {
                 let d = dep.element.index();
                 if d == b {

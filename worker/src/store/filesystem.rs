@@ -190,22 +190,26 @@ impl BlobStore for FilesystemStore {
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
         let path = self.path_of(digest);
-        if tokio::fs::metadata(&path).await.map(|m| m.len() == digest.size()).unwrap_or(false) {
-            return Ok(());
-        }
-        verify_content(digest, &data).await?;
         let tmp = self.tmp.clone();
         let fsync = self.fsync;
         let stored = self.stored.clone();
-        let size = digest.size();
+        let digest = *digest;
+        // One trip to the blocking pool: existence check, hash, write, rename.
         Self::blocking(move || {
+            if fs::metadata(&path).map(|m| m.len() == digest.size()).unwrap_or(false) {
+                return Ok(());
+            }
+            let actual = Digest::of(&data);
+            if actual != digest {
+                return Err(StoreError::DigestMismatch { expected: digest, actual });
+            }
             let mut file = tempfile::NamedTempFile::new_in(&tmp)?;
             file.write_all(&data)?;
             if fsync {
                 file.as_file().sync_all()?;
             }
             file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
-            stored.fetch_add(size, Ordering::Relaxed);
+            stored.fetch_add(digest.size(), Ordering::Relaxed);
             Ok(())
         })
         .await
