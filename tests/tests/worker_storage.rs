@@ -649,6 +649,7 @@ async fn tls_listener_serves_tls_clients_only() {
     let worker = WorkerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
 
     let ca = tonic::transport::Certificate::from_pem(std::fs::read(dir.path().join("server.crt")).unwrap());
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
     let ch = Channel::from_shared(format!("https://{}", worker.addr)).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
     let data = b"over tls".to_vec();

@@ -69,6 +69,8 @@ pub struct Job {
     pub deps: Vec<Artifact>,
     /// The attempt, from 0.
     pub attempt: u32,
+    /// The cache was already asked (before scheduling) and has no artifact.
+    pub known_missing: bool,
 }
 
 impl Job {
@@ -167,11 +169,13 @@ impl<R: ElementRunner> BuildQueue<R> {
             self.events.emit(BuildEvent::Queued { element: element.name.clone(), key: element.keys.strong.clone() });
         }
         let mut cancelled = *cancel.borrow();
+        let mut missing = vec![false; count];
         if !cancelled {
             tokio::select! {
                 found = self.prefetch(&plan) => {
-                    for (index, artifact) in found.into_iter().enumerate() {
-                        if let Some(artifact) = artifact {
+                    for (index, found) in found.into_iter().enumerate() {
+                        missing[index] = matches!(found, Ok(None));
+                        if let Ok(Some(artifact)) = found {
                             let element = &plan.elements()[index];
                             self.events.emit(BuildEvent::Cached { element: element.name.clone(), key: element.keys.strong.clone() });
                             results[index] = Some(ElementResult::Cached(artifact));
@@ -188,7 +192,7 @@ impl<R: ElementRunner> BuildQueue<R> {
             while !stopping && !cancelled && running.len() < self.options.builders.max(1) + EXTRA_LOOKUPS {
                 let Some(index) = ready.pop_first() else { break };
                 let deps = plan.staged(index).iter().filter_map(|&d| results[d].as_ref().and_then(|r| r.artifact()).cloned()).collect();
-                let job = Job { plan: plan.clone(), index, deps, attempt: 0 };
+                let job = Job { plan: plan.clone(), index, deps, attempt: 0, known_missing: missing[index] };
                 let (runner, events, options, gate) = (self.runner.clone(), self.events.clone(), self.options.clone(), gate.clone());
                 running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options, &gate).await) });
             }
@@ -247,15 +251,14 @@ impl<R: ElementRunner> BuildQueue<R> {
     /// Looks every element up in the cache before anything is scheduled, many
     /// at once (a key does not depend on what gets built, so a fully cached
     /// graph is answered without waiting on its depth). A failed lookup
-    /// counts as "not cached" here; the element's own task looks again and
-    /// reports the error.
-    async fn prefetch(&self, plan: &Arc<BuildPlan>) -> Vec<Option<Artifact>> {
+    /// is looked up again by the element's own task, which reports the error.
+    async fn prefetch(&self, plan: &Arc<BuildPlan>) -> Vec<Result<Option<Artifact>, BuildError>> {
         use futures::StreamExt;
         futures::stream::iter(0..plan.len())
             .map(|index| {
-                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0 };
+                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0, known_missing: false };
                 let runner = self.runner.clone();
-                async move { runner.lookup(&job).await.ok().flatten() }
+                async move { runner.lookup(&job).await }
             })
             .buffered(PREFETCH_LOOKUPS)
             .collect()
@@ -293,7 +296,8 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
     loop {
         let attempt = job.attempt;
         let mut slot = None;
-        let outcome = match runner.lookup(&job).await {
+        let lookup = if job.known_missing && attempt == 0 { Ok(None) } else { runner.lookup(&job).await };
+        let outcome = match lookup {
             Ok(Some(artifact)) => {
                 events.emit(BuildEvent::Cached { element: element.name.clone(), key: element.keys.strong.clone() });
                 return ElementResult::Cached(artifact);

@@ -122,13 +122,10 @@ impl RemoteRunner {
     }
 
     /// Encodes `staging`, uploads its directories and `blobs`; returns the root.
-    async fn upload_staging(&self, element: &str, staging: &Staging, mut blobs: BlobSet) -> Result<Digest, BuildError> {
-        let tree = staging.build(element)?;
-        for directory in tree.directories() {
-            blobs.insert(directory.digest, Blob::Data(directory.bytes.clone()));
-        }
+    async fn upload_staging(&self, element: &str, staging: &Staging, blobs: BlobSet) -> Result<Digest, BuildError> {
+        let (root, blobs) = encode_staging(element, staging, blobs)?;
         self.cas().upload(&blobs).await?;
-        Ok(tree.root_digest())
+        Ok(root)
     }
 
     async fn build_import(&self, job: &Job, sources: &[SourceTree], source: &str, target: &str) -> Result<Digest, BuildError> {
@@ -185,7 +182,7 @@ impl RemoteRunner {
             return self.upload_staging(&element.name, &staging, BlobSet::new()).await;
         }
         let before = staging;
-        let input_root = self.upload_staging(&element.name, &before, BlobSet::new()).await?;
+        let (input_root, inputs) = encode_staging(&element.name, &before, BlobSet::new())?;
         let outputs: Vec<String> = before.paths().filter(|p| !p.contains('/')).map(str::to_string).collect();
         let integration = CommandsRecipe {
             build_root: "/".into(),
@@ -195,7 +192,7 @@ impl RemoteRunner {
             ..Default::default()
         };
         let spec = ActionSpec::with_outputs(&integration, input_root, outputs);
-        let ran = self.run_action(job, &spec, &recipe.platform).await?;
+        let ran = self.run_action(job, &spec, &recipe.platform, inputs).await?;
         let mut after = self.collect_outputs(&element.name, &ran.result).await?;
         after.retain(|path| match before.owner(path) {
             None => true, // added by integration
@@ -262,10 +259,10 @@ impl RemoteRunner {
         staging.add_directory(&element.name, &relative(&recipe.install_root));
         let mut blobs = BlobSet::new();
         self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
-        let input_root = self.upload_staging(&element.name, &staging, blobs).await?;
+        let (input_root, inputs) = encode_staging(&element.name, &staging, blobs)?;
 
         let spec = ActionSpec::new(recipe, input_root);
-        let ran = self.run_action(job, &spec, &recipe.platform).await?;
+        let ran = self.run_action(job, &spec, &recipe.platform, inputs).await?;
         let files = self.output_tree(&element.name, &ran.result, &spec.output_paths[0]).await?;
         let mut artifact = Artifact::new(element, files, dependencies(job));
         artifact.stdout = ran.stdout.map(|d| d.to_string());
@@ -274,17 +271,24 @@ impl RemoteRunner {
         Ok(artifact)
     }
 
-    /// Uploads the action, runs it on a matching endpoint (another one than
-    /// the last attempt's when retrying) and stores its logs; a non-zero
-    /// exit is [`BuildError::CommandFailed`] with the log tail.
-    async fn run_action(&self, job: &Job, spec: &ActionSpec, platform: &BTreeMap<String, String>) -> Result<RanAction, BuildError> {
+    /// Uploads the action with its `inputs` (one FindMissingBlobs for all),
+    /// runs it on a matching endpoint (another one than the last attempt's
+    /// when retrying) and stores its logs; a non-zero exit is
+    /// [`BuildError::CommandFailed`] with the log tail.
+    async fn run_action(
+        &self,
+        job: &Job,
+        spec: &ActionSpec,
+        platform: &BTreeMap<String, String>,
+        mut inputs: BlobSet,
+    ) -> Result<RanAction, BuildError> {
         let element = job.element();
         let command = spec.command.encode_to_vec();
         let action = spec.action.encode_to_vec();
         let action_digest = Digest::of(&action);
-        self.cas()
-            .upload(&BlobSet::from([(Digest::of(&command), Blob::Data(command)), (action_digest, Blob::Data(action))]))
-            .await?;
+        inputs.insert(Digest::of(&command), Blob::Data(command));
+        inputs.insert(action_digest, Blob::Data(action));
+        self.cas().upload(&inputs).await?;
 
         let avoid = self.last_endpoint.lock().ok().and_then(|l| l.get(&job.index).copied());
         let endpoint = self.placement.choose(platform, if job.attempt == 0 { None } else { avoid }).ok_or_else(|| BuildError::NoEndpoint {
@@ -467,6 +471,15 @@ fn dependencies(job: &Job) -> Vec<(String, String)> {
         .filter_map(|index| staged.iter().position(|s| s == index).and_then(|p| job.deps.get(p)))
         .map(|d| (d.element.clone(), d.strong_key.clone()))
         .collect()
+}
+
+/// Encodes `staging`; returns its root and `blobs` plus its directories.
+fn encode_staging(element: &str, staging: &Staging, mut blobs: BlobSet) -> Result<(Digest, BlobSet), BuildError> {
+    let tree = staging.build(element)?;
+    for directory in tree.directories() {
+        blobs.insert(directory.digest, Blob::Data(directory.bytes.clone()));
+    }
+    Ok((tree.root_digest(), blobs))
 }
 
 /// Adds a tree read from disk (directories and files) to an upload set.

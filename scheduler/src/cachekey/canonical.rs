@@ -68,7 +68,7 @@ pub fn write_string(text: &str, out: &mut String) {
     out.push('"');
     let mut rest = text;
     while !rest.is_empty() {
-        let plain = rest.bytes().position(|b| b < 0x20 || b >= 0x80 || b == b'"' || b == b'\\').unwrap_or(rest.len());
+        let plain = rest.bytes().position(|b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\').unwrap_or(rest.len());
         out.push_str(&rest[..plain]);
         rest = &rest[plain..];
         let Some(ch) = rest.chars().next() else { break };

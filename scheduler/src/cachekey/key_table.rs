@@ -21,7 +21,7 @@ use super::build_scope::BuildScopes;
 use super::canonical::{write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
-use super::prefix_states::{EntryMode, PrefixStates, DICT_HEAD};
+use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates, DICT_HEAD};
 use super::sandbox::{sandbox_dict, HostPlatform};
 use super::source_key::{SourceKeys, TreeDigester};
 use super::value::Value;
@@ -92,17 +92,19 @@ impl KeyTable {
             .zip(&sources)
             .map(|(input, sources)| element_dict(input, sources, host))
             .collect::<Result<_, _>>()?;
-        let entries: Vec<String> = inputs.par_iter().map(dependency_entry_prefix).collect();
+        let mut entries: Vec<DependencyEntry> =
+            inputs.par_iter().map(|input| DependencyEntry::new(&input.project, &input.name)).collect();
 
         let prefixes = PrefixStates::new(inputs.len());
         let mut keys = vec![ElementKeys::default(); inputs.len()];
         for level in &scopes.levels {
-            let hashing = Hashing { scopes: &scopes, keys: &keys, entries: &entries, prefixes: &prefixes };
+            let hashing = Hashing { scopes: &scopes, entries: &entries, prefixes: &prefixes };
             let computed: Vec<(Option<String>, Option<String>)> = level
                 .par_iter()
                 .map(|&index| dicts[index].as_ref().map_or((None, None), |dict| hashing.element_keys(index, dict)))
                 .collect();
             for (&index, (weak, strict)) in level.iter().zip(computed) {
+                entries[index].set_keys(weak.as_deref(), strict.as_deref());
                 keys[index].weak = weak;
                 keys[index].strict = strict;
             }
@@ -152,11 +154,10 @@ fn element_dict(
     Ok(Some(ElementDict { tail: dict_tail(input, &plugin, sources, host)?, weak_mode, strict_direct }))
 }
 
-/// Read-only view of one level's hashing: the keys of earlier levels.
+/// Read-only view of one level's hashing: the entries (with keys) of earlier levels.
 struct Hashing<'a> {
     scopes: &'a BuildScopes,
-    keys: &'a [ElementKeys],
-    entries: &'a [String],
+    entries: &'a [DependencyEntry],
     prefixes: &'a PrefixStates,
 }
 
@@ -191,7 +192,7 @@ impl Hashing<'_> {
         let shared = match self.scopes.scope_prefix[index] {
             Some(prefix) if mode != EntryMode::Mixed => self
                 .prefixes
-                .state(prefix, mode, &self.scopes.closures, &self.scopes.closure_prefix, self.keys, self.entries)
+                .state(prefix, mode, &self.scopes.closures, &self.scopes.closure_prefix, self.entries)
                 .map(|state| (state, self.scopes.closures[prefix].len())),
             _ => None,
         };
@@ -203,14 +204,11 @@ impl Hashing<'_> {
         });
         for (position, &member) in scope.iter().enumerate().skip(done) {
             let member = member as usize;
-            let key = match mode {
-                EntryMode::WeakNames => None,
-                EntryMode::WeakKeyed => Some(self.keys[member].weak.as_deref()?),
-                EntryMode::Strict => Some(self.keys[member].strict.as_deref()?),
-                EntryMode::Mixed if strict_direct.contains(&member) => Some(self.keys[member].weak.as_deref()?),
-                EntryMode::Mixed => None,
+            let member_mode = match mode {
+                EntryMode::Mixed if strict_direct.contains(&member) => EntryMode::WeakKeyed,
+                other => other,
             };
-            PrefixStates::feed_entry(&mut hasher, position == 0, &self.entries[member], key);
+            self.entries[member].feed(&mut hasher, position == 0, member_mode)?;
         }
         Some(hasher)
     }
@@ -296,15 +294,6 @@ fn public_with_split_rules(public: &Value) -> Value {
         bst.entry("split-rules".into()).or_insert_with(Value::map);
     }
     Value::Map(public)
-}
-
-/// `["project","name"` of an element: its dependency entry without the key and `]`.
-fn dependency_entry_prefix(input: &ElementInput) -> String {
-    let mut entry = String::from("[");
-    write_string(&input.project, &mut entry);
-    entry.push(',');
-    write_string(&input.name, &mut entry);
-    entry
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+use super::canonical::write_string;
+
 /// The canonical text every key dict starts with, up to the dependency list.
 pub const DICT_HEAD: &str = "{\"core-artifact-version\":11,\"dependencies\":";
 
@@ -43,21 +45,53 @@ impl EntryMode {
     }
 }
 
-/// The keys a closure member contributes, by mode.
-pub trait MemberKeys {
-    /// The weak key of a member, if known.
-    fn weak(&self) -> Option<&str>;
-    /// The strict key of a member, if known.
-    fn strict(&self) -> Option<&str>;
+/// One element's entry in its dependants' lists, serialised once per form,
+/// each with a leading `,` (skipped for the first entry of a list).
+#[derive(Debug, Clone, Default)]
+pub struct DependencyEntry {
+    /// `,["project","name"]`.
+    pub names: String,
+    /// `,["project","name","weak key"]`, once the weak key is known.
+    pub weak: Option<String>,
+    /// `,["project","name","strict key"]`, once the strict key is known.
+    pub strict: Option<String>,
 }
 
-impl MemberKeys for super::key_table::ElementKeys {
-    fn weak(&self) -> Option<&str> {
-        self.weak.as_deref()
+impl DependencyEntry {
+    /// The names-only entry of an element of `project` named `name`.
+    pub fn new(project: &str, name: &str) -> Self {
+        let mut names = String::from(",[");
+        write_string(project, &mut names);
+        names.push(',');
+        write_string(name, &mut names);
+        names.push(']');
+        DependencyEntry { names, weak: None, strict: None }
     }
 
-    fn strict(&self) -> Option<&str> {
-        self.strict.as_deref()
+    /// Adds the keyed forms (keys are lowercase hex: nothing to escape).
+    pub fn set_keys(&mut self, weak: Option<&str>, strict: Option<&str>) {
+        let keyed = |key: &str| {
+            let open = &self.names[..self.names.len() - 1];
+            format!("{open},\"{key}\"]")
+        };
+        self.weak = weak.map(keyed);
+        self.strict = strict.map(keyed);
+    }
+
+    /// The text for `mode` (`Mixed` is decided per member by the caller); `None` if the key is unknown.
+    pub fn text(&self, mode: EntryMode) -> Option<&str> {
+        match mode {
+            EntryMode::WeakNames | EntryMode::Mixed => Some(&self.names),
+            EntryMode::WeakKeyed => self.weak.as_deref(),
+            EntryMode::Strict => self.strict.as_deref(),
+        }
+    }
+
+    /// Feeds this entry's text for `mode` into `hasher`; `None` if the key is unknown.
+    pub fn feed(&self, hasher: &mut Sha256, first: bool, mode: EntryMode) -> Option<()> {
+        let text = self.text(mode)?;
+        hasher.update(&text.as_bytes()[usize::from(first)..]);
+        Some(())
     }
 }
 
@@ -73,33 +107,17 @@ impl PrefixStates {
         PrefixStates { states: (0..len).map(|_| [OnceLock::new(), OnceLock::new(), OnceLock::new()]).collect() }
     }
 
-    /// Feeds one entry (`,` first unless it is the first) of a dependency list.
-    pub fn feed_entry(hasher: &mut Sha256, first: bool, entry_prefix: &str, key: Option<&str>) {
-        if !first {
-            hasher.update(b",");
-        }
-        hasher.update(entry_prefix.as_bytes());
-        if let Some(key) = key {
-            // Keys are lowercase hex: nothing to escape.
-            hasher.update(b",\"");
-            hasher.update(key.as_bytes());
-            hasher.update(b"\"");
-        }
-        hasher.update(b"]");
-    }
-
     /// The state after the entries of `closures[element]` in `mode`; `None`
     /// when a member's key is unknown or the mode is never shared.
     /// `prefix_of[x]` names a dependency whose closure starts `closures[x]`.
-    /// Every member's keys must already be in `keys`.
-    pub fn state<K: MemberKeys>(
+    /// Every member's keys must already be in `entries`.
+    pub fn state(
         &self,
         element: usize,
         mode: EntryMode,
         closures: &[Vec<u32>],
         prefix_of: &[Option<usize>],
-        keys: &[K],
-        entries: &[String],
+        entries: &[DependencyEntry],
     ) -> Option<Sha256> {
         let slot = mode.slot()?;
         // Walk down the prefix chain to a known state (or the chain's end),
@@ -125,14 +143,7 @@ impl PrefixStates {
                     }
                 };
                 for (position, &member) in closures[node].iter().enumerate().skip(done) {
-                    let member = member as usize;
-                    let key = match mode {
-                        EntryMode::WeakNames => None,
-                        EntryMode::WeakKeyed => Some(keys[member].weak()?),
-                        EntryMode::Strict => Some(keys[member].strict()?),
-                        EntryMode::Mixed => return None,
-                    };
-                    Self::feed_entry(&mut hasher, position == 0, &entries[member], key);
+                    entries[member as usize].feed(&mut hasher, position == 0, mode)?;
                 }
                 Some(hasher)
             });

@@ -130,6 +130,9 @@ pub struct PendingArgs {
 
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main() -> ExitCode {
+    // Both ring and aws-lc may be compiled in (feature unification): pick one
+    // for every TLS connection the scheduler makes.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let format = cli.global.error_format;
     match run(cli) {

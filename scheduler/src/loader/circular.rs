@@ -2,7 +2,7 @@
 //! the sorting of every element's direct dependencies (spec §7.2, §13.2).
 //!
 //! Key decision: "a depends on b" is answered by a search from a pruned with
-//! two depth-first interval labellings and the height above the leaves, so
+//! four depth-first interval labellings and the height above the leaves, so
 //! most negative answers cost O(1) and sorting stays near linear.
 
 use std::cmp::Ordering;
@@ -67,7 +67,12 @@ impl Session {
     /// Sorts the direct dependencies of every loaded element.
     pub fn sort_dependencies(&mut self) {
         let n = self.elements.len();
-        let labels = [Labels::new(&self.elements, false), Labels::new(&self.elements, true)];
+        let labels = [
+            Labels::new(&self.elements, false, false),
+            Labels::new(&self.elements, true, true),
+            Labels::new(&self.elements, false, true),
+            Labels::new(&self.elements, true, false),
+        ];
         // Height above the leaves: a dependency is always strictly lower.
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_unstable_by_key(|&i| labels[0].post[i]);
@@ -83,7 +88,6 @@ impl Session {
             generation: 0,
             stack: Vec::new(),
             memo: std::collections::HashMap::new(),
-            visits: 0,
         };
         for i in 0..n {
             if self.elements[i].deps.len() < 2 {
@@ -134,9 +138,6 @@ impl Session {
             });
             self.elements[i].deps = deps;
         }
-        let big = self.elements.iter().filter(|e| e.deps.len() >= LIST_MATRIX_MIN).count();
-        let maxd = self.elements.iter().map(|e| e.deps.len()).max().unwrap_or(0);
-        eprintln!("SORTSTATS searches={} visits={} big={} maxdeps={}", reach.memo.len(), reach.visits, big, maxd);
     }
 }
 
@@ -149,7 +150,7 @@ struct Labels {
 }
 
 impl Labels {
-    fn new(elements: &[super::session::LoadElement], reversed: bool) -> Labels {
+    fn new(elements: &[super::session::LoadElement], reversed: bool, roots_reversed: bool) -> Labels {
         let n = elements.len();
         const UNSEEN: u32 = u32::MAX;
         let mut post = vec![UNSEEN; n];
@@ -161,7 +162,8 @@ impl Labels {
             deps[j].element.index()
         };
         let mut started = vec![false; n];
-        for root in 0..n {
+        for r in 0..n {
+            let root = if roots_reversed { n - 1 - r } else { r };
             if started[root] {
                 continue;
             }
@@ -196,17 +198,16 @@ impl Labels {
     }
 }
 
-/// Answers "does a (transitively) depend on b" with searches pruned by two
+/// Answers "does a (transitively) depend on b" with searches pruned by four
 /// labellings and the height above the leaves.
 struct Reachability {
-    labels: [Labels; 2],
+    labels: [Labels; 4],
     level: Vec<u32>,
     stamp: Vec<u32>,
     generation: u32,
     stack: Vec<usize>,
     /// Answers of full searches: the same pairs recur in many elements' lists.
     memo: std::collections::HashMap<(u32, u32), bool>,
-    visits: u64,
 }
 
 impl Reachability {
@@ -235,7 +236,6 @@ impl Reachability {
         self.stack.push(a);
         self.stamp[a] = generation;
         while let Some(x) = self.stack.pop() {
-            self.visits += 1;
             for dep in &elements[x].deps {
                 let d = dep.element.index();
                 if d == b {

@@ -127,7 +127,27 @@ fn default_targets(session: &Session) -> Vec<String> {
     out
 }
 
+/// Prints how long each load phase took when `WEIR_LOAD_TIMINGS` is set.
+struct PhaseTimer {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> PhaseTimer {
+        PhaseTimer { enabled: std::env::var_os("WEIR_LOAD_TIMINGS").is_some(), last: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, phase: &str) {
+        if self.enabled {
+            eprintln!("weir: {phase}: {:.3}s", self.last.elapsed().as_secs_f64());
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Result<Graph, LoadError> {
+    let mut timer = PhaseTimer::new();
     let top = session.load_project(directory, None)?;
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
@@ -137,9 +157,12 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
         }
         ids.push(session.resolve_element(top, target, None)?);
     }
+    timer.done("load files");
     session.check_cycles(&ids)?;
     session.sort_dependencies();
+    timer.done("cycle check and sort");
     let (elements, graph_targets) = session.instantiate(&ids)?;
+    timer.done("instantiate");
     session.check_conflicts()?;
     let projects = summaries(session);
     let sources = std::mem::take(&mut session.sources);
