@@ -135,6 +135,11 @@ fn print_keys_of_project_in_env() {
     let loaded_at = started.elapsed();
     let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
     let keyed_at = started.elapsed();
+    let inputs = weir_scheduler::cachekey::from_graph::element_inputs(&loaded.graph).expect("inputs");
+    let scopes = weir_scheduler::cachekey::build_scope::BuildScopes::compute(&inputs).expect("scopes");
+    let widest = scopes.levels.iter().map(Vec::len).max().unwrap_or(0);
+    let scope_entries: usize = scopes.scopes.iter().map(Vec::len).sum();
+    eprintln!("{} levels (widest {widest}), {scope_entries} build-scope entries", scopes.levels.len());
     for _ in 0..3 {
         let start = cpu_time();
         let wall = std::time::Instant::now();

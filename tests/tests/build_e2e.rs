@@ -74,6 +74,19 @@ impl Project {
             .output()
             .expect("weir runs")
     }
+
+    /// `weir build --json TARGET`, which must succeed; its events.
+    fn build_ok(&self, worker: &WorkerProcess, target: &str) -> Vec<serde_json::Value> {
+        let run = self.weir(worker, &["build", "--json", target]);
+        assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+        events(&run)
+    }
+
+    /// `weir artifact checkout --directory DIR ELEMENT`, which must succeed.
+    fn checkout(&self, worker: &WorkerProcess, element: &str, dir: &Path) {
+        let run = self.weir(worker, &["artifact", "checkout", "--directory", dir.to_str().unwrap_or_default(), element]);
+        assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+    }
 }
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -104,19 +117,14 @@ fn import_is_built_once_then_cached_and_checks_out() {
     let state = tempfile::tempdir().unwrap();
     let worker = worker(state.path());
     let project = Project::new();
-    let first = project.weir(&worker, &["build", "--json", "base.bst"]);
-    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
-    let first_events = events(&first);
-    assert_eq!(count(&first_events, "finished"), 1, "{first_events:?}");
+    let first = project.build_ok(&worker, "base.bst");
+    assert_eq!(count(&first, "finished"), 1, "{first:?}");
 
-    let second = project.weir(&worker, &["build", "--json", "base.bst"]);
-    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
-    let second_events = events(&second);
-    assert_eq!((count(&second_events, "cached"), count(&second_events, "started")), (1, 0), "{second_events:?}");
+    let second = project.build_ok(&worker, "base.bst");
+    assert_eq!((count(&second, "cached"), count(&second, "started")), (1, 0), "{second:?}");
 
     let out = project.path().join("checkout");
-    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "base.bst"]);
-    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    project.checkout(&worker, "base.bst", &out);
     assert_eq!(std::fs::read_to_string(out.join("etc/base-marker")).unwrap(), "base\n");
 
     let listing = project.weir(&worker, &["artifact", "list-contents", "base.bst"]);
@@ -141,18 +149,14 @@ fn manual_elements_build_then_nothing_is_rebuilt() {
     project.manual("second.bst", &["base.bst", "hello.bst"], &[&format!("mkdir -p {INSTALL} && cp ../../../usr/share/hello.txt {INSTALL}/copy.txt")]);
     write(project.path(), "elements/all.bst", "kind: stack\ndepends:\n- second.bst\n");
 
-    let first = project.weir(&worker, &["build", "--json", "all.bst"]);
-    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
-    assert_eq!(count(&events(&first), "finished"), 4, "{:?}", events(&first));
+    let first = project.build_ok(&worker, "all.bst");
+    assert_eq!(count(&first, "finished"), 4, "{first:?}");
 
-    let second = project.weir(&worker, &["build", "--json", "all.bst"]);
-    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
-    let second_events = events(&second);
-    assert_eq!((count(&second_events, "cached"), count(&second_events, "started")), (4, 0), "{second_events:?}");
+    let second = project.build_ok(&worker, "all.bst");
+    assert_eq!((count(&second, "cached"), count(&second, "started")), (4, 0), "{second:?}");
 
     let out: PathBuf = project.path().join("out");
-    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "second.bst"]);
-    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    project.checkout(&worker, "second.bst", &out);
     assert_eq!(std::fs::read_to_string(out.join("copy.txt")).unwrap(), "base\nhello\n");
 
     let log = project.weir(&worker, &["artifact", "log", "hello.bst"]);
@@ -207,11 +211,9 @@ fn namespace_sandbox_builds_with_install_root_and_an_integrating_compose() {
         "elements/image.bst",
         "kind: compose\nbuild-depends:\n- base.bst\n- hello.bst\nconfig:\n  exclude:\n  - devel\n",
     );
-    let run = project.weir(&worker, &["build", "image.bst"]);
-    assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+    project.build_ok(&worker, "image.bst");
     let out = project.path().join("image");
-    let checkout = project.weir(&worker, &["artifact", "checkout", "--directory", out.to_str().unwrap(), "image.bst"]);
-    assert!(checkout.status.success(), "stderr: {}", text(&checkout.stderr));
+    project.checkout(&worker, "image.bst", &out);
     assert_eq!(std::fs::read_to_string(out.join("usr/bin/tool")).unwrap(), "tool\n");
     assert_eq!(std::fs::read_to_string(out.join("usr/bin/integrated")).unwrap(), "integrated\n");
     // `devel` (the project's default split rules put /usr/include there) was excluded.
@@ -288,9 +290,7 @@ fn a_worker_killed_mid_build_is_replaced_by_another_endpoint() {
     }
     // The artifacts are on the cache node: a build through it alone (it
     // executes nothing) finds everything.
-    let again = project.weir(&cache, &["build", "--json", "all.bst"]);
-    assert!(again.status.success(), "{}", text(&again.stderr));
-    let replay = self::events(&again);
+    let replay = project.build_ok(&cache, "all.bst");
     assert_eq!((count(&replay, "cached"), count(&replay, "started")), (4, 0), "{replay:?}");
 }
 
@@ -321,9 +321,7 @@ fn a_scheduler_killed_mid_build_rebuilds_only_what_was_not_finished() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let again = project.weir(&worker, &["build", "--json", "slow.bst"]);
-    assert!(again.status.success(), "{}", text(&again.stderr));
-    let replay = events(&again);
+    let replay = project.build_ok(&worker, "slow.bst");
     let started: Vec<_> = replay.iter().filter(|e| e["event"] == "started").map(|e| e["element"].as_str().unwrap_or("")).collect();
     assert_eq!(started, ["slow.bst"], "{replay:?}");
     assert_eq!(count(&replay, "cached"), 2);

@@ -42,7 +42,7 @@ const PREFETCH_LOOKUPS: usize = 128;
 /// Queue settings.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
-    /// Elements built at once (at least 1).
+    /// Remote actions run at once (at least 1).
     pub builders: usize,
     /// Failure policy.
     pub on_error: OnError,
@@ -86,6 +86,11 @@ pub trait ElementRunner: Send + Sync + 'static {
     /// element's dependencies are available (`job.deps` may be empty): a
     /// lookup depends on the element's keys only.
     fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
+    /// Whether building the element runs a remote action (and so takes one
+    /// of the `--builders` slots); elements assembled from trees alone do not.
+    fn runs_action(&self, _job: &Job) -> bool {
+        true
+    }
     /// Builds the element and stores its artifact; `events` receives
     /// warnings such as overlaps.
     fn build(&self, job: &Job, events: &dyn EventSink) -> impl Future<Output = Result<Artifact, BuildError>> + Send;
@@ -282,7 +287,8 @@ impl<R: ElementRunner> BuildQueue<R> {
 }
 
 /// Shared by the element tasks of one run: the build slots (so at most
-/// `builders` builds run; lookups take none) and the `quit` flag.
+/// `builders` actions run; lookups and tree-only elements take none) and the
+/// `quit` flag.
 struct Gate {
     slots: Semaphore,
     stopped: AtomicBool,
@@ -303,11 +309,13 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
                 return ElementResult::Cached(artifact);
             }
             Ok(None) => {
-                let Ok(permit) = gate.slots.acquire().await else { return ElementResult::Skipped };
+                if runner.runs_action(&job) {
+                    let Ok(permit) = gate.slots.acquire().await else { return ElementResult::Skipped };
+                    slot = Some(permit);
+                }
                 if gate.stopped.load(Ordering::SeqCst) {
                     return ElementResult::Skipped;
                 }
-                slot = Some(permit);
                 events.emit(BuildEvent::Started { element: element.name.clone(), attempt: attempt + 1 });
                 let started = Instant::now();
                 runner.build(&job, events).await.map(|artifact| (artifact, started.elapsed()))
@@ -370,6 +378,8 @@ mod tests {
         max_running: AtomicUsize,
         order: Mutex<Vec<String>>,
         delay_ms: u64,
+        /// Builds run no action (take no builder slot).
+        no_action: bool,
     }
 
     fn artifact(job: &Job) -> Artifact {
@@ -377,6 +387,9 @@ mod tests {
     }
 
     impl ElementRunner for FakeRunner {
+        fn runs_action(&self, _: &Job) -> bool {
+            !self.no_action
+        }
         async fn lookup(&self, job: &Job) -> Result<Option<Artifact>, BuildError> {
             Ok(self.cached.contains(&job.element().name).then(|| artifact(job)))
         }
@@ -441,6 +454,14 @@ mod tests {
             ElementResult::Built(a) => assert_eq!(a.dependencies, [("a".to_string(), "a-strong".to_string()), ("b".into(), "b-strong".into())]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn elements_that_run_no_action_take_no_builder_slot() {
+        let (report, runner, _) = run(FakeRunner { delay_ms: 30, no_action: true, ..Default::default() }, options(1, OnError::Quit)).await;
+        assert!(report.success());
+        // a, b and e are independent: with no slot needed they overlap despite --builders 1.
+        assert!(runner.max_running.load(Ordering::SeqCst) >= 2);
     }
 
     #[tokio::test]

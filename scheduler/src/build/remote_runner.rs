@@ -218,14 +218,18 @@ impl RemoteRunner {
         self.upload_staging(&element.name, &staging, BlobSet::new()).await
     }
 
+    /// The validated `Tree` of an output directory.
+    async fn output_directory(&self, element: &str, output: &reapi::OutputDirectory) -> Result<ValidTree, BuildError> {
+        let tree_digest = Digest::try_from(output.tree_digest.as_ref()).map_err(RemoteError::from)?;
+        let data = self.cas().download_one(tree_digest).await?;
+        ValidTree::decode(&data).map_err(|e| BuildError::Element { element: element.into(), reason: format!("output tree {tree_digest}: {e}") })
+    }
+
     /// Every output of a result (directories, files, symlinks) staged at its path.
     async fn collect_outputs(&self, element: &str, result: &ActionResult) -> Result<Staging, BuildError> {
         let mut staging = Staging::new();
         for output in &result.output_directories {
-            let tree_digest = Digest::try_from(output.tree_digest.as_ref()).map_err(RemoteError::from)?;
-            let data = self.cas().download_one(tree_digest).await?;
-            let tree = ValidTree::decode(&data)
-                .map_err(|e| BuildError::Element { element: element.into(), reason: format!("output tree {tree_digest}: {e}") })?;
+            let tree = self.output_directory(element, output).await?;
             let directories: Directories = tree.directories().map(|(d, dir)| (*d, dir.clone())).collect();
             staging.stage_tree(element, &relative(&output.path), tree.root_digest(), &directories)?;
         }
@@ -377,10 +381,7 @@ impl RemoteRunner {
             self.cas().upload(&BlobSet::from([(digest, Blob::Data(bytes))])).await?;
             return Ok(digest);
         };
-        let tree_digest = Digest::try_from(output.tree_digest.as_ref()).map_err(RemoteError::from)?;
-        let data = self.cas().download_one(tree_digest).await?;
-        let tree = ValidTree::decode(&data)
-            .map_err(|e| BuildError::Element { element: element.into(), reason: format!("output tree {tree_digest}: {e}") })?;
+        let tree = self.output_directory(element, output).await?;
         let blobs: BlobSet = tree
             .directories()
             .map(|(digest, directory)| (*digest, Blob::Data(directory.encode_to_vec())))
@@ -400,6 +401,17 @@ impl ElementRunner for RemoteRunner {
             return self.storage.lookup(&element.project, &element.name, &element.keys.weak).await;
         }
         Ok(None)
+    }
+
+    fn runs_action(&self, job: &Job) -> bool {
+        match &job.element().recipe {
+            Recipe::Commands(_) => true,
+            Recipe::Compose(recipe) => {
+                recipe.integrate
+                    && job.plan.staged(job.index).iter().any(|&i| !job.plan.elements()[i].public.integration_commands.is_empty())
+            }
+            Recipe::Import { .. } | Recipe::Stack | Recipe::Filter { .. } => false,
+        }
     }
 
     async fn build(&self, job: &Job, events: &dyn EventSink) -> Result<Artifact, BuildError> {
@@ -563,6 +575,15 @@ mod tests {
         (report, log.events())
     }
 
+    /// Writes `files` (relative path, content) under `root`.
+    fn write_files(root: &Path, files: &[(&str, &str)]) {
+        for (path, text) in files {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+    }
+
     /// Reads `path` from an artifact tree in the fake CAS.
     fn read_file(server: &FakeServer, root: Digest, path: &str) -> Option<Vec<u8>> {
         let mut current = root;
@@ -661,11 +682,7 @@ mod tests {
     async fn compose_keeps_what_the_split_rules_select_and_what_integration_adds() {
         let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
         let project = tempfile::tempdir().unwrap();
-        for (path, text) in [("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")] {
-            let file = project.path().join("lib").join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        }
+        write_files(&project.path().join("lib"), &[("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")]);
         let mut lib = element("lib.bst", "c0", &[], import(&project.path().join("lib")));
         lib.public.split_rules.domains = BTreeMap::from([
             ("devel".to_string(), vec!["/usr/include".to_string()]),
@@ -709,11 +726,7 @@ mod tests {
     async fn filter_keeps_the_selected_domains_of_its_dependency_only() {
         let server = FakeServer::start_default().await;
         let project = tempfile::tempdir().unwrap();
-        for (path, text) in [("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")] {
-            let file = project.path().join("lib").join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        }
+        write_files(&project.path().join("lib"), &[("usr/bin/tool", "t"), ("usr/include/tool.h", "h"), ("etc/tool.conf", "c")]);
         let mut lib = element("lib.bst", "f0", &[], import(&project.path().join("lib")));
         lib.public.split_rules.domains = BTreeMap::from([("devel".to_string(), vec!["/usr/include/**".to_string()])]);
         let filter = crate::build::SplitFilter { include: vec!["devel".into()], exclude: vec![], include_orphans: false };

@@ -287,7 +287,7 @@ mod tests {
                 super::super::canonical::hash_canonical("/project/files")
             )
         );
-        assert_eq!(fetch.state, "buildable");
+        assert_eq!(fetch.state, "fetch needed", "a remote source is not fetched yet");
         assert_eq!(fetch.key, fetch.full_key[..8]);
         assert_eq!(fetch.artifact, format!("proj/fetch/{}", fetch.full_key));
         let build = keys.fields(ElementId(1)).unwrap();
@@ -301,7 +301,9 @@ mod tests {
         assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "source-keys"), Some(fetch.source_keys.clone()));
         assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "name"), None);
         let cached = keys.fields_with(ElementId(1), 4, &|id| id == ElementId(0)).unwrap();
-        assert_eq!(cached.state, "buildable");
+        assert_eq!(cached.state, "buildable", "its only build dependency is cached");
+        let both = keys.fields_with(ElementId(1), 4, &|_| true).unwrap();
+        assert_eq!(both.state, "cached");
         assert_eq!(cached.key.len(), 4);
     }
 }

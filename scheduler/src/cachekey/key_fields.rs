@@ -5,8 +5,11 @@
 //! It owns [`KeyFields`]. Key decision: an unknown key prints as 64 `?` like
 //! BuildStream, the short key is the first `log_key_length` characters of the
 //! full key (BuildStream's `logging.key-length`, default 8), and the state is
-//! derived from a cache lookup the caller supplies (nothing is cached until a
-//! cache is configured, so elements are `buildable` or `waiting`).
+//! derived in BuildStream's order from a cache lookup the caller supplies
+//! (nothing is cached until a cache is configured). Until a source cache
+//! exists, every source other than `local` (which BuildStream imports
+//! eagerly) counts as not fetched, so its element is `fetch needed`, as
+//! `bst show` prints on a fresh machine.
 
 use super::artifact_name::artifact_name;
 use super::canonical::to_canonical;
@@ -32,7 +35,7 @@ pub struct KeyFields {
     pub source_keys: String,
     /// `%{artifact}`: `<project>/<normal-name>/<full-key>`.
     pub artifact: String,
-    /// `%{state}`: `no reference`, `junction`, `cached`, `buildable` or `waiting`.
+    /// `%{state}`: `no reference`, `junction`, `cached`, `fetch needed`, `buildable` or `waiting`.
     pub state: &'static str,
 }
 
@@ -58,6 +61,8 @@ impl KeyFields {
             "junction"
         } else if keys.strong().is_some() && cached(index) {
             "cached"
+        } else if input.sources.iter().any(|source| source.kind != "local") {
+            "fetch needed"
         } else if input.dependencies.iter().filter(|d| d.build).all(|d| cached(d.element)) {
             "buildable"
         } else {

@@ -10,7 +10,8 @@
 //!   closures ([`PrefixStates`]);
 //! * hashing is the one cost that grows quadratically (the dense shape puts
 //!   O(N) entries in each key), so the elements of one dependency level are
-//!   hashed in parallel (rayon); everything else is one sequential pass.
+//!   hashed in parallel (rayon), as are the per-element dict parts and the
+//!   source keys.
 
 use std::collections::BTreeMap;
 

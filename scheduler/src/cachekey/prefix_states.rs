@@ -1,6 +1,8 @@
 //! Shared SHA-256 states for dependency-list prefixes.
 //!
-//! It owns [`PrefixStates`]. The key dict's canonical text starts with
+//! It owns [`PrefixStates`] and [`DependencyEntry`] (an element's entry in
+//! its dependants' lists, serialised once per form, so hashing a list is one
+//! `update` per member). The key dict's canonical text starts with
 //! [`DICT_HEAD`] followed by the dependency list, and an element's build-scope
 //! list starts with the whole runtime closure of its first build dependency
 //! (often with a longer closure of another dependency), whose closure in turn

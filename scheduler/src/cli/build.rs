@@ -90,7 +90,7 @@ pub struct BuildArgs {
     /// Remote options.
     #[command(flatten)]
     pub remote: RemoteArgs,
-    /// Elements built at once.
+    /// Remote actions run at once (elements that run no action take no slot).
     #[arg(long = "builders", default_value_t = 4, value_name = "N")]
     pub builders: usize,
     /// What to do when an element fails.

@@ -80,7 +80,6 @@ impl Session {
         for &i in &order {
             level[i] = self.elements[i].deps.iter().map(|d| level[d.element.index()] + 1).max().unwrap_or(0);
         }
-        let mut matrix = ListMatrix::new(n);
         let mut reach = Reachability {
             labels,
             level,
@@ -95,23 +94,12 @@ impl Session {
             }
             let mut deps = std::mem::take(&mut self.elements[i].deps);
             let elements = &self.elements;
-            if deps.len() >= LIST_MATRIX_MIN {
-                matrix.fill(elements, &deps);
-            }
-            let use_matrix = deps.len() >= LIST_MATRIX_MIN;
             timsort_by(&mut deps, |a, b| {
                 let (ea, eb) = (a.element, b.element);
-                let depends = |x: ElementId, y: ElementId, reach: &mut Reachability| {
-                    if use_matrix {
-                        matrix.depends(x, y)
-                    } else {
-                        reach.depends(elements, x, y)
-                    }
-                };
-                if depends(ea, eb, &mut reach) {
+                if reach.depends(elements, ea, eb) {
                     return Ordering::Greater;
                 }
-                if depends(eb, ea, &mut reach) {
+                if reach.depends(elements, eb, ea) {
                     return Ordering::Less;
                 }
                 if a.dep_type != b.dep_type {
@@ -251,90 +239,3 @@ impl Reachability {
     }
 }
 
-/// Lists at least this long get an exact reachability matrix instead of searches.
-const LIST_MATRIX_MIN: usize = 24;
-
-/// Exact "depends on" among the members of one long dependency list: one
-/// sweep over everything the members depend on, with a bitset (over the
-/// members) per element.
-struct ListMatrix {
-    /// Member index of each element, or `u32::MAX`.
-    member: Vec<u32>,
-    /// Row of each element in `bits`, or `u32::MAX`.
-    row: Vec<u32>,
-    touched: Vec<usize>,
-    bits: Vec<u64>,
-    words: usize,
-}
-
-impl ListMatrix {
-    fn new(n: usize) -> ListMatrix {
-        ListMatrix { member: vec![u32::MAX; n], row: vec![u32::MAX; n], touched: Vec::new(), bits: Vec::new(), words: 0 }
-    }
-
-    fn fill(&mut self, elements: &[super::session::LoadElement], list: &[super::session::LoadedDep]) {
-        for &x in &self.touched {
-            self.member[x] = u32::MAX;
-            self.row[x] = u32::MAX;
-        }
-        self.touched.clear();
-        self.bits.clear();
-        self.words = list.len().div_ceil(64);
-        for (i, dep) in list.iter().enumerate() {
-            let x = dep.element.index();
-            self.member[x] = i as u32;
-            self.touched.push(x);
-        }
-        // Post-order over everything reachable from the members.
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        let mut rows = 0u32;
-        for dep in list {
-            let root = dep.element.index();
-            if self.row[root] != u32::MAX {
-                continue;
-            }
-            self.row[root] = u32::MAX - 1;
-            stack.push((root, 0));
-            while let Some(&mut (x, ref mut next)) = stack.last_mut() {
-                let deps = &elements[x].deps;
-                if *next < deps.len() {
-                    let d = deps[*next].element.index();
-                    *next += 1;
-                    if self.row[d] == u32::MAX {
-                        self.row[d] = u32::MAX - 1;
-                        if self.member[d] == u32::MAX {
-                            self.touched.push(d);
-                        }
-                        stack.push((d, 0));
-                    }
-                } else {
-                    let start = self.bits.len();
-                    self.bits.resize(start + self.words, 0);
-                    for dep in deps {
-                        let d = dep.element.index();
-                        let r = self.row[d] as usize * self.words;
-                        for w in 0..self.words {
-                            self.bits[start + w] |= self.bits[r + w];
-                        }
-                        let m = self.member[d];
-                        if m != u32::MAX {
-                            self.bits[start + m as usize / 64] |= 1 << (m % 64);
-                        }
-                    }
-                    self.row[x] = rows;
-                    rows += 1;
-                    stack.pop();
-                }
-            }
-        }
-    }
-
-    fn depends(&self, a: ElementId, b: ElementId) -> bool {
-        let m = self.member[b.index()];
-        let r = self.row[a.index()];
-        if m == u32::MAX || r >= u32::MAX - 1 {
-            return false;
-        }
-        self.bits[r as usize * self.words + m as usize / 64] & (1 << (m % 64)) != 0
-    }
-}

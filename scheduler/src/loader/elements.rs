@@ -182,8 +182,13 @@ impl Session {
             dep_specs,
             deps: Vec::new(),
             link_target,
+            prepared: None,
         });
         self.state(id).files.insert(name.to_string(), element);
+        if !first_pass {
+            let prepared = self.prepare(element);
+            self.elements[element.index()].prepared = Some(prepared);
+        }
         Ok(element)
     }
 

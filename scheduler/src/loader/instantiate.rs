@@ -26,6 +26,15 @@ enum Step {
     Exit(ElementId),
 }
 
+/// An element's own data, before its dependencies are known.
+#[derive(Debug)]
+pub struct Prepared {
+    element: Element,
+    kind: Arc<KindInfo>,
+    /// Kept only when dependency configurations need expanding.
+    vars: Option<Variables>,
+}
+
 /// Per-element state between enter and exit.
 struct Pending {
     element: Element,
@@ -84,7 +93,7 @@ impl Session {
                         let gid = graph_id[id.index()].unwrap_or(ElementId(0));
                         if let Some(p) = pending[gid.index()].as_mut() {
                             let kind = p.kind.clone();
-                            self.exit(id, &kind, &mut p.element)?;
+                            self.exit(&kind, &mut p.element)?;
                         }
                     }
                 }
@@ -110,7 +119,40 @@ impl Session {
     }
 
     /// Composes, resolves and checks one element's own data.
+    /// Takes the element's own data, prepared eagerly when its file was
+    /// loaded (or now), and adds its dependencies.
     fn enter(&mut self, id: ElementId, gid: ElementId) -> LoadResult<Pending> {
+        let prepared = match self.elements[id.index()].prepared.take() {
+            Some(result) => result?,
+            None => self.prepare(id)?,
+        };
+        let Prepared { mut element, kind, vars } = prepared;
+        element.id = gid;
+        let mut dependencies = Vec::with_capacity(self.element(id).deps.len());
+        for dep in &self.element(id).deps {
+            let mut configs = dep.configs.clone();
+            if let Some(vars) = &vars {
+                for c in &mut configs {
+                    vars.expand_map(c, &self.sources)?;
+                }
+            }
+            dependencies.push(Dependency {
+                element: dep.element,
+                dep_type: dep.dep_type,
+                strict: dep.strict,
+                configs,
+                path: dep.path.clone(),
+                span: dep.span,
+            });
+        }
+        element.dependencies = dependencies;
+        Ok(Pending { element, kind })
+    }
+
+    /// Composes, resolves and checks one element's own data (everything but
+    /// its dependencies). Done right after the file is read, so the parsed
+    /// tree can be dropped early; errors are kept and reported in order.
+    pub(crate) fn prepare(&mut self, id: ElementId) -> LoadResult<Prepared> {
         let el = self.element(id);
         let (project_id, kind_name, kind_span, first_pass) = (el.project, el.kind.clone(), el.kind_span, el.first_pass);
         let (name, full_name) = (el.name.clone(), el.full_name.clone());
@@ -197,25 +239,10 @@ impl Session {
 
         let sources = self.instantiate_sources(project_id, first_pass, &name, &node, &vars)?;
 
-        // Dependencies (expanded configurations).
-        let mut dependencies = Vec::new();
-        for dep in &self.element(id).deps {
-            let mut configs = dep.configs.clone();
-            for c in &mut configs {
-                vars.expand_map(c, &self.sources)?;
-            }
-            dependencies.push(Dependency {
-                element: dep.element,
-                dep_type: dep.dep_type,
-                strict: dep.strict,
-                configs,
-                path: dep.path.clone(),
-                span: dep.span,
-            });
-        }
+        let has_dep_configs = self.element(id).dep_specs.iter().any(|d| !d.configs.is_empty());
         let project_name = self.project(project_id).name.clone();
         let element = Element {
-            id: gid,
+            id,
             name,
             full_name,
             kind: kind_name,
@@ -229,10 +256,10 @@ impl Session {
             public: self.interner.intern(public),
             sandbox: self.interner.intern(sandbox),
             sources,
-            dependencies,
+            dependencies: Vec::new(),
             span,
         };
-        Ok(Pending { element, kind })
+        Ok(Prepared { element, kind, vars: has_dep_configs.then_some(vars) })
     }
 
     fn instantiate_sources(
@@ -303,7 +330,7 @@ impl Session {
     }
 
     /// After the dependencies: dependency configuration and preflight.
-    fn exit(&mut self, id: ElementId, kind: &KindInfo, element: &mut Element) -> LoadResult<()> {
+    fn exit(&mut self, kind: &KindInfo, element: &mut Element) -> LoadResult<()> {
         let mut delivered: Vec<(String, Vec<Map>)> = Vec::new();
         for dep in &element.dependencies {
             if !dep.dep_type.is_build() || dep.configs.is_empty() {
@@ -335,7 +362,6 @@ impl Session {
                 }
             }
         }
-        let _ = id;
         Ok(())
     }
 }

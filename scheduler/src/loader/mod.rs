@@ -210,3 +210,6 @@ pub fn check_user_config(path: &Path) -> Result<(), LoadFailure> {
         Err(e) => Err(LoadFailure::render(&e, &sources)),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -63,6 +63,9 @@ pub struct LoadElement {
     pub deps: Vec<LoadedDep>,
     /// For links: `config.target`.
     pub link_target: Option<Scalar>,
+    /// The element's own instantiated data (or the error), prepared when
+    /// its file was read.
+    pub prepared: Option<crate::yaml::LoadResult<super::instantiate::Prepared>>,
 }
 
 /// Per-project loader state.

@@ -85,19 +85,19 @@ impl PluginOrigins {
                 return Err(LoadError::at(item.span(), LoadErrorReason::InvalidData, "Value of 'plugins' item is not of the expected type 'dict'"));
             };
             let origin_name = def.req_scalar("origin")?;
-            let (extra, origin) = match origin_name.value.as_ref() {
+            let origin = match origin_name.value.as_ref() {
                 "local" => {
                     def.validate_keys(&[&ORIGIN_COMMON[..], &["path"]].concat())?;
                     let path = def.req_scalar("path")?;
-                    ("path", Origin::Local { path: project_path(project_dir, path, true)? })
+                    Origin::Local { path: project_path(project_dir, path, true)? }
                 }
                 "pip" => {
                     def.validate_keys(&[&ORIGIN_COMMON[..], &["package-name"]].concat())?;
-                    ("package-name", Origin::Pip { package: def.req_scalar("package-name")?.value.to_string() })
+                    Origin::Pip { package: def.req_scalar("package-name")?.value.to_string() }
                 }
                 "junction" => {
                     def.validate_keys(&[&ORIGIN_COMMON[..], &["junction"]].concat())?;
-                    ("junction", Origin::Junction { junction: def.req_scalar("junction")?.clone(), span: def.span })
+                    Origin::Junction { junction: def.req_scalar("junction")?.clone(), span: def.span }
                 }
                 other => {
                     return Err(LoadError::at(
@@ -107,7 +107,6 @@ impl PluginOrigins {
                     ))
                 }
             };
-            let _ = extra;
             let index = out.origins.len();
             out.origins.push(origin);
             let default_allow = def.get_bool("allow-deprecated")?.unwrap_or(false);

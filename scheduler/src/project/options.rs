@@ -89,13 +89,11 @@ impl ProjectOption {
     }
 
     fn invalid(&self, value: &str, at: Option<Span>) -> LoadError {
-        let message = format!(
-            "Invalid value for {} option '{}': {}\nValid values: {}",
-            self.kind.name(),
-            self.name,
-            value,
-            self.values.join(", ")
-        );
+        let valid = match self.kind {
+            OptionType::Bool => "True, true, False, false".to_string(),
+            _ => self.values.join(", "),
+        };
+        let message = format!("Invalid value for {} option '{}': {}\nValid values: {}", self.kind.name(), self.name, value, valid);
         match at {
             Some(span) => LoadError::at(span, LoadErrorReason::InvalidData, message),
             None => LoadError::new(LoadErrorReason::InvalidData, message),

@@ -133,10 +133,7 @@ impl Cas {
             self.batch_update(&batch, blobs).await?;
         }
         for digest in &large {
-            let blob = blobs.get(digest).ok_or(RemoteError::Protocol {
-                rpc: "FindMissingBlobs",
-                reason: format!("server reported {digest} missing, which was not asked about"),
-            })?;
+            let blob = blob_for(blobs, digest)?;
             self.write(*digest, blob).await?;
         }
         Ok(missing.len())
@@ -174,10 +171,7 @@ impl Cas {
     async fn batch_update(&self, batch: &[Digest], blobs: &BlobSet) -> Result<(), RemoteError> {
         let mut requests = Vec::with_capacity(batch.len());
         for digest in batch {
-            let blob = blobs.get(digest).ok_or(RemoteError::Protocol {
-                rpc: "FindMissingBlobs",
-                reason: format!("server reported {digest} missing, which was not asked about"),
-            })?;
+            let blob = blob_for(blobs, digest)?;
             requests.push(batch_update_blobs_request::Request { digest: Some(digest.to_proto()), data: blob.read_all().await?, compressor: 0 });
         }
         let request = BatchUpdateBlobsRequest { instance_name: self.instance_name.clone(), requests, digest_function: 0 };
@@ -339,6 +333,14 @@ impl Cas {
         }
         Ok(tree)
     }
+}
+
+/// The blob the server reported missing, which must be one asked about.
+fn blob_for<'a>(blobs: &'a BlobSet, digest: &Digest) -> Result<&'a Blob, RemoteError> {
+    blobs.get(digest).ok_or_else(|| RemoteError::Protocol {
+        rpc: "FindMissingBlobs",
+        reason: format!("server reported {digest} missing, which was not asked about"),
+    })
 }
 
 /// Checks that `data` is the blob `expected` names.
