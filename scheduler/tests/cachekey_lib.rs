@@ -122,36 +122,35 @@ fn cpu_time() -> std::time::Duration {
     std::time::Duration::new(spec.tv_sec as u64, spec.tv_nsec as u32)
 }
 
-/// Prints `name full-key` for every element of `WEIR_KEYS_PROJECT` (target
-/// `target.bst`) in `show` order, for comparing with `bst show` by hand:
-/// `WEIR_KEYS_PROJECT=DIR cargo test --test cachekey_lib -- --ignored --nocapture`.
+/// A measuring tool, not a check: prints `name full-key` for every element of
+/// `WEIR_KEYS_PROJECT` (target `target.bst`) in `show` order, to compare with
+/// `bst show --format '%{name} %{full-key}'`, and on stderr the graph's shape
+/// and the CPU time of each key phase (three runs):
+/// `WEIR_KEYS_PROJECT=DIR cargo test --release --test cachekey_lib -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn print_keys_of_project_in_env() {
+    use weir_scheduler::cachekey::build_scope::BuildScopes;
+    use weir_scheduler::cachekey::from_graph::element_inputs;
+    use weir_scheduler::cachekey::{HostPlatform, KeyTable, MerkleDigester};
+
     let Some(project) = std::env::var_os("WEIR_KEYS_PROJECT") else { return };
-    let started = std::time::Instant::now();
     let loaded = loader::load(Path::new(&project), &["target.bst".to_owned()], &LoadOptions::default())
         .unwrap_or_else(|f| panic!("load failed: {}", f.message));
-    let loaded_at = started.elapsed();
-    let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
-    let keyed_at = started.elapsed();
-    let inputs = weir_scheduler::cachekey::from_graph::element_inputs(&loaded.graph).expect("inputs");
-    let scopes = weir_scheduler::cachekey::build_scope::BuildScopes::compute(&inputs).expect("scopes");
+    let inputs = element_inputs(&loaded.graph).expect("inputs");
+    let scopes = BuildScopes::compute(&inputs).expect("scopes");
     let widest = scopes.levels.iter().map(Vec::len).max().unwrap_or(0);
-    let scope_entries: usize = scopes.scopes.iter().map(Vec::len).sum();
-    eprintln!("{} levels (widest {widest}), {scope_entries} build-scope entries", scopes.levels.len());
+    let entries: usize = scopes.scopes.iter().map(Vec::len).sum();
+    eprintln!("{} elements, {} levels (widest {widest}), {entries} build-scope entries", inputs.len(), scopes.levels.len());
     for _ in 0..3 {
         let start = cpu_time();
         let wall = std::time::Instant::now();
-        let inputs = weir_scheduler::cachekey::from_graph::element_inputs(&loaded.graph).expect("inputs");
+        let inputs = element_inputs(&loaded.graph).expect("inputs");
         let converted = cpu_time();
-        let host = weir_scheduler::cachekey::HostPlatform::detect();
-        let table = weir_scheduler::cachekey::KeyTable::compute(&inputs, &host, &weir_scheduler::cachekey::MerkleDigester)
-            .expect("keys");
+        let table = KeyTable::compute(&inputs, &HostPlatform::detect(), &MerkleDigester).expect("keys");
         let computed = cpu_time();
         let wall = wall.elapsed();
-        drop(inputs);
-        drop(table);
+        drop((inputs, table));
         let dropped = cpu_time();
         eprintln!(
             "cpu: convert {:?}, table {:?}, drop {:?}; wall: convert + table {wall:?}",
@@ -160,10 +159,10 @@ fn print_keys_of_project_in_env() {
             dropped - computed
         );
     }
+    let keys = GraphKeys::compute(&loaded.graph).unwrap_or_else(|e| panic!("keys failed: {e}"));
     let graph = &loaded.graph;
     for id in graph.select(&graph.targets, weir_scheduler::graph::Scope::All) {
         let fields = keys.fields(id).expect("keys of a loaded element");
         println!("{} {}", graph.element(id).full_name, fields.full_key);
     }
-    eprintln!("load {loaded_at:?}, keys {:?}", keyed_at - loaded_at);
 }

@@ -10,7 +10,8 @@
 //! `%{install-root}` works, which one test checks with the default
 //! (namespace) sandbox. One test runs a cache node and two executor nodes
 //! and kills an executor in the middle of a build. The worker is killed when each test ends
-//! (`WorkerProcess` kills on drop).
+//! (`WorkerProcess` kills on drop). The last test builds `examples/busybox`
+//! with the embedded worker (no remote) and then with a separate one.
 
 mod worker_process;
 
@@ -346,9 +347,143 @@ fn remotes_can_come_from_a_buildstream_user_configuration() {
 }
 
 #[test]
-fn no_remote_is_a_clear_error() {
+fn without_a_remote_an_unusable_cache_dir_is_a_clear_error() {
     let project = Project::new();
-    let run = Command::new(weir_tests::weir_bin()).current_dir(project.path()).args(["build", "base.bst"]).env_remove("WEIR_REMOTE").output().unwrap();
+    let run = Command::new(weir_tests::weir_bin())
+        .current_dir(project.path())
+        .args(["build", "--cache-dir", "/dev/null/weir", "base.bst"])
+        .env_remove("WEIR_REMOTE")
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(1));
-    assert!(text(&run.stderr).contains("NO_REMOTE"), "{}", text(&run.stderr));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("EMBEDDED_WORKER") && stderr.contains("/dev/null/weir"), "{stderr}");
+}
+
+/// `examples/busybox`, copied into a temporary directory and prepared
+/// (`prepare.sh` puts the host's static busybox into `files/base`).
+fn busybox_example() -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/busybox");
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&source, dir.path(), &source.join("files/base"));
+    let prepare = Command::new("sh").arg(dir.path().join("prepare.sh")).output().unwrap();
+    assert!(prepare.status.success(), "prepare.sh: {}", text(&prepare.stderr));
+    dir
+}
+
+/// Copies regular files and directories of `from` into `to`, except `skip`.
+fn copy_tree(from: &Path, to: &Path, skip: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path == skip {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()), skip);
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Runs `weir` in `project` with no remote (the embedded worker).
+fn weir_embedded(project: &Path, cache_home: &Path, args: &[&str]) -> Output {
+    Command::new(weir_tests::weir_bin())
+        .current_dir(project)
+        .args(args)
+        .env_remove("WEIR_REMOTE")
+        .env_remove("WEIR_CACHE_DIR")
+        .env("XDG_CACHE_HOME", cache_home)
+        .output()
+        .expect("weir runs")
+}
+
+/// Element name → strong key, from the `finished` and `cached` events.
+fn keys(events: &[serde_json::Value]) -> std::collections::BTreeMap<String, String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "finished" || e["event"] == "cached")
+        .map(|e| (e["element"].as_str().unwrap_or_default().to_string(), e["key"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// Every path under `root` with its content (files), target (symlinks) or nothing (directories).
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let kind = entry.file_type().unwrap();
+            let value = if kind.is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if kind.is_dir() {
+                pending.push(path);
+                "dir".to_string()
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                format!("{} bytes, {:x}", bytes.len(), bytes.iter().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b))))
+            };
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
+    let project = busybox_example();
+    let cache_home = tempfile::tempdir().unwrap();
+    // No remote, no --cache-dir: the embedded worker in $XDG_CACHE_HOME/weir, namespace sandbox.
+    let first = weir_embedded(project.path(), cache_home.path(), &["build", "--json", "all.bst"]);
+    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
+    let first = events(&first);
+    assert_eq!(count(&first, "finished"), 6, "{first:?}");
+    let cache_dir = cache_home.path().join("weir");
+    assert!(cache_dir.join("cas").is_dir(), "the CAS is under the user cache directory");
+
+    let second = weir_embedded(project.path(), cache_home.path(), &["build", "--json", "all.bst"]);
+    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
+    let second = events(&second);
+    assert_eq!((count(&second, "finished"), count(&second, "cached")), (0, 6), "{second:?}");
+    assert_eq!(keys(&first), keys(&second));
+
+    let out = tempfile::tempdir().unwrap();
+    let checkout = |element: &str, dir: &Path| {
+        let cache = cache_dir.to_str().unwrap_or_default();
+        let run = weir_embedded(project.path(), Path::new("/nonexistent"), &["artifact", "checkout", "--cache-dir", cache, "--directory", dir.to_str().unwrap_or_default(), element]);
+        assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+    };
+    let image = out.path().join("image");
+    checkout("image.bst", &image);
+    assert_eq!(std::fs::read_to_string(image.join("usr/share/greeting/message.txt")).unwrap(), "Hello from greeting.bst\nfrom a busybox stack built by weir\n");
+    // The integration command of greeting.bst ran inside the compose.
+    assert_eq!(std::fs::read_to_string(image.join("usr/share/greeting/index")).unwrap(), "index\nmessage.txt\n", "the redirection creates index before ls runs");
+    assert_eq!(std::fs::read_link(image.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert!(image.join("usr/bin/count-words").is_file());
+    assert!(!image.join("usr/include/greeting.h").exists(), "devel files are excluded");
+    let report = out.path().join("report");
+    checkout("report.bst", &report);
+    // The script element ran the image's own tool on the image.
+    assert_eq!(std::fs::read_to_string(report.join("report.txt")).unwrap(), "10 /usr/share/greeting/message.txt\nindex\nmessage.txt\n");
+    let log = weir_embedded(project.path(), cache_home.path(), &["artifact", "log", "greeting.bst"]);
+    assert!(text(&log.stdout).contains("Running cp message.txt"), "{}", text(&log.stdout));
+
+    // The same project through a separately started worker (namespace sandbox).
+    let state = tempfile::tempdir().unwrap();
+    let worker = WorkerProcess::start(state.path(), &[]);
+    let remote = Project { dir: project };
+    let separate = remote.build_ok(&worker, "all.bst");
+    assert_eq!(count(&separate, "finished"), 6);
+    assert_eq!(keys(&separate), keys(&first), "the same keys with either worker");
+    for element in ["image.bst", "report.bst"] {
+        let dir = out.path().join(format!("separate-{element}"));
+        remote.checkout(&worker, element, &dir);
+        let embedded_dir = out.path().join(element.trim_end_matches(".bst"));
+        assert_eq!(snapshot(&dir), snapshot(&embedded_dir), "{element}: the same files");
+    }
 }

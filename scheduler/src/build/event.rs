@@ -70,6 +70,20 @@ pub enum BuildEvent {
         /// The element.
         element: String,
     },
+    /// The element's action ran (or was found in the remote's action
+    /// cache): how long the worker spent, from its ExecutedActionMetadata.
+    Executed {
+        /// The element.
+        element: String,
+        /// The action digest (`hash/size`).
+        action: String,
+        /// Whether the result came from the action cache (nothing ran).
+        cached_result: bool,
+        /// The command's run time on the worker (execution start to end), in milliseconds.
+        run_millis: u64,
+        /// The worker's whole handling (inputs staged to outputs uploaded), in milliseconds.
+        worker_millis: u64,
+    },
     /// Dependencies staged the same file (later one wins).
     Overlap {
         /// The element being built.

@@ -267,6 +267,14 @@ impl RemoteRunner {
 
         let spec = ActionSpec::new(recipe, input_root);
         let ran = self.run_action(job, &spec, &recipe.platform, inputs).await?;
+        let metadata = ran.result.execution_metadata.clone().unwrap_or_default();
+        events.emit(BuildEvent::Executed {
+            element: element.name.clone(),
+            action: ran.action.to_string(),
+            cached_result: ran.cached_result,
+            run_millis: millis_between(metadata.execution_start_timestamp.as_ref(), metadata.execution_completed_timestamp.as_ref()),
+            worker_millis: millis_between(metadata.worker_start_timestamp.as_ref(), metadata.worker_completed_timestamp.as_ref()),
+        });
         let files = self.output_tree(&element.name, &ran.result, &spec.output_paths[0]).await?;
         let mut artifact = Artifact::new(element, files, dependencies(job));
         artifact.stdout = ran.stdout.map(|d| d.to_string());
@@ -306,6 +314,7 @@ impl RemoteRunner {
         let mut guard = CancelOnDrop { execution: execution.clone(), operation: None, pending: self.cancellations.clone() };
         let response = execution.execute(action_digest, false, |name| guard.operation = Some(name.to_string())).await?;
         guard.operation = None;
+        let cached_result = response.cached_result;
         let result = response.result.unwrap_or_default();
         let (stdout, stderr) = self.store_logs(&result).await?;
         if result.exit_code != 0 {
@@ -317,7 +326,7 @@ impl RemoteRunner {
                 logs: [stdout, stderr].into_iter().flatten().collect(),
             });
         }
-        Ok(RanAction { result, stdout, stderr, action: action_digest })
+        Ok(RanAction { result, stdout, stderr, action: action_digest, cached_result })
     }
 
     /// The staged dependency artifacts with the location each goes to, in
@@ -447,6 +456,14 @@ struct RanAction {
     stdout: Option<Digest>,
     stderr: Option<Digest>,
     action: Digest,
+    cached_result: bool,
+}
+
+/// Milliseconds from `start` to `end` (0 when either is missing or they are reversed).
+fn millis_between(start: Option<&weir_proto::protobuf::Timestamp>, end: Option<&weir_proto::protobuf::Timestamp>) -> u64 {
+    let (Some(start), Some(end)) = (start, end) else { return 0 };
+    let nanos = (i128::from(end.seconds) - i128::from(start.seconds)) * 1_000_000_000 + i128::from(end.nanos) - i128::from(start.nanos);
+    u64::try_from(nanos / 1_000_000).unwrap_or(0)
 }
 
 /// Cancels the remote operation if the build of an element is dropped

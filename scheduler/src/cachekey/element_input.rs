@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::value::Value;
 
@@ -31,8 +32,8 @@ pub struct ElementInput {
     pub variables: BTreeMap<String, String>,
     /// The composed, expanded `config` mapping (plugin defaults included).
     pub config: Value,
-    /// The composed, expanded environment.
-    pub environment: BTreeMap<String, String>,
+    /// The composed, expanded environment (shared: elements often have equal ones).
+    pub environment: Arc<BTreeMap<String, String>>,
     /// The effective `environment-nocache` set.
     pub environment_nocache: BTreeSet<String>,
     /// The composed, expanded public data (with the composed `bst.split-rules`).

@@ -6,11 +6,13 @@
 //! translation for download URLs. Key decision: this is the only code in the
 //! module that knows the loader's types; everything after it is plain data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::graph::{Element, ElementId, Graph, ProjectSummary};
+use crate::yaml::Map;
 
 use super::element_input::{DependencyInput, ElementInput, SourceInput, KEY_VARIABLES};
 use super::key_fields::{KeyFields, DEFAULT_KEY_LENGTH};
@@ -76,6 +78,7 @@ impl crate::graph::KeyFields for GraphKeys {
 
 /// The key inputs of every element, indexed by element id (converted in parallel).
 pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError> {
+    let interned = InternedValues::collect(graph)?;
     graph
         .elements
         .par_iter()
@@ -89,25 +92,61 @@ pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError>
             let project = graph.projects.get(element.project.0 as usize).ok_or_else(|| CacheKeyError::Internal {
                 detail: format!("{}: unknown project instance {}", element.full_name, element.project.0),
             })?;
-            element_input(element, project)
+            element_input(element, project, &interned)
         })
         .collect()
 }
 
+/// The loader interns equal `config`, `environment`, `public` and `sandbox`
+/// mappings into one `Arc`; they are converted once per distinct mapping
+/// (keyed by address, valid while the graph is borrowed) and shared.
+struct InternedValues {
+    values: HashMap<usize, Value>,
+    environments: HashMap<usize, Arc<BTreeMap<String, String>>>,
+}
+
+impl InternedValues {
+    fn collect(graph: &Graph) -> Result<Self, CacheKeyError> {
+        let address = |map: &Arc<Map>| Arc::as_ptr(map) as usize;
+        let mut interned = InternedValues { values: HashMap::new(), environments: HashMap::new() };
+        for element in &graph.elements {
+            for map in [&element.config, &element.public, &element.sandbox] {
+                interned.values.entry(address(map)).or_insert_with(|| map_to_value(map));
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = interned.environments.entry(address(&element.environment)) {
+                let mut environment = BTreeMap::new();
+                for (name, value) in element.environment.iter() {
+                    let value = value.as_str().ok_or_else(|| CacheKeyError::InvalidConfig {
+                        element: element.full_name.clone(),
+                        detail: format!("environment variable {name} is not a string"),
+                    })?;
+                    environment.insert(name.to_string(), value.to_owned());
+                }
+                slot.insert(Arc::new(environment));
+            }
+        }
+        Ok(interned)
+    }
+
+    fn value(&self, map: &Arc<Map>) -> Value {
+        self.values.get(&(Arc::as_ptr(map) as usize)).cloned().unwrap_or_else(|| map_to_value(map))
+    }
+
+    fn environment(&self, map: &Arc<Map>) -> Arc<BTreeMap<String, String>> {
+        self.environments.get(&(Arc::as_ptr(map) as usize)).cloned().unwrap_or_default()
+    }
+}
+
 /// The key input of one element.
-fn element_input(element: &Element, project: &ProjectSummary) -> Result<ElementInput, CacheKeyError> {
+fn element_input(
+    element: &Element,
+    project: &ProjectSummary,
+    interned: &InternedValues,
+) -> Result<ElementInput, CacheKeyError> {
     let variables: BTreeMap<String, String> = KEY_VARIABLES
         .iter()
         .filter_map(|name| element.variable(name).map(|value| ((*name).to_owned(), value.to_owned())))
         .collect();
-    let mut environment = BTreeMap::new();
-    for (name, value) in element.environment.iter() {
-        let value = value.as_str().ok_or_else(|| CacheKeyError::InvalidConfig {
-            element: element.full_name.clone(),
-            detail: format!("environment variable {name} is not a string"),
-        })?;
-        environment.insert(name.to_string(), value.to_owned());
-    }
     let sources = element
         .sources
         .iter()
@@ -142,11 +181,11 @@ fn element_input(element: &Element, project: &ProjectSummary) -> Result<ElementI
         kind: element.kind.clone(),
         build_root: element.variable("build-root").unwrap_or_default().to_owned(),
         variables,
-        config: map_to_value(&element.config),
-        environment,
+        config: interned.value(&element.config),
+        environment: interned.environment(&element.environment),
         environment_nocache: element.environment_nocache.iter().cloned().collect::<BTreeSet<_>>(),
-        public: map_to_value(&element.public),
-        sandbox: map_to_value(&element.sandbox),
+        public: interned.value(&element.public),
+        sandbox: interned.value(&element.sandbox),
         sources,
         fatal_warnings: project.fatal_warnings.clone(),
         dependencies,
@@ -168,14 +207,13 @@ fn translate_url(url: &str, project: &ProjectSummary) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
 
     use indexmap::IndexMap;
 
     use super::*;
     use crate::graph::{DepType, Dependency, SourceData};
     use crate::project::ProjectId;
-    use crate::yaml::{FileId, Map, Node, SourceMap, Span};
+    use crate::yaml::{FileId, Node, SourceMap, Span};
 
     struct NamedDigester;
 

@@ -14,6 +14,7 @@
 //!   source keys.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -287,14 +288,14 @@ fn dict_tail(
 /// The element's public data, guaranteed to hold `bst.split-rules` (spec §5.4).
 fn public_with_split_rules(public: &Value) -> Value {
     let mut public = match public {
-        Value::Map(map) => map.clone(),
+        Value::Map(map) => BTreeMap::clone(map),
         _ => BTreeMap::new(),
     };
     let bst = public.entry("bst".into()).or_insert_with(Value::map);
     if let Value::Map(bst) = bst {
-        bst.entry("split-rules".into()).or_insert_with(Value::map);
+        Arc::make_mut(bst).entry("split-rules".into()).or_insert_with(Value::map);
     }
-    Value::Map(public)
+    Value::Map(Arc::new(public))
 }
 
 #[cfg(test)]
@@ -401,7 +402,7 @@ mod tests {
             kind: kind.into(),
             build_root: format!("/buildstream/cachekey/{name}"),
             config,
-            environment: default_environment(),
+            environment: Arc::new(default_environment()),
             public: default_public(),
             ..Default::default()
         }
@@ -469,7 +470,7 @@ mod tests {
                 .collect();
             put("environment", environment);
         }
-        Value::Map(dict)
+        Value::Map(Arc::new(dict))
     }
 
     /// `dict_tail` wrapped back into the whole dict text with an empty dependency list.
@@ -485,7 +486,7 @@ mod tests {
         with_everything.sources.push(SourceInput { kind: "local".into(), directory: Some("opt".into()), ..local_source() });
         with_everything.fatal_warnings = vec!["z".into(), "a".into()];
         with_everything.environment_nocache.insert("TERM".into());
-        with_everything.environment.insert("\u{e9}\"".into(), "\u{7f}\n".into());
+        Arc::make_mut(&mut with_everything.environment).insert("\u{e9}\"".into(), "\u{7f}\n".into());
         let mut no_split_rules = element("elements/y.bst", "import", Value::map());
         no_split_rules.public = mapping(vec![("other", strings(&["x"]))]);
         let compose_without_commands = element("elements/c.bst", "compose", mapping(vec![("integrate", "False".into())]));
@@ -534,7 +535,7 @@ mod tests {
         assert_eq!(keys.strict.as_deref(), Some("95cc8ee040690b8abbacb201c8f0d9eeab7d1376db473d62799b5b5c36c71b47"));
 
         // A nocache variable leaves the key alone; a cached one changes it.
-        build1.environment.insert("MAKEFLAGS".into(), "-j8".into());
+        Arc::make_mut(&mut build1.environment).insert("MAKEFLAGS".into(), "-j8".into());
         build1.environment_nocache = BTreeSet::from(["MAKEFLAGS".to_owned()]);
         assert_eq!(keys_of(&[build1.clone()]).get(0).unwrap(), keys);
         build1.environment_nocache.clear();
@@ -684,7 +685,8 @@ mod tests {
             let input = &all[index];
             let plugin = PluginKey::for_element(input).unwrap();
             let sources: Vec<Option<Value>> = input.sources.iter().map(|_| Some(Value::from(LOCAL_DIGEST))).collect();
-            let Value::Map(mut dict) = base_dict(input, &plugin, &sources, &host()) else { unreachable!() };
+            let Value::Map(dict) = base_dict(input, &plugin, &sources, &host()) else { unreachable!() };
+            let mut dict = BTreeMap::clone(&dict);
             let scope = reference_scope(all, index);
             let entry = |dep: usize, key: Option<&str>| {
                 let mut items = vec![Value::from(all[dep].project.as_str()), Value::from(all[dep].name.as_str())];
@@ -700,11 +702,11 @@ mod tests {
                 })
                 .collect();
             dict.insert("dependencies".into(), Value::List(weak_deps));
-            let weak = generate_key(&Value::Map(dict.clone()));
+            let weak = generate_key(&Value::Map(Arc::new(dict.clone())));
             let strict_deps = scope.iter().map(|&d| entry(d, Some(keys[d].1.as_str()))).collect();
             dict.insert("dependencies".into(), Value::List(strict_deps));
             dict.insert("weak-cache-key".into(), Value::from(weak.as_str()));
-            let strict = generate_key(&Value::Map(dict));
+            let strict = generate_key(&Value::Map(Arc::new(dict)));
             keys[index] = (weak, strict);
         }
         keys

@@ -170,7 +170,7 @@ fn mapping<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 
 fn insert(map: &mut Value, key: &str, value: Value) {
     if let Value::Map(map) = map {
-        map.insert(key.into(), value);
+        std::sync::Arc::make_mut(map).insert(key.into(), value);
     }
 }
 

@@ -88,9 +88,9 @@ pub fn sandbox_dict(element: &str, sandbox: &Value, host: &HostPlatform) -> Resu
         if update {
             entry.insert("action-cache-enable-update".into(), Value::Bool(true));
         }
-        dict.insert("remote-apis-socket".into(), Value::Map(entry));
+        dict.insert("remote-apis-socket".into(), Value::Map(entry.into()));
     }
-    Ok(Value::Map(dict))
+    Ok(Value::Map(dict.into()))
 }
 
 #[cfg(test)]

@@ -25,8 +25,9 @@ pub enum Value {
     Str(Arc<str>),
     /// An ordered list.
     List(Vec<Value>),
-    /// A mapping; keys are kept in code-point order.
-    Map(BTreeMap<Arc<str>, Value>),
+    /// A mapping; keys are kept in code-point order. Shared: cloning a
+    /// mapping is O(1) (the loader interns equal mappings, and so do values).
+    Map(Arc<BTreeMap<Arc<str>, Value>>),
     /// Text that is already canonical JSON, written verbatim.
     Raw(String),
 }
@@ -41,7 +42,7 @@ impl Default for Value {
 impl Value {
     /// An empty mapping.
     pub fn map() -> Self {
-        Value::Map(BTreeMap::new())
+        Value::Map(Arc::default())
     }
 
     /// The mapping inside, if this is one.
@@ -106,6 +107,6 @@ impl From<Vec<String>> for Value {
 
 impl<K: Into<Arc<str>>> FromIterator<(K, Value)> for Value {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
-        Value::Map(iter.into_iter().map(|(key, value)| (key.into(), value)).collect())
+        Value::Map(Arc::new(iter.into_iter().map(|(key, value)| (key.into(), value)).collect()))
     }
 }

@@ -1,6 +1,7 @@
 //! `weir artifact checkout|log|list-contents ELEMENT`: find an element's
 //! artifact on the remote by its key and show or extract it, as BuildStream's
-//! `bst artifact` commands do.
+//! `bst artifact` commands do. With no remote configured, the artifact is
+//! looked up in the embedded worker's cache, where `weir build` put it.
 //!
 //! Key decision: the element is named as in `weir build` (loaded from the
 //! project, keys computed), so the artifact shown is the one the current
@@ -102,6 +103,7 @@ async fn checkout(global: &GlobalArgs, args: &CheckoutArgs) -> Result<ExitCode, 
     let tree = Checkout::read(cas, artifact.files_digest().map_err(build_failure)?).await.map_err(build_failure)?;
     let files = tree.write(cas, &directory).await.map_err(build_failure)?;
     eprintln!("Checked out {} ({files} files) to {}", artifact.element, directory.display());
+    session.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -118,6 +120,8 @@ async fn log(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCode, Failur
         use std::io::Write;
         let _ = stdout.write_all(&data);
     }
+    drop(stdout);
+    session.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -130,5 +134,6 @@ async fn list_contents(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCo
     for path in tree.paths() {
         println!("\t{path}");
     }
+    session.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,9 +4,10 @@
 //!
 //! It also owns [`RemoteArgs`], the remote options `weir build` and `weir
 //! artifact` share, and [`Session`], the loaded graph plus connected remote
-//! both commands start from. Key decision: with no `--remote`, the command
-//! fails with a clear message until the embedded worker exists; nothing is
-//! built locally behind the user's back.
+//! both commands start from. Key decision: with no remote configured (no
+//! `--remote`, no remotes in the user configuration), the session starts an
+//! [`EmbeddedWorker`] rooted at the cache directory and builds through it
+//! over loopback, like any remote; [`Session::close`] stops it.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use crate::build::{
 use crate::cachekey::{sandbox::HostPlatform, GraphKeys};
 use crate::graph::{ElementId, Graph};
 use crate::loader::{self, LoadFailure};
-use crate::remote::{EndpointSpec, RemoteClient, RemoteConfig, RemoteError};
+use crate::remote::{default_cache_dir, EmbeddedWorker, EndpointSpec, RemoteClient, RemoteConfig, RemoteError};
 
 /// Exit status when the build was interrupted (Ctrl-C).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -47,27 +48,39 @@ pub struct RemoteArgs {
     /// PEM CA certificate for `grpcs://` remotes with a private CA.
     #[arg(long = "server-cert", value_name = "FILE")]
     pub server_cert: Option<PathBuf>,
+    /// Root of the embedded worker used when no remote is configured (CAS,
+    /// action cache, work trees). Default: the user configuration's
+    /// `cachedir`, else `$XDG_CACHE_HOME/weir` or `~/.cache/weir`.
+    #[arg(long = "cache-dir", env = "WEIR_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where a command's artifacts are stored and its actions run.
+enum Remotes {
+    /// Configured remotes: the storage endpoint and the execution endpoints.
+    Configured(EndpointSpec, Vec<EndpointSpec>),
+    /// None configured: an embedded worker rooted at this cache directory.
+    Embedded(PathBuf),
 }
 
 impl RemoteArgs {
-    /// The storage endpoint and the execution endpoints: `--remote` URLs
-    /// (the first stores; every one may execute), else the user
-    /// configuration's remotes (`-c FILE`).
-    fn specs(&self, global: &GlobalArgs) -> Result<(EndpointSpec, Vec<EndpointSpec>), Failure> {
+    /// `--remote` URLs (the first stores; every one may execute), else the
+    /// user configuration's remotes (`-c FILE`), else the embedded worker in
+    /// `--cache-dir`, the configuration's `cachedir` or the user cache directory.
+    fn remotes(&self, global: &GlobalArgs) -> Result<Remotes, Failure> {
         if self.remotes.is_empty() {
             let config = match &global.config {
                 Some(path) => RemoteConfig::load(path).map_err(|message| Failure::new("APP", "INVALID_USER_CONFIG", message))?,
                 None => RemoteConfig::default(),
             };
             let Some(storage) = config.storage else {
-                return Err(Failure::new(
-                    "APP",
-                    "NO_REMOTE",
-                    "no remote configured: pass --remote grpc://HOST:PORT (or set WEIR_REMOTE, or name remotes in the user configuration); the embedded worker is not available yet",
-                ));
+                let cache_dir = self.cache_dir.clone().or(config.cache_dir).or_else(default_cache_dir).ok_or_else(|| {
+                    Failure::new("APP", "NO_CACHE_DIR", "no remote configured and no cache directory: pass --cache-dir DIR or --remote grpc://HOST:PORT")
+                })?;
+                return Ok(Remotes::Embedded(cache_dir));
             };
             let executors = if config.executors.is_empty() { vec![storage.clone()] } else { config.executors };
-            return Ok((storage, executors));
+            return Ok(Remotes::Configured(storage, executors));
         }
         let specs = self
             .remotes
@@ -80,7 +93,7 @@ impl RemoteArgs {
                 Ok(spec)
             })
             .collect::<Result<Vec<_>, Failure>>()?;
-        Ok((specs[0].clone(), specs))
+        Ok(Remotes::Configured(specs[0].clone(), specs))
     }
 }
 
@@ -117,12 +130,14 @@ pub struct Session {
     pub storage: RemoteClient,
     /// The execution remotes (sharing the storage remote's CAS).
     pub executors: Vec<RemoteClient>,
+    /// The in-process worker behind `storage` when no remote is configured.
+    embedded: Option<EmbeddedWorker>,
 }
 
 impl Session {
     /// Loads `targets`, computes keys and connects to the remotes.
     pub async fn open(global: &GlobalArgs, remote: &RemoteArgs, targets: &[String]) -> Result<Session, Failure> {
-        let (storage, executors) = remote.specs(global)?;
+        let remotes = remote.remotes(global)?;
         let directory = project_directory(global)?;
         let options = load_options(global);
         let targets = targets.to_vec();
@@ -132,13 +147,33 @@ impl Session {
             .map_err(load_failure)?;
         let graph = loaded.graph;
         let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
+        let (storage, executors, embedded) = match remotes {
+            Remotes::Configured(storage, executors) => (storage, executors, None),
+            Remotes::Embedded(cache_dir) => {
+                let worker = EmbeddedWorker::start(&cache_dir).await.map_err(|e| {
+                    Failure::new("APP", "EMBEDDED_WORKER", format!("{e}; or build on a remote with --remote grpc://HOST:PORT"))
+                })?;
+                let spec = worker.endpoint().clone();
+                (spec.clone(), vec![spec], Some(worker))
+            }
+        };
         let storage_url = storage.url.clone();
         let storage = RemoteClient::connect(storage).await.map_err(remote_failure)?;
         let mut connected = Vec::with_capacity(executors.len());
         for spec in executors {
             connected.push(if spec.url == storage_url { storage.clone() } else { RemoteClient::connect(spec).await.map_err(remote_failure)? });
         }
-        Ok(Session { graph, keys, storage, executors: connected })
+        Ok(Session { graph, keys, storage, executors: connected, embedded })
+    }
+
+    /// Ends the session: stops the embedded worker, if any, once its
+    /// in-flight requests are done.
+    pub async fn close(self) {
+        let Session { storage, executors, embedded, .. } = self;
+        drop((storage, executors));
+        if let Some(worker) = embedded {
+            worker.stop().await;
+        }
     }
 
     /// The artifact keys of `id` (strict mode: the strong key is the strict key).
@@ -202,6 +237,8 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
     }
     printer.finish();
     summarise(&plan, &report, args.json);
+    drop((queue, runner));
+    session.close().await;
     Ok(if report.cancelled {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if report.success() {
@@ -294,7 +331,7 @@ impl Printer {
                 state.running.remove(element);
                 state.failed += 1;
             }
-            BuildEvent::Retrying { .. } | BuildEvent::Skipped { .. } | BuildEvent::Overlap { .. } => {}
+            BuildEvent::Retrying { .. } | BuildEvent::Skipped { .. } | BuildEvent::Overlap { .. } | BuildEvent::Executed { .. } => {}
         }
         let running: Vec<&str> = state.running.iter().map(String::as_str).take(4).collect();
         let more = state.running.len().saturating_sub(running.len());
@@ -325,7 +362,7 @@ impl EventSink for Printer {
             Printer::track(live, &event);
         }
         let line = match &event {
-            BuildEvent::Queued { .. } => return,
+            BuildEvent::Queued { .. } | BuildEvent::Executed { .. } => return,
             BuildEvent::Cached { element, key } => format!("[cached ] {element} ({})", short(key)),
             BuildEvent::Started { element, attempt: 1 } => format!("[start  ] {element}"),
             BuildEvent::Started { element, attempt } => format!("[start  ] {element} (attempt {attempt})"),

@@ -135,6 +135,9 @@ impl Session {
 struct Labels {
     post: Vec<u32>,
     low: Vec<u32>,
+    /// First post-order number inside x's depth-first subtree: everything
+    /// numbered in `start[x]..=post[x]` is certainly a dependency of x.
+    start: Vec<u32>,
 }
 
 impl Labels {
@@ -143,6 +146,7 @@ impl Labels {
         const UNSEEN: u32 = u32::MAX;
         let mut post = vec![UNSEEN; n];
         let mut low = vec![UNSEEN; n];
+        let mut start = vec![UNSEEN; n];
         let mut counter = 0u32;
         let child = |x: usize, i: usize| {
             let deps = &elements[x].deps;
@@ -156,6 +160,7 @@ impl Labels {
                 continue;
             }
             started[root] = true;
+            start[root] = counter;
             let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
             while let Some(&mut (x, ref mut next)) = stack.last_mut() {
                 if *next < elements[x].deps.len() {
@@ -163,6 +168,7 @@ impl Labels {
                     *next += 1;
                     if !started[d] {
                         started[d] = true;
+                        start[d] = counter;
                         stack.push((d, 0));
                     }
                 } else {
@@ -177,7 +183,12 @@ impl Labels {
                 }
             }
         }
-        Labels { post, low }
+        Labels { post, low, start }
+    }
+
+    /// Whether `b` is in `x`'s depth-first subtree (then `x` certainly depends on it).
+    fn surely_reaches(&self, x: usize, b: usize) -> bool {
+        self.start[x] <= self.post[b] && self.post[b] < self.post[x]
     }
 
     /// Whether `x` may depend on `b` (false means it certainly does not).
@@ -203,10 +214,17 @@ impl Reachability {
         self.level[x] > self.level[b] && self.labels.iter().all(|l| l.may_reach(x, b))
     }
 
+    fn surely_reaches(&self, x: usize, b: usize) -> bool {
+        self.labels.iter().any(|l| l.surely_reaches(x, b))
+    }
+
     fn depends(&mut self, elements: &[super::session::LoadElement], a: ElementId, b: ElementId) -> bool {
         let (a, b) = (a.index(), b.index());
         if a == b || !self.may_reach(a, b) {
             return false;
+        }
+        if self.surely_reaches(a, b) {
+            return true;
         }
         let key = (a as u32, b as u32);
         if let Some(&known) = self.memo.get(&key) {
@@ -226,7 +244,7 @@ impl Reachability {
         while let Some(x) = self.stack.pop() {
             for dep in &elements[x].deps {
                 let d = dep.element.index();
-                if d == b {
+                if d == b || self.surely_reaches(d, b) {
                     return true;
                 }
                 if self.stamp[d] != generation && self.may_reach(d, b) {

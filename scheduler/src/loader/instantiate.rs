@@ -180,7 +180,7 @@ impl Session {
         }
         variables.insert("element-name", Node::scalar(name.as_str(), Span::synthetic(span.file)));
         if variables.get_bool("notparallel")? == Some(true) {
-            crate::project::project::set_core_variable(&mut variables, "max-jobs", "1");
+            crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
         }
         let vars = Variables::new(&variables)?;
         if !first_pass {

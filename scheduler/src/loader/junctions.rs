@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use super::names::{check_element_name, normalise};
 use super::session::Session;
 use crate::graph::ElementId;
-use crate::project::project::{project_path, JunctionOrigin};
+use crate::project::instance::{project_path, JunctionOrigin};
 use crate::project::ProjectId;
 use crate::yaml::{parser, LoadError, LoadErrorReason, LoadResult, Map, Node, Scalar, Span};
 

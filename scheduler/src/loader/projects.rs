@@ -11,7 +11,7 @@ use super::session::{ProjectState, Session};
 use crate::plugins::origins::read_origins;
 use crate::project::conditionals::process_conditionals;
 use crate::project::defaults::project_defaults;
-use crate::project::project::{
+use crate::project::instance::{
     check_project_conf_only, finish_pass, load_options, read_preconfig, JunctionOrigin, OptionInputs, PassConfig,
     RESTRICTED_CONDITIONAL_KEYS,
 };

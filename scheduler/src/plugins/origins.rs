@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::project::project::project_path;
+use crate::project::instance::project_path;
 use crate::yaml::{LoadError, LoadErrorReason, LoadResult, Map, Node, Scalar, Seq};
 
 /// The three plugin namespaces.

@@ -11,11 +11,13 @@ pub mod defaults;
 pub mod expression;
 pub mod host;
 pub mod options;
-pub mod project;
+pub mod instance;
 pub mod symbol;
 pub mod variables;
 
 pub use host::Host;
 pub use options::OptionPool;
-pub use project::{PassConfig, Project, ProjectId};
+pub use instance::{PassConfig, Project, ProjectId};
+/// Former name of [`instance`], kept for existing callers.
+pub use instance as project;
 pub use variables::Variables;

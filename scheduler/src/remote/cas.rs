@@ -117,17 +117,11 @@ impl Cas {
         Ok(missing)
     }
 
-    /// Uploads the blobs of `blobs` that the server is missing (and the empty
-    /// blob whenever it is in the set); returns how many were sent.
+    /// Uploads the blobs of `blobs` that the server is missing; returns how
+    /// many were sent.
     pub async fn upload(&self, blobs: &BlobSet) -> Result<usize, RemoteError> {
         let digests: Vec<Digest> = blobs.keys().copied().collect();
-        let mut missing = self.find_missing(&digests).await?;
-        // The empty blob (also an empty `Directory`) is always sent: some
-        // servers answer FindMissingBlobs "present" for it without storing it.
-        let empty = Digest::empty();
-        if blobs.contains_key(&empty) && !missing.contains(&empty) {
-            missing.push(empty);
-        }
+        let missing = self.find_missing(&digests).await?;
         let (small, large): (Vec<Digest>, Vec<Digest>) = missing.iter().partition(|d| self.fits_in_batch(d));
         for batch in self.batches(&small) {
             self.batch_update(&batch, blobs).await?;
@@ -438,10 +432,6 @@ mod tests {
         assert_eq!(server.state.blobs.lock().unwrap().len(), 10);
         // A second upload sends nothing.
         assert_eq!(client.cas.upload(&set).await.unwrap(), 0);
-        // Except the empty blob, which is always sent.
-        assert_eq!(client.cas.upload(&BlobSet::from([(Digest::empty(), Blob::Data(vec![]))])).await.unwrap(), 1);
-        assert_eq!(client.cas.upload(&BlobSet::from([(Digest::empty(), Blob::Data(vec![]))])).await.unwrap(), 1);
-        assert_eq!(server.state.get(&Digest::empty()), Some(vec![]));
     }
 
     #[tokio::test]

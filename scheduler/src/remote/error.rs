@@ -37,6 +37,14 @@ pub enum RemoteError {
         /// The transport error.
         source: tonic::transport::Error,
     },
+    /// The embedded worker (no remote configured) could not start.
+    #[error("cannot start the embedded worker in {root}: {reason}")]
+    Embedded {
+        /// Its root directory (the cache directory).
+        root: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// An RPC returned a non-OK status.
     #[error("{rpc} failed: {code:?}: {message}")]
     Rpc {

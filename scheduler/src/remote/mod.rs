@@ -6,12 +6,15 @@
 //! `build` module decides what to upload and run. Key decision: failures are
 //! classified once, in [`RemoteError::is_retryable`], and the retry policy
 //! lives with the build queue, not here (except resuming a lost operation
-//! stream, which is part of following one `Execute`).
+//! stream, which is part of following one `Execute`). With no remote
+//! configured, [`EmbeddedWorker`] runs a worker in-process and is reached the
+//! same way, over loopback.
 
 mod action_cache;
 mod asset;
 mod cas;
 mod client;
+mod embedded;
 mod endpoint;
 mod error;
 mod execution;
@@ -23,6 +26,7 @@ pub use action_cache::ActionCache;
 pub use asset::{References, RemoteAsset};
 pub use cas::{Blob, BlobSet, Cas, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 pub use client::RemoteClient;
+pub use embedded::{default_cache_dir, EmbeddedWorker};
 pub use endpoint::{AuthChannel, BearerToken, EndpointSpec};
 pub use error::RemoteError;
 pub use execution::{pack_execute_response, Execution};

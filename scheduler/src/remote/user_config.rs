@@ -8,7 +8,8 @@
 //! `remote-execution: storage-service`, else the execution service;
 //! executors = `remote-execution: execution-service`. Only the keys Weir
 //! uses are read (`url`, `instance-name`, `server-cert`, and
-//! `access-token`, a file holding a bearer token); errors carry the file's
+//! `access-token`, a file holding a bearer token; and `cachedir`, the
+//! embedded worker's root); errors carry the file's
 //! provenance through the YAML reader.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct RemoteConfig {
     pub storage: Option<EndpointSpec>,
     /// Where actions run.
     pub executors: Vec<EndpointSpec>,
+    /// `cachedir`: the root of the embedded worker (used when no remote is named).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl RemoteConfig {
@@ -62,6 +65,7 @@ impl RemoteConfig {
         };
         config.storage = artifact_server.or(storage_service).or_else(|| execution.clone());
         config.executors = execution.into_iter().collect();
+        config.cache_dir = doc.get_str("cachedir")?.map(|dir| resolve(base, &expand_home(dir)));
         Ok(config)
     }
 }
@@ -85,6 +89,14 @@ fn endpoint(service: &Map, base: &Path) -> LoadResult<EndpointSpec> {
         spec.token = Some(text.trim().to_string());
     }
     Ok(spec)
+}
+
+/// `~/...` as BuildStream's user configuration allows it.
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
+    }
 }
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
@@ -124,6 +136,15 @@ mod tests {
         let config = parse("remote-execution:\n  execution-service:\n    url: grpc://127.0.0.1:9\n", Path::new(".")).unwrap();
         assert_eq!(config.storage.unwrap().url, "grpc://127.0.0.1:9");
         assert_eq!(parse("projects: {}\n", Path::new(".")).unwrap(), RemoteConfig::default());
+    }
+
+    #[test]
+    fn cachedir_is_read_relative_to_the_file() {
+        let config = parse("cachedir: cache\n", Path::new("/etc/weir")).unwrap();
+        assert_eq!(config.cache_dir, Some(PathBuf::from("/etc/weir/cache")));
+        assert_eq!(config.storage, None);
+        let config = parse("cachedir: /var/cache/weir\n", Path::new("/etc/weir")).unwrap();
+        assert_eq!(config.cache_dir, Some(PathBuf::from("/var/cache/weir")));
     }
 
     #[test]

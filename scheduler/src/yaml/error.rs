@@ -94,10 +94,10 @@ pub enum ErrorKind {
     },
 }
 
-/// A loading failure. `prefixes` and `at` are provenances printed before the
-/// message (`outer: inner: message`).
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct LoadError {
+/// What a [`LoadError`] holds. `prefixes` and `at` are provenances printed
+/// before the message (`outer: inner: message`).
+#[derive(Debug, Clone)]
+pub struct LoadErrorData {
     /// Domain and reason.
     pub kind: ErrorKind,
     /// Provenances of outer contexts (e.g. the include string), outermost first.
@@ -110,6 +110,24 @@ pub struct LoadError {
     pub detail: Option<String>,
 }
 
+/// A loading failure (boxed: results stay small on the hot path; fields are
+/// reached through `Deref`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct LoadError(Box<LoadErrorData>);
+
+impl std::ops::Deref for LoadError {
+    type Target = LoadErrorData;
+    fn deref(&self) -> &LoadErrorData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LoadError {
+    fn deref_mut(&mut self) -> &mut LoadErrorData {
+        &mut self.0
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message)
@@ -119,23 +137,31 @@ impl fmt::Display for LoadError {
 impl LoadError {
     /// A `LOAD` domain error without provenance.
     pub fn new(reason: LoadErrorReason, message: impl Into<String>) -> Self {
-        LoadError { kind: ErrorKind::Load(reason), prefixes: Vec::new(), at: None, message: message.into(), detail: None }
+        LoadError(Box::new(LoadErrorData {
+            kind: ErrorKind::Load(reason),
+            prefixes: Vec::new(),
+            at: None,
+            message: message.into(),
+            detail: None,
+        }))
     }
 
     /// A `LOAD` domain error about the node at `span`.
     pub fn at(span: Span, reason: LoadErrorReason, message: impl Into<String>) -> Self {
-        LoadError { at: Some(span), ..LoadError::new(reason, message) }
+        let mut error = LoadError::new(reason, message);
+        error.at = Some(span);
+        error
     }
 
     /// An error of another domain (`PLUGIN`, `ELEMENT`, ...).
     pub fn other(domain: &'static str, reason: impl Into<String>, at: Option<Span>, message: impl Into<String>) -> Self {
-        LoadError {
+        LoadError(Box::new(LoadErrorData {
             kind: ErrorKind::Other { domain, reason: reason.into() },
             prefixes: Vec::new(),
             at,
             message: message.into(),
             detail: None,
-        }
+        }))
     }
 
     /// Adds a detail text.

@@ -7,7 +7,9 @@
 //! sits, and checks that every file blob is present — all before
 //! [`InputTree::stage`] writes a single byte. A bad tree is refused with
 //! nothing on disk; missing blobs are reported together so that a client can
-//! upload them in one go.
+//! upload them in one go. The empty blob (which is also the encoding of an
+//! empty `Directory`) is never read from the store: FindMissingBlobs
+//! reports it always present, so staging must not depend on it being stored.
 //!
 //! Staging hard-links a file from the store's `local_path` where the store has
 //! one (executables are copied, so that the mode of the CAS file never
@@ -63,7 +65,7 @@ impl InputTree {
         let mut level = vec![root];
         let mut seen: HashSet<Digest> = HashSet::from([root]);
         while !level.is_empty() {
-            let reads = join_all(level.iter().map(|digest| store.read_all(digest))).await;
+            let reads = join_all(level.iter().map(|digest| read_blob(store, digest))).await;
             let mut next = Vec::new();
             for (digest, read) in level.into_iter().zip(reads) {
                 let bytes = match read {
@@ -92,7 +94,7 @@ impl InputTree {
         for directory in directories.values() {
             for file in &directory.files {
                 let digest = child_digest(file.digest.as_ref())?;
-                if seen_files.insert(digest) {
+                if digest != Digest::empty() && seen_files.insert(digest) {
                     files.push(digest);
                 }
             }
@@ -117,7 +119,8 @@ impl InputTree {
                 .await
                 .map_err(|e| RunnerError::io("resolving local blob paths", std::io::Error::other(e.to_string())))?
         };
-        let mut contents = HashMap::with_capacity(files.len());
+        let mut contents = HashMap::with_capacity(files.len() + 1);
+        contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
         let mut to_read = Vec::new();
         for (digest, path) in files.into_iter().zip(paths) {
             match path {
@@ -178,6 +181,14 @@ impl InputTree {
         }
         Ok(())
     }
+}
+
+/// Reads a whole blob; the empty blob is never looked up in the store.
+async fn read_blob(store: &Store, digest: &Digest) -> Result<Bytes, StoreError> {
+    if *digest == Digest::empty() {
+        return Ok(Bytes::new());
+    }
+    store.read_all(digest).await
 }
 
 fn child_digest(digest: Option<&weir_proto::reapi::Digest>) -> Result<Digest, RunnerError> {
@@ -412,6 +423,29 @@ mod tests {
         let root = put_dir(&store, &Directory { symlinks: vec![link("sh", "/bin/busybox")], ..Default::default() }).await;
         assert!(InputTree::fetch(&store, root, true).await.is_ok());
         assert!(InputTree::fetch(&store, root, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_empty_blob_and_empty_directory_need_not_be_stored() {
+        let store = memory_store();
+        let empty = Digest::empty();
+        // `empty/` is an empty Directory (the empty blob) and `nothing` an
+        // empty file; neither is written to the store.
+        let root = put_dir(
+            &store,
+            &Directory { files: vec![file("nothing", empty, false)], directories: vec![dir("empty", empty)], ..Default::default() },
+        )
+        .await;
+        let tree = InputTree::fetch(&store, root, false).await.unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dest = temp.path().join("root");
+        tree.stage(&dest).unwrap();
+        assert_eq!(fs::read(dest.join("nothing")).unwrap(), b"");
+        assert_eq!(fs::read_dir(dest.join("empty")).unwrap().count(), 0);
+        // An input root that is itself the empty directory stages as an empty directory.
+        let tree = InputTree::fetch(&store, empty, false).await.unwrap();
+        tree.stage(&temp.path().join("bare")).unwrap();
+        assert_eq!(fs::read_dir(temp.path().join("bare")).unwrap().count(), 0);
     }
 
     #[tokio::test]
