@@ -615,6 +615,15 @@ mod tests {
         server.state.get(&Digest::try_from(file.digest.as_ref()).ok()?)
     }
 
+    #[test]
+    fn action_times_come_from_timestamp_differences() {
+        use weir_proto::protobuf::Timestamp;
+        let at = |seconds, nanos| Timestamp { seconds, nanos };
+        assert_eq!(millis_between(Some(&at(10, 900_000_000)), Some(&at(12, 100_000_000))), 1200);
+        assert_eq!(millis_between(Some(&at(12, 0)), Some(&at(10, 0))), 0, "reversed clocks give 0");
+        assert_eq!(millis_between(None, Some(&at(1, 0))), 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn import_manual_stack_then_everything_cached() {
         let server = FakeServer::start(4 << 20, Box::new(host_run)).await;
@@ -644,6 +653,9 @@ mod tests {
         let log = server.state.get(&greet.stdout.as_ref().unwrap().parse().unwrap()).unwrap();
         assert!(String::from_utf8_lossy(&log).contains("Running echo configuring"), "{}", String::from_utf8_lossy(&log));
         assert_eq!(greet.dependencies, [("base.bst".to_string(), "k0-s".to_string())]);
+        // One `executed` event, for the one element that ran an action.
+        let executed: Vec<&BuildEvent> = events.iter().filter(|e| matches!(e, BuildEvent::Executed { .. })).collect();
+        assert!(matches!(executed.as_slice(), [BuildEvent::Executed { element, action, cached_result: false, .. }] if element == "greet.bst" && Some(action) == greet.action.as_ref()), "{executed:?}");
 
         let executes = server.state.executes.load(std::sync::atomic::Ordering::SeqCst);
         let (again, events) = build(&server, plan).await;
