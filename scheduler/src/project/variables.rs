@@ -7,7 +7,7 @@
 //! checked up front) and first-pass elements (only what is expanded).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::yaml::{LoadError, LoadErrorReason, LoadResult, Map, Node, SourceMap, Span};
@@ -79,7 +79,7 @@ impl Variables {
     /// are `INVALID_DATA`.
     pub fn new(map: &Map) -> LoadResult<Variables> {
         let mut order = Vec::with_capacity(map.entries.len());
-        let mut defs = HashMap::with_capacity(map.entries.len());
+        let mut defs = HashMap::with_capacity_and_hasher(map.entries.len(), Default::default());
         for (name, node) in map.iter() {
             let Node::Scalar(s) = node else {
                 return Err(LoadError::at(

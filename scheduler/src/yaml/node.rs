@@ -44,11 +44,16 @@ pub struct Seq {
     pub span: Span,
 }
 
+/// The entries of a [`Map`]: insertion-ordered, hashed with the fast
+/// non-cryptographic Fx hash (keys are short identifiers, not attacker-chosen
+/// in any way that matters for a one-shot load).
+pub type Entries = IndexMap<Arc<str>, Node, rustc_hash::FxBuildHasher>;
+
 /// A mapping with ordered string keys.
 #[derive(Debug, Clone)]
 pub struct Map {
     /// Entries in insertion order.
-    pub entries: IndexMap<Arc<str>, Node>,
+    pub entries: Entries,
     /// Provenance of the first key.
     pub span: Span,
 }
@@ -114,7 +119,7 @@ fn type_error(key: &str, node: &Node, expected: &str) -> LoadError {
 impl Map {
     /// An empty mapping.
     pub fn new(span: Span) -> Map {
-        Map { entries: IndexMap::new(), span }
+        Map { entries: Entries::default(), span }
     }
 
     /// The value at `key`.

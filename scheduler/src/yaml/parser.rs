@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use saphyr_parser::{Event, Parser, Span as EventSpan};
 
 use super::error::{LoadError, LoadErrorReason, LoadResult};
@@ -80,7 +79,7 @@ pub fn parse(text: &str, file: FileId) -> LoadResult<Map> {
             }
             Event::MappingStart(anchor, tag) => {
                 check_anchor_tag(anchor, tag.as_deref(), span)?;
-                stack.push(Frame::Map { map: Map { entries: IndexMap::new(), span }, key: None, first: true });
+                stack.push(Frame::Map { map: Map::new(span), key: None, first: true });
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
