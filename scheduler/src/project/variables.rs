@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use crate::yaml::{LoadError, LoadErrorReason, LoadResult, Map, Node, SourceMap, Span};
 
-/// A piece of a variable value: a byte range of literal text, or a reference.
+/// A piece of a variable value: a byte range of literal text, or the byte
+/// range of a referenced name (ranges, not copies: splitting allocates once).
 #[derive(Debug, Clone)]
 enum Part {
     Text(std::ops::Range<usize>),
-    Ref(Arc<str>),
+    Ref(std::ops::Range<usize>),
 }
 
 /// Splits `text` at `%{name}` references.
@@ -38,7 +39,7 @@ fn split(text: &str) -> Vec<Part> {
                     if literal_start < i {
                         parts.push(Part::Text(literal_start..i));
                     }
-                    parts.push(Part::Ref(Arc::from(&text[name_start..j])));
+                    parts.push(Part::Ref(name_start..j));
                     i = j + 1;
                     literal_start = i;
                     continue;
@@ -141,8 +142,9 @@ impl Variables {
             let def = &defs[&top];
             let mut pending = None;
             for part in &def.parts {
-                if let Part::Ref(r) = part {
-                    match defs.get(r) {
+                if let Part::Ref(range) = part {
+                    let r = &def.text[range.clone()];
+                    match defs.get_key_value(r) {
                         None => {
                             return Err(LoadError::at(
                                 def.span,
@@ -150,13 +152,13 @@ impl Variables {
                                 format!("Reference to undefined variable '{r}'"),
                             ))
                         }
-                        Some(d) if d.resolved.is_some() => {}
-                        Some(d) if d.visiting => {
-                            let start = stack.iter().position(|s| s == r).unwrap_or(0);
-                            return Err(cycle_error(&stack[start..], r, defs, sources));
+                        Some((_, d)) if d.resolved.is_some() => {}
+                        Some((key, d)) if d.visiting => {
+                            let start = stack.iter().position(|s| s == key).unwrap_or(0);
+                            return Err(cycle_error(&stack[start..], key, defs, sources));
                         }
-                        Some(_) => {
-                            pending = Some(r.clone());
+                        Some((key, _)) => {
+                            pending = Some(key.clone());
                             break;
                         }
                     }
@@ -174,7 +176,7 @@ impl Variables {
                     for part in &def.parts {
                         match part {
                             Part::Text(range) => value.push_str(&def.text[range.clone()]),
-                            Part::Ref(r) => value.push_str(defs[r].resolved.as_deref().unwrap_or("")),
+                            Part::Ref(r) => value.push_str(defs.get(&def.text[r.clone()]).and_then(|d| d.resolved.as_deref()).unwrap_or("")),
                         }
                     }
                     if let Some(d) = defs.get_mut(&top) {
@@ -197,13 +199,13 @@ impl Variables {
         for part in split(text) {
             match part {
                 Part::Text(range) => out.push_str(&text[range]),
-                Part::Ref(r) => match self.get(&r, sources)? {
+                Part::Ref(range) => match self.get(&text[range.clone()], sources)? {
                     Some(v) => out.push_str(&v),
                     None => {
                         return Err(LoadError::at(
                             span,
                             LoadErrorReason::UnresolvedVariable,
-                            format!("Reference to undefined variable '{r}'"),
+                            format!("Reference to undefined variable '{}'", &text[range]),
                         ))
                     }
                 },
