@@ -13,10 +13,8 @@
 //! harness turns `files/local/usr/bin/goodbye` into a symlink to `hello`
 //! (suite `preparation`), and the fatal-warnings suite generates its projects.
 //!
-//! Ignored until `weir show` prints key fields (see the `ignore` reason); run
-//! it with `cargo test -p weir-tests --test cachekey_conformance -- --ignored
-//! --nocapture` (and `WEIR_BIN=...` for another `weir`). With `cli/show.rs`
-//! passing `GraphKeys` and forwarding `%{source-keys}`, all 38 cases pass.
+//! Run it with `cargo test -p weir-tests --test cachekey_conformance --
+//! --nocapture` (and `WEIR_BIN=...` for another `weir`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -300,8 +298,6 @@ fn run_generated_suite(suite: &Suite, tmp: &Path, tally: &mut Tally) {
 }
 
 #[test]
-#[ignore = "weir show does not print cache keys yet: cli/show.rs must pass cachekey::GraphKeys (not NoKeys) \
-            and forward %{source-keys}; until then scheduler/tests/cachekey_lib.rs checks the keys"]
 fn cachekey_conformance() {
     let manifest_path = conformance_dir().join("cachekey-cases.yaml");
     let text = std::fs::read_to_string(&manifest_path).expect("the cache key manifest is readable");

@@ -134,8 +134,7 @@ impl BstRun {
 
     /// The last lines of the log, for assertion messages.
     fn tail(&self) -> String {
-        let lines: Vec<&str> = self.log.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        last_lines(&self.log, 60)
     }
 
     /// `processed` count of a queue in bst's pipeline summary ("Build Queue: processed 1, ...").
@@ -150,6 +149,12 @@ impl BstRun {
     fn element_says(&self, element: &str, text: &str) -> bool {
         self.log.lines().any(|l| l.contains(&format!(":{element}")) && l.contains(text))
     }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A BuildStream project in a temp dir, plus the "upstream" directory its
@@ -249,7 +254,13 @@ impl BstProject {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("bst {args:?} ran over {BST_TIMEOUT:?}; log in {}", log_path.display());
+                // The temp dir goes away with the test: show the log here.
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                panic!(
+                    "bst {args:?} ran over {BST_TIMEOUT:?} (a full disk makes bst hang while resolving \
+                     elements); last lines:\n{}",
+                    last_lines(&log, 60)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         };

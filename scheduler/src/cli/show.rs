@@ -3,7 +3,8 @@
 //!
 //! Key decision: per-element fields that later stages compute (cache keys,
 //! state) come from a [`KeyFields`] lookup (defined in `graph`) passed to the
-//! formatter; `run` passes [`NoKeys`] until the cache key module provides one.
+//! formatter; `run` computes [`crate::cachekey::GraphKeys`] when the format asks
+//! for a key field and passes [`NoKeys`] otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +89,7 @@ pub fn format_element(graph: &Graph, element: &Element, format: &str, keys: &dyn
             "env" => Some(emit_map(&element.environment)),
             "deps" => Some(emit_str_list(&direct_dependencies(graph, element)).trim_end_matches('\n').to_string()),
             "state" if element.kind == "junction" => Some("junction".to_string()),
-            "full-key" | "key" | "strict-key" | "weak-key" | "state" => {
+            "full-key" | "key" | "strict-key" | "weak-key" | "state" | "source-keys" | "artifact" => {
                 Some(keys.field(graph, element, field).unwrap_or_default())
             }
             _ => None,
@@ -151,6 +152,13 @@ pub fn with_large_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
         .map_err(|_| Failure::new("APP", "INTERNAL", "the loader thread failed"))
 }
 
+/// Whether a format string prints any field that needs cache keys.
+fn wants_keys(format: &str) -> bool {
+    ["%{full-key", "%{key", "%{strict-key", "%{weak-key", "%{state", "%{source-keys", "%{artifact"]
+        .iter()
+        .any(|field| format.contains(field))
+}
+
 /// `weir show`.
 pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     for target in &args.targets {
@@ -169,7 +177,15 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
     let (text, messages) = with_large_stack(move || {
         let loaded = loader::load(&directory, &targets, &options).map_err(failure)?;
-        let text = render(&loaded.graph, deps, &format, &NoKeys);
+        let text = if wants_keys(&format) {
+            // Keys only when asked for: a plain `%{name}` stays fast and shows
+            // kinds whose keys are not known.
+            let keys = crate::cachekey::GraphKeys::compute(&loaded.graph)
+                .map_err(|e| Failure::new("ELEMENT", "cache-key", e.to_string()))?;
+            render(&loaded.graph, deps, &format, &keys)
+        } else {
+            render(&loaded.graph, deps, &format, &NoKeys)
+        };
         Ok::<_, Failure>((text, loaded.messages))
     })??;
     for message in messages {

@@ -8,6 +8,8 @@
 //! Session` blocks for one concern each.
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -74,21 +76,21 @@ pub struct ProjectState {
     /// Declared plugin origins.
     pub origins: PluginOrigins,
     /// Element name → final element (after overrides and links).
-    pub resolved: HashMap<String, ElementId>,
+    pub resolved: FxHashMap<String, ElementId>,
     /// Element name → the element file loaded from this project.
-    pub files: HashMap<String, ElementId>,
+    pub files: FxHashMap<String, ElementId>,
     /// Junction name → subproject instance.
-    pub loaders: HashMap<String, ProjectId>,
+    pub loaders: FxHashMap<String, ProjectId>,
     /// Projects whose junction this instance replaced through an override.
     pub replaced_in: Vec<ProjectId>,
     /// Second pass running (guards re-entry).
     pub second_in_progress: bool,
     /// Element kinds resolved for this project.
-    pub kinds: HashMap<String, Arc<KindInfo>>,
+    pub kinds: FxHashMap<String, Arc<KindInfo>>,
     /// `project.refs` once read (outer `None`: not read yet).
     pub refs: Option<Option<Map>>,
     /// Shallow reads of element files (kind, link target) for path matching.
-    pub shallow: HashMap<String, Option<(String, Option<Scalar>)>>,
+    pub shallow: FxHashMap<String, Option<(String, Option<Scalar>)>>,
 }
 
 /// What the caller asks to load.

@@ -5,7 +5,6 @@
 //! Key decision: trees are compared by content (keys and scalar text, not
 //! provenance); the first tree seen is the one kept.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use super::node::{Map, Node};
 /// Hands out one shared [`Arc<Map>`] per distinct mapping content.
 #[derive(Debug, Default)]
 pub struct MapInterner {
-    by_hash: HashMap<u64, Vec<Arc<Map>>>,
+    by_hash: rustc_hash::FxHashMap<u64, Vec<Arc<Map>>>,
 }
 
 fn hash_node<H: Hasher>(node: &Node, h: &mut H) {
@@ -61,7 +60,7 @@ fn same_node(a: &Node, b: &Node) -> bool {
 impl MapInterner {
     /// The shared copy of `map`'s content.
     pub fn intern(&mut self, map: Map) -> Arc<Map> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut hasher = rustc_hash::FxHasher::default();
         hash_map(&map, &mut hasher);
         let bucket = self.by_hash.entry(hasher.finish()).or_default();
         if let Some(found) = bucket.iter().find(|m| same_content(m, &map)) {
