@@ -9,7 +9,8 @@
 #   --sizes LIST       projects built cold and then again (default "2000")
 #   --noop-sizes LIST  projects whose no-op build is timed (they are built
 #                      cold first, that time is reported too; default "10000")
-#   --builders N       weir build --builders (default 8)
+#   --builders N       weir build --builders (default 1: one action at a time,
+#                      so that wall - sum(run) is the overhead; see below)
 #   --workdir DIR      scratch directory (default: a fresh mktemp -d, kept)
 #
 # Environment:
@@ -32,13 +33,20 @@
 # worker_completed: staging inputs, running, capturing outputs), and the
 # scheduler's overhead = wall - sum(run) / slots, where slots is the number
 # of actions the embedded worker runs at once (its default, the CPU count).
+#
+# Known worker issue: with several actions at once in the namespace sandbox,
+# an action sometimes fails with "failed to start "sh": Text file busy": a
+# sandbox's intermediate process, forked while another action's executable
+# input (busybox) was being copied, keeps that write descriptor open (it
+# never execs, so O_CLOEXEC does not close it). Hence --builders 1 by
+# default; with more, a failed cold build is completed by a second run.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SIZES="2000"
 NOOP_SIZES="10000"
-BUILDERS=8
+BUILDERS=1
 WORKDIR=""
 while [ $# -gt 0 ]; do
     case "$1" in

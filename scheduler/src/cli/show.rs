@@ -177,16 +177,26 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
     let (text, messages) = with_large_stack(move || {
         let loaded = loader::load(&directory, &targets, &options).map_err(failure)?;
-        let text = if wants_keys(&format) {
-            // Keys only when asked for: a plain `%{name}` stays fast and shows
-            // kinds whose keys are not known.
-            let keys = crate::cachekey::GraphKeys::compute(&loaded.graph)
-                .map_err(|e| Failure::new("ELEMENT", "cache-key", e.to_string()))?;
-            render(&loaded.graph, deps, &format, &keys)
+        let mut messages = loaded.messages;
+        // Keys only when asked for, so that a plain `%{name}` stays fast. A
+        // graph with a kind whose key Weir cannot compute (an external plugin
+        // kind) is still shown, with empty key fields and a warning.
+        let keys = if wants_keys(&format) {
+            match crate::cachekey::GraphKeys::compute(&loaded.graph) {
+                Ok(keys) => Some(keys),
+                Err(err) => {
+                    messages.push(format!("warning: cache keys are not shown: {err}"));
+                    None
+                }
+            }
         } else {
-            render(&loaded.graph, deps, &format, &NoKeys)
+            None
         };
-        Ok::<_, Failure>((text, loaded.messages))
+        let text = match &keys {
+            Some(keys) => render(&loaded.graph, deps, &format, keys),
+            None => render(&loaded.graph, deps, &format, &NoKeys),
+        };
+        Ok::<_, Failure>((text, messages))
     })??;
     for message in messages {
         eprintln!("{message}");

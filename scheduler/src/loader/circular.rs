@@ -86,7 +86,7 @@ impl Session {
             stamp: vec![0; n],
             generation: 0,
             stack: Vec::new(),
-            memo: std::collections::HashMap::new(),
+            memo: Default::default(),
         };
         for i in 0..n {
             if self.elements[i].deps.len() < 2 {
@@ -206,7 +206,7 @@ struct Reachability {
     generation: u32,
     stack: Vec<usize>,
     /// Answers of full searches: the same pairs recur in many elements' lists.
-    memo: std::collections::HashMap<(u32, u32), bool>,
+    memo: rustc_hash::FxHashMap<(u32, u32), bool>,
 }
 
 impl Reachability {

@@ -187,7 +187,7 @@ impl Session {
         self.state(id).files.insert(name.to_string(), element);
         if !first_pass {
             let prepared = self.prepare(element);
-            self.elements[element.index()].prepared = Some(prepared);
+            self.elements[element.index()].prepared = Some(Box::new(prepared));
         }
         Ok(element)
     }

@@ -69,7 +69,10 @@ impl Session {
     /// elements (graph ids assigned in visiting order) and the targets' graph ids.
     pub fn instantiate(&mut self, targets: &[ElementId]) -> LoadResult<(Vec<Element>, Vec<ElementId>)> {
         let mut graph_id: Vec<Option<ElementId>> = vec![None; self.elements.len()];
-        let mut pending: Vec<Option<Pending>> = Vec::new();
+        // Indexed by graph id (visiting order), so the list becomes the
+        // graph's element list in place, without a second copy.
+        let mut elements: Vec<Element> = Vec::new();
+        let mut kinds: Vec<Arc<KindInfo>> = Vec::new();
         let mut order: Vec<ElementId> = Vec::new();
         for &target in targets {
             let mut stack = vec![Step::Enter(target)];
@@ -83,7 +86,8 @@ impl Session {
                         graph_id[id.index()] = Some(gid);
                         order.push(id);
                         let p = self.enter(id, gid)?;
-                        pending.push(Some(p));
+                        elements.push(p.element);
+                        kinds.push(p.kind);
                         stack.push(Step::Exit(id));
                         for dep in self.element(id).deps.iter().rev() {
                             stack.push(Step::Enter(dep.element));
@@ -91,22 +95,19 @@ impl Session {
                     }
                     Step::Exit(id) => {
                         let gid = graph_id[id.index()].unwrap_or(ElementId(0));
-                        if let Some(p) = pending[gid.index()].as_mut() {
-                            let kind = p.kind.clone();
-                            self.exit(&kind, &mut p.element)?;
+                        if let (Some(element), Some(kind)) = (elements.get_mut(gid.index()), kinds.get(gid.index())) {
+                            self.exit(kind, element)?;
                         }
                     }
                 }
             }
         }
-        let mut elements = Vec::with_capacity(order.len());
-        for (gid, load_id) in order.iter().enumerate() {
-            let Some(p) = pending[gid].take() else { continue };
-            let mut element = p.element;
+        drop(kinds);
+        elements.shrink_to_fit();
+        for (element, load_id) in elements.iter_mut().zip(order.iter()) {
             for (dep, loaded) in element.dependencies.iter_mut().zip(self.element(*load_id).deps.iter()) {
                 dep.element = graph_id[loaded.element.index()].unwrap_or(ElementId(0));
             }
-            elements.push(element);
         }
         let targets = targets.iter().filter_map(|t| graph_id[t.index()]).collect();
         Ok((elements, targets))
@@ -123,7 +124,7 @@ impl Session {
     /// loaded (or now), and adds its dependencies.
     fn enter(&mut self, id: ElementId, gid: ElementId) -> LoadResult<Pending> {
         let prepared = match self.elements[id.index()].prepared.take() {
-            Some(result) => result?,
+            Some(result) => (*result)?,
             None => self.prepare(id)?,
         };
         let Prepared { mut element, kind, vars } = prepared;
@@ -241,6 +242,10 @@ impl Session {
 
         let has_dep_configs = self.element(id).dep_specs.iter().any(|d| !d.configs.is_empty());
         let project_name = self.project(project_id).name.clone();
+        let mut variables = vars.resolved(&self.sources).unwrap_or_default();
+        for (_, value) in &mut variables {
+            *value = self.interner.intern_str(value.clone());
+        }
         let element = Element {
             id,
             name,
@@ -249,7 +254,7 @@ impl Session {
             project: project_id,
             project_name,
             first_pass,
-            variables: vars.resolved(&self.sources).unwrap_or_default(),
+            variables,
             config: self.interner.intern(config),
             environment: self.interner.intern(environment),
             environment_nocache: nocache.into_iter().collect(),

@@ -159,8 +159,9 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
     }
     timer.done("load files");
     session.check_cycles(&ids)?;
+    timer.done("cycle check");
     session.sort_dependencies();
-    timer.done("cycle check and sort");
+    timer.done("dependency sort");
     let (elements, graph_targets) = session.instantiate(&ids)?;
     timer.done("instantiate");
     session.check_conflicts()?;

@@ -66,8 +66,9 @@ pub struct LoadElement {
     /// For links: `config.target`.
     pub link_target: Option<Scalar>,
     /// The element's own instantiated data (or the error), prepared when
-    /// its file was read.
-    pub prepared: Option<crate::yaml::LoadResult<super::instantiate::Prepared>>,
+    /// its file was read. Boxed: it is large and only held until
+    /// instantiation, while the element list lives for the whole load.
+    pub prepared: Option<Box<crate::yaml::LoadResult<super::instantiate::Prepared>>>,
 }
 
 /// Per-project loader state.

@@ -22,36 +22,58 @@ enum Part {
 
 /// Splits `text` at `%{name}` references.
 fn split(text: &str) -> Vec<Part> {
-    let mut parts = Vec::new();
-    let bytes = text.as_bytes();
-    let mut literal_start = 0;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'%' && bytes[i + 1] == b'{' {
-            let name_start = i + 2;
-            let mut j = name_start;
-            if j < bytes.len() && bytes[j].is_ascii_alphabetic() {
-                j += 1;
-                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-') {
+    Parts { bytes: text.as_bytes(), literal_start: 0, i: 0, pending: None }.collect()
+}
+
+/// The pieces of a text, in order, without allocating (see [`split`]).
+struct Parts<'a> {
+    bytes: &'a [u8],
+    literal_start: usize,
+    i: usize,
+    /// A reference found right after a literal that was returned first.
+    pending: Option<std::ops::Range<usize>>,
+}
+
+impl Iterator for Parts<'_> {
+    type Item = Part;
+
+    fn next(&mut self) -> Option<Part> {
+        if let Some(name) = self.pending.take() {
+            return Some(Part::Ref(name));
+        }
+        let bytes = self.bytes;
+        while self.i + 1 < bytes.len() {
+            let i = self.i;
+            if bytes[i] == b'%' && bytes[i + 1] == b'{' {
+                let name_start = i + 2;
+                let mut j = name_start;
+                if j < bytes.len() && bytes[j].is_ascii_alphabetic() {
                     j += 1;
-                }
-                if j < bytes.len() && bytes[j] == b'}' {
-                    if literal_start < i {
-                        parts.push(Part::Text(literal_start..i));
+                    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-') {
+                        j += 1;
                     }
-                    parts.push(Part::Ref(name_start..j));
-                    i = j + 1;
-                    literal_start = i;
-                    continue;
+                    if j < bytes.len() && bytes[j] == b'}' {
+                        let literal = self.literal_start..i;
+                        self.i = j + 1;
+                        self.literal_start = self.i;
+                        if literal.is_empty() {
+                            return Some(Part::Ref(name_start..j));
+                        }
+                        self.pending = Some(name_start..j);
+                        return Some(Part::Text(literal));
+                    }
                 }
             }
+            self.i += 1;
         }
-        i += 1;
+        if self.literal_start < bytes.len() {
+            let literal = self.literal_start..bytes.len();
+            self.literal_start = bytes.len();
+            self.i = bytes.len();
+            return Some(Part::Text(literal));
+        }
+        None
     }
-    if literal_start < text.len() {
-        parts.push(Part::Text(literal_start..text.len()));
-    }
-    parts
 }
 
 /// Whether `text` holds any `%{name}` reference.
@@ -196,7 +218,8 @@ impl Variables {
             return Ok(Arc::from(text));
         }
         let mut out = String::with_capacity(text.len());
-        for part in split(text) {
+        let parts = Parts { bytes: text.as_bytes(), literal_start: 0, i: 0, pending: None };
+        for part in parts {
             match part {
                 Part::Text(range) => out.push_str(&text[range]),
                 Part::Ref(range) => match self.get(&text[range.clone()], sources)? {
@@ -235,7 +258,13 @@ impl Variables {
 
     /// Every variable with its resolved value, in table order (resolving as needed).
     pub fn resolved(&self, sources: &SourceMap) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
-        self.order.iter().map(|name| Ok((name.clone(), self.resolve(name, sources)?))).collect()
+        // Exact capacity: every element keeps this list, so growth slack is
+        // a large share of the loader's memory.
+        let mut out = Vec::with_capacity(self.order.len());
+        for name in &self.order {
+            out.push((name.clone(), self.resolve(name, sources)?));
+        }
+        Ok(out)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Sharing equal mappings: many elements end up with identical expanded
+//! Sharing equal mappings (and equal resolved strings): many elements end up with identical expanded
 //! `public`, `environment`, `sandbox` or `config` trees, and one shared copy
 //! keeps memory proportional to the distinct trees, not the elements.
 //!
@@ -14,6 +14,8 @@ use super::node::{Map, Node};
 #[derive(Debug, Default)]
 pub struct MapInterner {
     by_hash: rustc_hash::FxHashMap<u64, Vec<Arc<Map>>>,
+    /// Distinct resolved strings (variable values recur across elements).
+    strings: rustc_hash::FxHashSet<Arc<str>>,
 }
 
 fn hash_node<H: Hasher>(node: &Node, h: &mut H) {
@@ -42,6 +44,23 @@ fn hash_map<H: Hasher>(map: &Map, h: &mut H) {
     }
 }
 
+/// Drops growth slack from a tree that is about to be kept for the whole run.
+fn shrink_map(map: &mut Map) {
+    map.entries.shrink_to_fit();
+    map.entries.values_mut().for_each(shrink_node);
+}
+
+fn shrink_node(node: &mut Node) {
+    match node {
+        Node::Scalar(_) => {}
+        Node::Seq(s) => {
+            s.items.shrink_to_fit();
+            s.items.iter_mut().for_each(shrink_node);
+        }
+        Node::Map(m) => shrink_map(m),
+    }
+}
+
 /// Content equality (provenance ignored).
 pub fn same_content(a: &Map, b: &Map) -> bool {
     a.entries.len() == b.entries.len()
@@ -58,6 +77,15 @@ fn same_node(a: &Node, b: &Node) -> bool {
 }
 
 impl MapInterner {
+    /// The shared copy of the string `text`.
+    pub fn intern_str(&mut self, text: Arc<str>) -> Arc<str> {
+        if let Some(found) = self.strings.get(&text) {
+            return found.clone();
+        }
+        self.strings.insert(text.clone());
+        text
+    }
+
     /// The shared copy of `map`'s content.
     pub fn intern(&mut self, map: Map) -> Arc<Map> {
         let mut hasher = rustc_hash::FxHasher::default();
@@ -66,6 +94,8 @@ impl MapInterner {
         if let Some(found) = bucket.iter().find(|m| same_content(m, &map)) {
             return found.clone();
         }
+        let mut map = map;
+        shrink_map(&mut map);
         let shared = Arc::new(map);
         bucket.push(shared.clone());
         shared
@@ -86,5 +116,16 @@ mod tests {
         let c = interner.intern(parse("x: [1, 2]\ny: {z: v}\n", FileId(1)).unwrap());
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn equal_strings_are_shared() {
+        let mut interner = MapInterner::default();
+        let a = interner.intern_str(Arc::from("/usr/bin"));
+        let b = interner.intern_str(Arc::from(String::from("/usr") + "/bin"));
+        let c = interner.intern_str(Arc::from("/usr/lib"));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(&*c, "/usr/lib");
     }
 }
