@@ -42,7 +42,7 @@ const DEV_LINKS: [(&str, &str); 5] = [
 const DEV_DIRS: [&str; 2] = ["shm", "pts"];
 
 /// Everything the child needs to enter the sandbox, prepared in the parent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NamespaceSetup {
     flags: CloneFlags,
     new_network: bool,

@@ -82,6 +82,11 @@ impl Stdio {
     pub fn create(stdout: &Path, stderr: &Path) -> Result<Self, RunnerError> {
         Ok(Stdio { stdout: output_file(stdout)?, stderr: output_file(stderr)? })
     }
+
+    fn try_clone(&self) -> Result<Self, RunnerError> {
+        let clone = |file: &File| file.try_clone().map_err(|e| RunnerError::io("duplicating an output file handle", e));
+        Ok(Stdio { stdout: clone(&self.stdout)?, stderr: clone(&self.stderr)? })
+    }
 }
 
 impl SandboxKind {
@@ -132,7 +137,37 @@ impl SandboxKind {
 /// Starts `command` in the staged `root`: on the host in
 /// `root/working_dir` when `setup` is `None`, else inside the namespaces
 /// `setup` describes. Must be called on a runtime thread (see the module doc).
+///
+/// A start that fails with ETXTBSY is tried again a few times: while one
+/// action's executable input is being written, a process forked for another
+/// action at that moment holds the write handle until it execs (or, for the
+/// namespace sandbox's intermediate process, until it exits), so an exec of
+/// that file can briefly fail although nothing is wrong with the action.
 pub(crate) fn spawn(
+    root: &Path,
+    command: &Command,
+    working_dir: &str,
+    stdio: Stdio,
+    setup: Option<NamespaceSetup>,
+) -> Result<SandboxedChild, RunnerError> {
+    const TEXT_BUSY_RETRIES: u32 = 6;
+    let mut attempt = 0;
+    loop {
+        let result = spawn_once(root, command, working_dir, stdio.try_clone()?, setup.clone());
+        match result {
+            Err(RunnerError::Spawn { ref source, .. })
+                if source.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES =>
+            {
+                attempt += 1;
+                // 2, 4, ... 64 ms: the writer finishes a copy in far less.
+                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn spawn_once(
     root: &Path,
     command: &Command,
     working_dir: &str,
