@@ -128,7 +128,7 @@ fn cpu_time() -> std::time::Duration {
 /// and the CPU time of each key phase (three runs):
 /// `WEIR_KEYS_PROJECT=DIR cargo test --release --test cachekey_lib -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measuring tool for WEIR_KEYS_PROJECT, not a check"]
 fn print_keys_of_project_in_env() {
     use weir_scheduler::cachekey::build_scope::BuildScopes;
     use weir_scheduler::cachekey::from_graph::element_inputs;

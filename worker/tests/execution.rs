@@ -507,7 +507,7 @@ async fn namespace_sandbox_probe_succeeds_here() {
 /// Run by `probe_refuses_a_namespace_sandbox_the_machine_cannot_provide` in
 /// a user namespace that may create no further user namespaces.
 #[test]
-#[ignore]
+#[ignore = "a child process of probe_refuses_a_namespace_sandbox_the_machine_cannot_provide, not a test of its own"]
 fn probe_child_without_user_namespaces() {
     if std::env::var_os("WEIR_PROBE_CHILD").is_none() {
         return;
@@ -625,7 +625,7 @@ async fn namespace_sandbox_collects_outputs_and_kills_on_timeout() {
 /// issue's target: p50 under 5 ms, over 200 actions/s at concurrency 8).
 /// Prints figures; run with `--ignored --nocapture`, ideally in release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore]
+#[ignore = "a benchmark that prints figures, not a check: run with --ignored --nocapture"]
 async fn trivial_action_latency_and_throughput() {
     let h = start(SandboxKind::Host, 8).await;
     let mut actions = Vec::new();
