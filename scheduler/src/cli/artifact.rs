@@ -83,15 +83,7 @@ async fn find(global: &GlobalArgs, args: &ElementArgs) -> Result<(Session, Artif
 }
 
 async fn checkout(global: &GlobalArgs, args: &CheckoutArgs) -> Result<ExitCode, Failure> {
-    // `--directory` after `checkout` is BuildStream's checkout directory, but
-    // clap also hands it to the global `-C/--directory` (the project): when
-    // both hold the same value, the project is searched from the current
-    // directory instead.
-    let mut global = global.clone();
-    if global.directory.is_some() && global.directory == args.directory {
-        global.directory = None;
-    }
-    let (session, artifact) = find(&global, &args.target).await?;
+    let (session, artifact) = find(global, &args.target).await?;
     let directory = match &args.directory {
         Some(dir) => dir.clone(),
         None => PathBuf::from(artifact.element.trim_end_matches(".bst").replace([':', '/'], "-")),

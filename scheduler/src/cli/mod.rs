@@ -39,7 +39,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Project directory (default: search upwards from the current directory for project.conf).
-    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    /// As in BuildStream it goes before the command, so that a command's own
+    /// `--directory` (`artifact checkout --directory DIR`) stays the command's.
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
     pub directory: Option<PathBuf>,
     /// User configuration file (BuildStream's user-config shape).
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
