@@ -95,7 +95,10 @@ fn targets_of(argv: &[String]) -> Vec<String> {
 }
 
 /// Runs `weir show` on `project` and returns what it printed, by element name.
-fn show(project: &Path, targets: &[String]) -> Result<BTreeMap<String, Printed>, String> {
+/// What one `weir show` printed, by element name, or why it failed.
+type ShowResult = Result<BTreeMap<String, Printed>, String>;
+
+fn show(project: &Path, targets: &[String]) -> ShowResult {
     let output = Command::new(weir_bin())
         .arg("--directory")
         .arg(project)
@@ -231,7 +234,7 @@ fn run_project_suite(suite: &Suite, project: &Path, tally: &mut Tally) {
         Commands::One(invocation) => vec![invocation],
         Commands::Many(invocations) => invocations.iter().collect(),
     };
-    let runs: Vec<(Vec<String>, Result<BTreeMap<String, Printed>, String>)> = invocations
+    let runs: Vec<(Vec<String>, ShowResult)> = invocations
         .iter()
         .map(|invocation| {
             let targets = targets_of(&invocation.argv);
