@@ -108,3 +108,36 @@ fn self_junction_needs_internal() {
     );
     assert_eq!(names(dir.path(), &["top.bst"]), ["self.bst:target.bst", "top.bst"]);
 }
+
+#[test]
+fn downloadable_sources_accept_version_keys_and_refuse_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let sha = "0".repeat(64);
+    write(
+        dir.path(),
+        &[
+            ("project.conf", "name: top\nmin-version: 2.0\n"),
+            (
+                "ok.bst",
+                &format!(
+                    "kind: import\nsources:\n- kind: tar\n  url: file:///x.tar.gz\n  ref: {sha}\n  version: '1.2'\n  base-dir: ''\n\
+                     - kind: remote\n  url: file:///y\n  ref: {sha}\n  version-guess-pattern: '\\d+'\n  filename: y\n  directory: d\n"
+                ),
+            ),
+            ("bad.bst", &format!("kind: import\nsources:\n- kind: tar\n  url: file:///x.tar.gz\n  ref: {sha}\n  verison: '1.2'\n")),
+        ],
+    );
+    assert_eq!(names(dir.path(), &["ok.bst"]), ["ok.bst"]);
+    let err = load(dir.path(), &["bad.bst".to_string()], &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("verison"), "{err}");
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &[("project.conf", "name: top\nmin-version: 2.0\n"), ("e.bst", "kind: import\ndescription: a: b\n")]);
+    let err = load(dir.path(), &["e.bst".to_string()], &LoadOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("e.bst [line 2 column"), "{text}");
+    assert!(text.contains("Malformed YAML"), "{text}");
+}

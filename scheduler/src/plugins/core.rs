@@ -159,6 +159,8 @@ pub const CORE_SOURCES: [&str; 4] = ["local", "remote", "tar", "workspace"];
 
 /// The core source plugin's `configure()` for `kind`, on the composed,
 /// expanded source configuration (without `kind`, `directory`, `provenance`).
+/// `remote` and `tar` are DownloadableFileSources: `url`, `ref`, `version`,
+/// `version-guess-pattern`, plus their own keys.
 pub fn configure_core_source(kind: &str, config: &Map) -> LoadResult<()> {
     match kind {
         "local" => {
@@ -166,11 +168,11 @@ pub fn configure_core_source(kind: &str, config: &Map) -> LoadResult<()> {
             config.req_scalar("path")?;
         }
         "remote" => {
-            config.validate_keys(&["url", "ref", "filename", "executable"])?;
+            config.validate_keys(&["url", "ref", "version", "version-guess-pattern", "filename", "executable"])?;
             config.req_scalar("url")?;
         }
         "tar" => {
-            config.validate_keys(&["url", "ref", "base-dir"])?;
+            config.validate_keys(&["url", "ref", "version", "version-guess-pattern", "base-dir"])?;
             config.req_scalar("url")?;
         }
         _ => {}

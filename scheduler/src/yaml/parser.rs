@@ -39,12 +39,11 @@ pub fn parse(text: &str, file: FileId) -> LoadResult<Map> {
             None => break,
             Some(Ok(pair)) => pair,
             Some(Err(e)) => {
-                return Err(malformed(format!(
-                    "{} at line {} column {}",
-                    e.info(),
-                    e.marker().line(),
-                    e.marker().col() + 1
-                )))
+                // Provenance names the file; the message keeps the parser's own position.
+                let at = Span { file, line: e.marker().line() as u32, col: e.marker().col() as u32 };
+                let mut error = malformed(format!("{} at line {} column {}", e.info(), e.marker().line(), e.marker().col() + 1));
+                error.at = Some(at);
+                return Err(error);
             }
         };
         let span = span_of(file, &espan);
