@@ -4,10 +4,10 @@
 # under ~/.cache/weir), build it again (everything cached), and check out the
 # report that the stack's script element produced.
 #
-# Environment: CARGO_TARGET_DIR (default ~/.cache/weir/target, outside the clone).
+# Environment: CARGO_TARGET_DIR (default ~/.cache/weir-target, outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}
 
 cargo build -q --bin weir
 weir="$CARGO_TARGET_DIR/debug/weir"

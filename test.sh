@@ -4,13 +4,13 @@
 # Installs what the tests need (Debian and PyPI/npm packages used by the peer
 # checks), builds the workspace and runs every test with cargo-nextest.
 # Environment:
-#   CARGO_TARGET_DIR  build directory (default: ~/.cache/weir/target, outside the clone)
+#   CARGO_TARGET_DIR  build directory (default: ~/.cache/weir-target, outside the clone)
 #   WEIR_PEER_CACHE   where peers (Bazel, BuildStream) are installed (default: ~/.cache/weir-peers)
 #   WEIR_SHARED       the shared conformance data (default: ../shared beside the clone)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}
 export WEIR_PEER_CACHE=${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}
 export WEIR_SHARED=${WEIR_SHARED:-$(cd .. && pwd)/shared}
 mkdir -p "$CARGO_TARGET_DIR" "$WEIR_PEER_CACHE"
