@@ -48,7 +48,9 @@ fn write_map(map: &Map, level: usize, out: &mut String) {
     }
 }
 
-fn write_after_key(value: &Node, level: usize, out: &mut String) {
+/// Writes a value that fits on the current line (a scalar, `{}` or `[]`)
+/// after a key or a dash; returns false for a non-empty mapping or sequence.
+fn write_inline(value: &Node, out: &mut String) -> bool {
     match value {
         Node::Scalar(s) => {
             out.push(' ');
@@ -57,14 +59,20 @@ fn write_after_key(value: &Node, level: usize, out: &mut String) {
         }
         Node::Map(m) if m.is_empty() => out.push_str(" {}\n"),
         Node::Seq(s) if s.items.is_empty() => out.push_str(" []\n"),
-        Node::Map(m) => {
-            out.push('\n');
-            write_map(m, level + 2, out);
-        }
-        Node::Seq(s) => {
-            out.push('\n');
-            write_seq(&s.items, level, out);
-        }
+        _ => return false,
+    }
+    true
+}
+
+fn write_after_key(value: &Node, level: usize, out: &mut String) {
+    if write_inline(value, out) {
+        return;
+    }
+    out.push('\n');
+    match value {
+        Node::Map(m) => write_map(m, level + 2, out),
+        Node::Seq(s) => write_seq(&s.items, level, out),
+        Node::Scalar(_) => {}
     }
 }
 
@@ -72,14 +80,11 @@ fn write_seq(items: &[Node], level: usize, out: &mut String) {
     for item in items {
         indent(out, level);
         out.push('-');
+        if write_inline(item, out) {
+            continue;
+        }
         match item {
-            Node::Scalar(s) => {
-                out.push(' ');
-                out.push_str(&quote(&s.value));
-                out.push('\n');
-            }
-            Node::Map(m) if m.is_empty() => out.push_str(" {}\n"),
-            Node::Seq(s) if s.items.is_empty() => out.push_str(" []\n"),
+            Node::Scalar(_) => {}
             Node::Map(m) => {
                 // First entry on the dash line, the rest aligned under it.
                 let mut first = true;
