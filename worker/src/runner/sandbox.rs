@@ -151,56 +151,48 @@ pub(crate) fn spawn(
     setup: Option<NamespaceSetup>,
 ) -> Result<SandboxedChild, RunnerError> {
     const TEXT_BUSY_RETRIES: u32 = 6;
+    let program = command.arguments.first().cloned().unwrap_or_default();
+    let start = |stdio: Stdio, setup: Option<NamespaceSetup>| {
+        let mut process = std::process::Command::new(&program);
+        process
+            .args(command.arguments.iter().skip(1))
+            .env_clear()
+            .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
+            .stdin(std::process::Stdio::null())
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr)
+            .process_group(0);
+        match setup {
+            None => {
+                process.current_dir(root.join(working_dir));
+            }
+            Some(setup) => {
+                // SAFETY: `enter` only makes raw system calls on data prepared
+                // beforehand; it does not allocate or take locks.
+                unsafe {
+                    process.pre_exec(move || setup.enter());
+                }
+            }
+        }
+        let mut process = tokio::process::Command::from(process);
+        process.kill_on_drop(true);
+        process.spawn()
+    };
     let mut attempt = 0;
     loop {
-        let result = spawn_once(root, command, working_dir, stdio.try_clone()?, setup.clone());
-        match result {
-            Err(RunnerError::Spawn { ref source, .. })
-                if source.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES =>
-            {
+        match start(stdio.try_clone()?, setup.clone()) {
+            Ok(child) => {
+                let group = child.id().and_then(|id| i32::try_from(id).ok());
+                return Ok(SandboxedChild { child, group });
+            }
+            Err(source) if source.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
                 attempt += 1;
                 // 2, 4, ... 64 ms: the writer finishes a copy in far less.
                 std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
             }
-            other => return other,
+            Err(source) => return Err(RunnerError::Spawn { program, source }),
         }
     }
-}
-
-fn spawn_once(
-    root: &Path,
-    command: &Command,
-    working_dir: &str,
-    stdio: Stdio,
-    setup: Option<NamespaceSetup>,
-) -> Result<SandboxedChild, RunnerError> {
-    let program = command.arguments.first().cloned().unwrap_or_default();
-    let mut process = std::process::Command::new(&program);
-    process
-        .args(command.arguments.iter().skip(1))
-        .env_clear()
-        .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
-        .stdin(std::process::Stdio::null())
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr)
-        .process_group(0);
-    match setup {
-        None => {
-            process.current_dir(root.join(working_dir));
-        }
-        Some(setup) => {
-            // SAFETY: `enter` only makes raw system calls on data prepared
-            // beforehand; it does not allocate or take locks.
-            unsafe {
-                process.pre_exec(move || setup.enter());
-            }
-        }
-    }
-    let mut process = tokio::process::Command::from(process);
-    process.kill_on_drop(true);
-    let child = process.spawn().map_err(|source| RunnerError::Spawn { program, source })?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok());
-    Ok(SandboxedChild { child, group })
 }
 
 fn output_file(path: &Path) -> Result<File, RunnerError> {
