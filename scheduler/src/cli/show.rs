@@ -89,7 +89,7 @@ pub fn format_element(graph: &Graph, element: &Element, format: &str, keys: &dyn
             "env" => Some(emit_map(&element.environment)),
             "deps" => Some(emit_str_list(&direct_dependencies(graph, element)).trim_end_matches('\n').to_string()),
             "state" if element.kind == "junction" => Some("junction".to_string()),
-            "full-key" | "key" | "strict-key" | "weak-key" | "state" | "source-keys" | "artifact" => {
+            field if KEY_FIELDS.contains(&field) => {
                 Some(keys.field(graph, element, field).unwrap_or_default())
             }
             _ => None,
@@ -154,10 +154,11 @@ pub fn with_large_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
 
 /// Whether a format string prints any field that needs cache keys.
 fn wants_keys(format: &str) -> bool {
-    ["%{full-key", "%{key", "%{strict-key", "%{weak-key", "%{state", "%{source-keys", "%{artifact"]
-        .iter()
-        .any(|field| format.contains(field))
+    KEY_FIELDS.iter().any(|field| format.contains(&format!("%{{{field}")))
 }
+
+/// The format fields whose values come from the cache key module.
+const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "state", "source-keys", "artifact"];
 
 /// `weir show`.
 pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
