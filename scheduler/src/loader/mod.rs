@@ -82,7 +82,7 @@ fn summaries(session: &Session) -> Vec<ProjectSummary> {
         .iter()
         .map(|p| {
             let pass = p.pass(false);
-            let mut fatal = p.fatal_warnings.clone();
+            let mut fatal = implicit_fatal_warnings(session, p);
             fatal.sort();
             ProjectSummary {
                 name: p.name.clone(),
@@ -96,6 +96,32 @@ fn summaries(session: &Session) -> Vec<ProjectSummary> {
             }
         })
         .collect()
+}
+
+/// A project's `fatal-warnings` with BuildStream's implicit additions: the
+/// deprecated `fail-on-overlap: true` adds `overlaps`, and a parent project
+/// (at any depth) with `junctions: disallow-subproject-uris: true` adds
+/// `unaliased-url` (both part of every element key of the project).
+fn implicit_fatal_warnings(session: &Session, project: &crate::project::Project) -> Vec<String> {
+    let mut fatal = project.fatal_warnings.clone();
+    let mut add = |token: &str| {
+        if !fatal.iter().any(|t| t == token) {
+            fatal.push(token.to_string());
+        }
+    };
+    if project.raw.get_bool("fail-on-overlap").ok().flatten() == Some(true) {
+        add("overlaps");
+    }
+    let mut origin = project.junction.as_ref();
+    while let Some(junction) = origin {
+        let parent = session.project(junction.parent);
+        if parent.disallow_subproject_uris {
+            add("unaliased-url");
+            break;
+        }
+        origin = parent.junction.as_ref();
+    }
+    fatal
 }
 
 /// The project's default targets: `defaults: targets`, else every `.bst`
