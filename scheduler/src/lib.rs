@@ -7,6 +7,7 @@
 pub mod build;
 pub mod cachekey;
 pub mod cli;
+pub mod fetch;
 pub mod graph;
 pub mod loader;
 pub mod plugins;

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod peers;
+
 /// Directory that holds the workspace's binaries (`target/<profile>`).
 fn bin_dir() -> PathBuf {
     // A test executable lives in target/<profile>/deps/.

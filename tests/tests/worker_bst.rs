@@ -18,8 +18,9 @@
 //! worker's Action Cache without executing.
 //!
 //! The peer is installed once by `../shared/peers/bst/setup.sh` into
-//! `${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}/bst-venv` and reused; an
-//! empty cache installs it (Debian and PyPI registries only). Every server
+//! `${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}/bst-venv` and reused
+//! ([`weir_tests::peers::bst`]); an empty cache installs it (Debian and PyPI
+//! registries only). Every server
 //! a test starts is killed when the test ends ([`WorkerProcess`] kills on
 //! drop; bst stops its own buildbox-casd).
 
@@ -27,9 +28,8 @@ mod worker_process;
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -47,42 +47,6 @@ const PAYLOAD_TEXT: &str = "payload fetched from upstream\n";
 /// What `hello.bst` installs as `out/greeting.txt`.
 fn expected_greeting() -> String {
     format!("{DATA_TEXT}{PAYLOAD_TEXT}built-by-manual\n")
-}
-
-/// The installed BuildStream peer.
-struct BstPeer {
-    bst: PathBuf,
-}
-
-/// Installs the peer on first use (once per test binary) and returns it.
-fn bst_peer() -> &'static BstPeer {
-    static PEER: OnceLock<BstPeer> = OnceLock::new();
-    PEER.get_or_init(|| {
-        let cache = std::env::var_os("WEIR_PEER_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/weir-peers")
-        });
-        let venv = cache.join("bst-venv");
-        let bst = venv.join("bin/bst");
-        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
-        // Test processes run in parallel (nextest): one installs, the others wait.
-        let lock_path = cache.join("bst-venv.lock");
-        let lock =
-            fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
-        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-        if !bst.exists() || !Path::new("/bin/busybox").exists() || !Path::new("/usr/bin/bwrap").exists() {
-            let script = weir_tests::shared_dir().join("peers/bst/setup.sh");
-            let status = Command::new("bash")
-                .arg(&script)
-                .arg(&venv)
-                .stdin(Stdio::null())
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-            assert!(status.success(), "{} {} failed: {status}", script.display(), venv.display());
-        }
-        assert!(bst.exists(), "{} missing after setup", bst.display());
-        drop(lock);
-        BstPeer { bst }
-    })
 }
 
 /// Where a bst client sends artifacts, sources and builds.
@@ -233,7 +197,7 @@ impl BstProject {
 
         let log_path = home.join(format!("bst-{}.log", args.first().copied().unwrap_or("run")));
         let log = fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(&bst_peer().bst)
+        let mut child = Command::new(weir_tests::peers::bst())
             .args(["--no-colors", "--no-interactive", "-c"])
             .arg(&config)
             .arg("-C")

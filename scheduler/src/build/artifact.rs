@@ -1,5 +1,6 @@
 //! [`Artifact`] and [`ArtifactCache`]: an element's output tree plus its
-//! metadata, stored in the CAS and indexed through Remote Asset.
+//! metadata, stored in the CAS and indexed through Remote Asset (or, on a
+//! server without it, the Action Cache: see [`crate::remote::BlobIndex`]).
 //!
 //! Key decisions: the metadata record is a small JSON blob in the CAS (its
 //! fields are Weir's own; compatibility with BuildStream's artifact proto is
@@ -103,7 +104,7 @@ impl ArtifactCache {
     /// it is indexed and its output tree is still in the CAS.
     pub async fn lookup(&self, project: &str, element: &str, key: &str) -> Result<Option<Artifact>, BuildError> {
         let uri = artifact_uri(project, element, key);
-        let Some(record) = self.remote.asset.fetch_blob(std::slice::from_ref(&uri), &[]).await? else {
+        let Some(record) = self.remote.index.fetch(&uri).await? else {
             return Ok(None);
         };
         let data = match self.remote.cas.download_one(record).await {
@@ -132,7 +133,7 @@ impl ArtifactCache {
             artifact_uri(&artifact.project, &artifact.element, &artifact.weak_key),
         ];
         let references = References { blobs: artifact.log_digests(), directories: vec![artifact.files_digest()?] };
-        self.remote.asset.push_blob(&uris, &[], digest, &references).await?;
+        self.remote.index.push(&uris, digest, &references).await?;
         Ok(())
     }
 }
@@ -149,9 +150,8 @@ mod tests {
         assert_eq!(artifact_uri("proj", "base/alpine.bst", "abc"), "weir:artifact/proj/base-alpine/abc");
     }
 
-    #[tokio::test]
-    async fn stored_artifacts_are_found_by_strong_and_weak_key_only_with_their_tree() {
-        let server = FakeServer::start_default().await;
+    /// Stores a record on `server` and looks it up by both keys; then takes its tree away.
+    async fn round_trip(server: &FakeServer) {
         let cache = ArtifactCache::new(RemoteClient::connect(EndpointSpec::new(&server.url).unwrap()).await.unwrap());
         let el = element("hello.bst", &[], &[]);
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap(), None);
@@ -160,8 +160,24 @@ mod tests {
         cache.store(&artifact).await.unwrap();
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap().as_ref(), Some(&artifact));
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-weak").await.unwrap().as_ref(), Some(&artifact));
+        assert_eq!(cache.lookup("test", "other.bst", "hello.bst-strong").await.unwrap(), None);
         // Once the tree is gone from the CAS, the record no longer counts.
         server.state.blobs.lock().unwrap().remove(&root);
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn stored_artifacts_are_found_by_strong_and_weak_key_only_with_their_tree() {
+        let server = FakeServer::start_default().await;
+        round_trip(&server).await;
+        assert_eq!(server.state.assets.lock().unwrap().len(), 2, "indexed through Remote Asset");
+        assert!(server.state.action_cache.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_remote_asset_artifacts_are_indexed_in_the_action_cache() {
+        let server = FakeServer::start_default_with(crate::remote::fake_server::AssetApi::None).await;
+        round_trip(&server).await;
+        assert_eq!(server.state.action_cache.lock().unwrap().len(), 2, "one entry per key");
     }
 }

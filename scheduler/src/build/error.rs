@@ -39,13 +39,16 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
-    /// Two dependencies staged the same path and overlaps are fatal.
-    #[error("{element}: {} overlapping file(s) staged by two dependencies, first {}", paths.len(), paths.first().map(String::as_str).unwrap_or(""))]
-    Overlap {
+    /// A warning that the element's project lists in `fatal-warnings`
+    /// (overlapping or unstaged files), with BuildStream's message.
+    #[error("{element}: {message}")]
+    FatalWarning {
         /// The element being staged for.
         element: String,
-        /// The overlapping paths.
-        paths: Vec<String>,
+        /// The warning token.
+        token: String,
+        /// `[token]: brief` and the detail lines.
+        message: String,
     },
     /// A local source could not be read.
     #[error("{element}: cannot read source: {source}")]

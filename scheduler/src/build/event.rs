@@ -84,16 +84,29 @@ pub enum BuildEvent {
         /// The worker's whole handling (inputs staged to outputs uploaded), in milliseconds.
         worker_millis: u64,
     },
-    /// Dependencies staged the same file (later one wins).
-    Overlap {
+    /// A source file was downloaded (and its sha256 verified) before the
+    /// build; files already in the source cache are not reported.
+    Fetched {
+        /// The first element needing the file.
+        element: String,
+        /// The URL downloaded (aliases resolved).
+        url: String,
+        /// Its size in bytes.
+        bytes: u64,
+        /// Wall time of the download in milliseconds.
+        millis: u64,
+    },
+    /// A configurable warning while staging the element's dependencies
+    /// (BuildStream's `overlaps`, `unstaged-files`), not fatal in its project.
+    Warning {
         /// The element being built.
         element: String,
-        /// The path.
-        path: String,
-        /// The dependency that staged it first.
-        first: String,
-        /// The dependency whose file won.
-        second: String,
+        /// The warning token.
+        token: String,
+        /// The one-line message.
+        brief: String,
+        /// The detail lines (the paths and the elements involved).
+        detail: String,
     },
 }
 

@@ -10,12 +10,14 @@
 //! `OSFamily`/`ISA` from `sandbox: build-os`/`build-arch`). Key decision:
 //! this is the only build code that knows the loader's types; a kind or
 //! source kind it cannot build yet is an error naming the element, never a
-//! silent skip. Sources: `local` only for now.
+//! silent skip. Sources: `local` (the project path) and `tar`/`remote`
+//! (the trees the fetch step staged, see [`crate::fetch`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::cachekey::sandbox::{canonicalize_arch, HostPlatform};
+use crate::fetch::FetchedSources;
 use crate::graph::{Element, ElementId, Graph, Scope};
 use crate::yaml::{Map, Node};
 
@@ -31,6 +33,7 @@ pub fn plan_from_graph(
     graph: &Graph,
     targets: &[ElementId],
     host: &HostPlatform,
+    fetched: &FetchedSources,
     keys: impl Fn(ElementId) -> Option<ArtifactKeys>,
 ) -> Result<BuildPlan, BuildError> {
     let selected = graph.select(targets, Scope::All);
@@ -60,20 +63,28 @@ pub fn plan_from_graph(
             keys,
             build_deps: deps(true),
             runtime_deps: deps(false),
-            recipe: recipe(element, project_dir, host, &index)?,
+            recipe: recipe(element, project_dir, host, &index, fetched)?,
             public: public_data(element)?,
+            fatal_warnings: graph.projects.get(element.project.0 as usize).map(|p| p.fatal_warnings.clone()).unwrap_or_default(),
         });
     }
     BuildPlan::new(elements)
 }
 
-/// The recipe of one element; `index` maps element ids to plan indices.
-pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index: &HashMap<ElementId, usize>) -> Result<Recipe, BuildError> {
+/// The recipe of one element; `index` maps element ids to plan indices,
+/// `fetched` gives the staged trees of its `tar`/`remote` sources.
+pub fn recipe(
+    element: &Element,
+    project_dir: &Path,
+    host: &HostPlatform,
+    index: &HashMap<ElementId, usize>,
+    fetched: &FetchedSources,
+) -> Result<Recipe, BuildError> {
     let bad = |reason: String| BuildError::Element { element: element.full_name.clone(), reason };
     match element.kind.as_str() {
         "stack" => Ok(Recipe::Stack),
         "import" => Ok(Recipe::Import {
-            sources: sources(element, project_dir)?,
+            sources: sources(element, project_dir, fetched)?,
             source: config_str(element, "source")?.unwrap_or_else(|| "/".into()),
             target: config_str(element, "target")?.unwrap_or_else(|| "/".into()),
         }),
@@ -84,7 +95,7 @@ pub fn recipe(element: &Element, project_dir: &Path, host: &HostPlatform, index:
             }
             let variable = |name: &str| element.variable(name).map(str::to_string).ok_or_else(|| bad(format!("variable '{name}' is not defined")));
             Ok(Recipe::Commands(CommandsRecipe {
-                sources: sources(element, project_dir)?,
+                sources: sources(element, project_dir, fetched)?,
                 build_root: variable("build-root")?,
                 install_root: variable("install-root")?,
                 commands,
@@ -159,25 +170,27 @@ fn layout(element: &Element, index: &HashMap<ElementId, usize>) -> Vec<(String, 
     by_location.into_iter().collect()
 }
 
-/// `local` sources as trees to stage.
-fn sources(element: &Element, project_dir: &Path) -> Result<Vec<SourceTree>, BuildError> {
+/// The element's sources as trees to stage, in order: a `local` source's
+/// path in the project, a `tar`/`remote` source's tree from the fetch step.
+fn sources(element: &Element, project_dir: &Path, fetched: &FetchedSources) -> Result<Vec<SourceTree>, BuildError> {
+    let bad = |reason: String| BuildError::Element { element: element.full_name.clone(), reason };
     element
         .sources
         .iter()
-        .map(|source| {
-            if source.kind != "local" {
-                return Err(BuildError::Element {
-                    element: element.full_name.clone(),
-                    reason: format!("source kind '{}' cannot be staged for a build yet (supported: local)", source.kind),
-                });
-            }
-            let path = match source.config.get("path") {
-                Some(Node::Scalar(path)) => path.value.to_string(),
-                _ => {
-                    return Err(BuildError::Element { element: element.full_name.clone(), reason: "local source without a 'path'".into() })
-                }
+        .enumerate()
+        .map(|(index, source)| {
+            let path = match source.kind.as_str() {
+                "local" => match source.config.get("path") {
+                    Some(Node::Scalar(path)) => project_dir.join(path.value.as_ref()),
+                    _ => return Err(bad("local source without a 'path'".into())),
+                },
+                "tar" | "remote" => fetched
+                    .tree(element.id, index)
+                    .ok_or_else(|| bad(format!("{} source #{} was not fetched before planning", source.kind, index + 1)))?
+                    .to_path_buf(),
+                other => return Err(bad(format!("source kind '{other}' cannot be staged for a build yet (supported: local, remote, tar)"))),
             };
-            Ok(SourceTree { path: project_dir.join(path), directory: source.directory.clone().unwrap_or_default() })
+            Ok(SourceTree { path, directory: source.directory.clone().unwrap_or_default() })
         })
         .collect()
 }
@@ -228,7 +241,7 @@ fn str_list(node: &Node) -> Option<Vec<String>> {
     }
 }
 
-/// `public: bst: split-rules` and `integration-commands`.
+/// `public: bst: split-rules`, `integration-commands` and `overlap-whitelist`.
 fn public_data(element: &Element) -> Result<PublicData, BuildError> {
     let bad = |what: &str| BuildError::Element { element: element.full_name.clone(), reason: format!("public bst.{what} is malformed") };
     let Some(Node::Map(bst)) = element.public.get("bst") else { return Ok(PublicData::default()) };
@@ -241,6 +254,9 @@ fn public_data(element: &Element) -> Result<PublicData, BuildError> {
     }
     if let Some(node) = bst.get("integration-commands") {
         data.integration_commands = str_list(node).ok_or_else(|| bad("integration-commands"))?;
+    }
+    if let Some(node) = bst.get("overlap-whitelist") {
+        data.overlap_whitelist = str_list(node).ok_or_else(|| bad("overlap-whitelist"))?;
     }
     Ok(data)
 }
@@ -352,7 +368,7 @@ mod tests {
             vec![ElementId(1)],
         );
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
-        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        let plan = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap();
         let names: Vec<_> = plan.elements().iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["base.bst", "app.bst", "all.bst"]);
         assert_eq!(plan.elements()[1].build_deps, [0]);
@@ -387,7 +403,7 @@ mod tests {
             vec![ElementId(2)],
         );
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
-        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        let plan = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap();
         match &plan.elements()[2].recipe {
             Recipe::Commands(recipe) => {
                 assert_eq!(recipe.build_root, "/work");
@@ -408,7 +424,7 @@ mod tests {
         let compose = element(1, "c.bst", "compose", map(&[("include", list(&["runtime"])), ("include-orphans", scalar("False")), ("integrate", scalar("False"))]), &[(0, DepType::Build)]);
         let g = graph(vec![lib, compose], vec![ElementId(1)]);
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
-        let plan = plan_from_graph(&g, &g.targets, &host, keys).unwrap();
+        let plan = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap();
         assert_eq!(plan.elements()[0].public.split_rules.domains["devel"], ["/usr/include", "/usr/lib/*.a"]);
         assert_eq!(plan.elements()[0].public.integration_commands, ["ldconfig"]);
         assert_eq!(
@@ -423,17 +439,50 @@ mod tests {
     }
 
     #[test]
+    fn tar_and_remote_sources_stage_the_fetched_trees_in_order() {
+        let mut app = element(0, "app.bst", "import", Map::new(span()), &[]);
+        let tar = |kind: &str, directory: Option<&str>| SourceData {
+            kind: kind.into(),
+            config: map(&[("url", scalar("upstream:a.tar.gz")), ("ref", scalar("00"))]),
+            directory: directory.map(str::to_string),
+            provenance: None,
+            span: span(),
+        };
+        app.sources.push(tar("tar", Some("vendor")));
+        app.sources.push(tar("remote", None));
+        let g = graph(vec![app], vec![ElementId(0)]);
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        // Not fetched: an error naming the element and the source.
+        let err = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap_err().to_string();
+        assert!(err.contains("app.bst") && err.contains("tar source #2"), "{err}");
+        let mut fetched = FetchedSources::default();
+        fetched.insert(ElementId(0), 1, "/cache/sources/staged/tar-1".into());
+        fetched.insert(ElementId(0), 2, "/cache/sources/staged/remote-2".into());
+        let plan = plan_from_graph(&g, &g.targets, &host, &fetched, keys).unwrap();
+        let Recipe::Import { sources, .. } = &plan.elements()[0].recipe else { panic!("not an import") };
+        let staged: Vec<(&Path, &str)> = sources.iter().map(|s| (s.path.as_path(), s.directory.as_str())).collect();
+        assert_eq!(
+            staged,
+            [
+                (Path::new("/p/files/src"), ""),
+                (Path::new("/cache/sources/staged/tar-1"), "vendor"),
+                (Path::new("/cache/sources/staged/remote-2"), ""),
+            ]
+        );
+    }
+
+    #[test]
     fn unsupported_kinds_and_sources_are_errors_naming_the_element() {
         let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
         let g = graph(vec![element(0, "f.bst", "autotools", Map::new(span()), &[])], vec![ElementId(0)]);
-        let err = plan_from_graph(&g, &g.targets, &host, keys).unwrap_err();
+        let err = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap_err();
         assert!(err.to_string().contains("f.bst") && err.to_string().contains("autotools"), "{err}");
         // A filter needs exactly one build dependency.
         let g = graph(vec![element(0, "f.bst", "filter", Map::new(span()), &[])], vec![ElementId(0)]);
-        assert!(plan_from_graph(&g, &g.targets, &host, keys).unwrap_err().to_string().contains("exactly one"));
+        assert!(plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap_err().to_string().contains("exactly one"));
         let mut remote = element(0, "r.bst", "import", Map::new(span()), &[]);
         remote.sources[0].kind = "git".into();
         let g = graph(vec![remote], vec![ElementId(0)]);
-        assert!(plan_from_graph(&g, &g.targets, &host, keys).unwrap_err().to_string().contains("git"));
+        assert!(plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap_err().to_string().contains("git"));
     }
 }

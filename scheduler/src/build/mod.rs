@@ -7,7 +7,8 @@
 //! | [`plan`] | [`BuildPlan`]: elements in topological order with keys, staged dependencies and a [`Recipe`] |
 //! | [`queue`] | [`BuildQueue`]: ready set, concurrency, retries with backoff, failure policy, cancellation |
 //! | [`split`] | [`SplitRules`] and the [`SplitFilter`] `compose` applies |
-//! | [`staging`] | [`Staging`]: input roots from dependency artifact trees, with overlap detection |
+//! | [`staging`] | [`Staging`]: input roots from dependency artifact trees, BuildStream's staging rules |
+//! | [`overlaps`] | [`OverlapCollector`]: overlapping and unstaged files, reported in BuildStream's words |
 //! | [`artifact`] | [`Artifact`] records and the [`ArtifactCache`] on Remote Asset |
 //! | [`checkout`] | [`Checkout`]: an artifact tree listed or written to disk |
 //! | [`event`] | [`BuildEvent`]s and where they go |
@@ -24,6 +25,7 @@ pub mod artifact;
 pub mod checkout;
 pub mod error;
 pub mod event;
+pub mod overlaps;
 pub mod from_graph;
 pub mod placement;
 pub mod plan;
@@ -42,4 +44,5 @@ pub use plan::{ArtifactKeys, BuildPlan, CommandsRecipe, ComposeRecipe, PlanEleme
 pub use split::{SplitFilter, SplitRules};
 pub use queue::{BuildQueue, BuildReport, ElementResult, ElementRunner, Job, OnError, QueueOptions};
 pub use remote_runner::RemoteRunner;
-pub use staging::{Overlap, Staging};
+pub use overlaps::{OverlapCollector, StagingWarning};
+pub use staging::Staging;

@@ -25,7 +25,8 @@ pub struct ArtifactKeys {
 /// A source tree staged into an element's build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTree {
-    /// The local directory (or file) imported, as BuildStream's `local` source.
+    /// The local directory (or file) staged: a `local` source's path, or the
+    /// tree the fetch step staged for a `tar`/`remote` source.
     pub path: PathBuf,
     /// The subdirectory of the build root it is staged in (`directory:`), `""` for the root.
     pub directory: String,
@@ -113,6 +114,8 @@ pub struct PlanElement {
     pub recipe: Recipe,
     /// The element's public data that dependants use.
     pub public: PublicData,
+    /// Its project's `fatal-warnings` (with the implicit additions).
+    pub fatal_warnings: Vec<String>,
 }
 
 /// The parts of an element's `public: bst:` data the build uses.
@@ -122,6 +125,9 @@ pub struct PublicData {
     pub split_rules: SplitRules,
     /// `integration-commands`.
     pub integration_commands: Vec<String>,
+    /// `overlap-whitelist`: absolute globs of files this element may
+    /// overlap (variables expanded).
+    pub overlap_whitelist: Vec<String>,
 }
 
 /// A validated plan: elements in topological order, with each element's
@@ -251,6 +257,7 @@ pub(crate) mod tests {
             runtime_deps: runtime.to_vec(),
             recipe: Recipe::Stack,
             public: PublicData::default(),
+            fatal_warnings: vec![],
         }
     }
 

@@ -39,7 +39,6 @@ pub struct RemoteRunner {
     executors: Vec<RemoteClient>,
     placement: Placement,
     strict: bool,
-    fatal_overlaps: bool,
     last_endpoint: Mutex<HashMap<usize, usize>>,
     trees: Mutex<HashMap<Digest, Arc<Directories>>>,
     cancellations: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
@@ -55,7 +54,6 @@ impl RemoteRunner {
             executors,
             placement: Placement::new(offers),
             strict: true,
-            fatal_overlaps: false,
             last_endpoint: Mutex::default(),
             trees: Mutex::default(),
             cancellations: Arc::default(),
@@ -65,12 +63,6 @@ impl RemoteRunner {
     /// In non-strict mode an artifact found by weak key is used.
     pub fn with_strict(mut self, strict: bool) -> Self {
         self.strict = strict;
-        self
-    }
-
-    /// Makes overlapping dependency files an error instead of a warning.
-    pub fn with_fatal_overlaps(mut self, fatal: bool) -> Self {
-        self.fatal_overlaps = fatal;
         self
     }
 
@@ -156,7 +148,7 @@ impl RemoteRunner {
     /// composition. The integration action collects the input root's
     /// top-level entries, so a new top-level entry made by an integration
     /// command is not collected.
-    async fn build_compose(&self, job: &Job, recipe: &ComposeRecipe) -> Result<Digest, BuildError> {
+    async fn build_compose(&self, job: &Job, recipe: &ComposeRecipe, events: &dyn EventSink) -> Result<Digest, BuildError> {
         let element = job.element();
         let staged = job.plan.staged(job.index);
         let mut staging = Staging::new();
@@ -172,6 +164,7 @@ impl RemoteRunner {
             let tree = self.tree(root).await?;
             staging.stage_tree(&dep.element, "", root, &tree)?;
         }
+        report_staging(job, &staging, events)?;
         let keeps = |owner: Option<&str>, path: &str| match owner.and_then(|o| rules.get(o)) {
             Some(rules) => recipe.filter.keeps(rules, path),
             None => true,
@@ -235,10 +228,10 @@ impl RemoteRunner {
         }
         for file in &result.output_files {
             let digest = Digest::try_from(file.digest.as_ref()).map_err(RemoteError::from)?;
-            staging.add_file(element, &relative(&file.path), digest, file.is_executable);
+            staging.add_file(element, &relative(&file.path), digest, file.is_executable)?;
         }
         for link in &result.output_symlinks {
-            staging.add_symlink(element, &relative(&link.path), &link.target);
+            staging.add_symlink(element, &relative(&link.path), &link.target)?;
         }
         Ok(staging)
     }
@@ -246,21 +239,20 @@ impl RemoteRunner {
     async fn build_commands(&self, job: &Job, recipe: &CommandsRecipe, events: &dyn EventSink) -> Result<Artifact, BuildError> {
         let element = job.element();
         let mut staging = Staging::new();
+        let mut session: Option<String> = None;
         for (location, dep) in self.layout(job, recipe) {
+            if session.as_ref() != Some(&location) {
+                staging.begin_session(&location);
+                session = Some(location.clone());
+            }
             let root = dep.files_digest()?;
             let tree = self.tree(root).await?;
             staging.stage_tree(&dep.element, &location, root, &tree)?;
         }
-        let overlaps = staging.overlaps().to_vec();
-        if self.fatal_overlaps && !overlaps.is_empty() {
-            return Err(BuildError::Overlap { element: element.name.clone(), paths: overlaps.into_iter().map(|o| o.path).collect() });
-        }
-        for overlap in overlaps {
-            events.emit(BuildEvent::Overlap { element: element.name.clone(), path: overlap.path, first: overlap.first, second: overlap.second });
-        }
+        report_staging(job, &staging, events)?;
         let build_root = relative(&recipe.build_root);
-        staging.add_directory(&element.name, &build_root);
-        staging.add_directory(&element.name, &relative(&recipe.install_root));
+        staging.add_directory(&element.name, &build_root)?;
+        staging.add_directory(&element.name, &relative(&recipe.install_root))?;
         let mut blobs = BlobSet::new();
         self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
         let (input_root, inputs) = encode_staging(&element.name, &staging, blobs)?;
@@ -441,7 +433,7 @@ impl ElementRunner for RemoteRunner {
                 Artifact::new(element, files, dependencies(job))
             }
             Recipe::Compose(recipe) => {
-                let files = self.build_compose(job, recipe).await?;
+                let files = self.build_compose(job, recipe, events).await?;
                 Artifact::new(element, files, dependencies(job))
             }
         };
@@ -492,6 +484,27 @@ impl Drop for CancelOnDrop {
 
 /// The direct build dependencies of a job as `(element, strong key)` (as
 /// BuildStream's artifact records them; the staged closure follows from them).
+/// Turns the staging warnings of the job's dependencies into events, or
+/// into an error for the first one the element's project makes fatal.
+fn report_staging(job: &Job, staging: &Staging, events: &dyn EventSink) -> Result<(), BuildError> {
+    let element = job.element();
+    let elements = job.plan.elements();
+    let whitelists: HashMap<&str, &[String]> = job
+        .plan
+        .staged(job.index)
+        .iter()
+        .filter_map(|&i| elements.get(i))
+        .map(|e| (e.name.as_str(), e.public.overlap_whitelist.as_slice()))
+        .collect();
+    for warning in staging.warnings(|name| whitelists.get(name).copied().unwrap_or(&[])) {
+        if element.fatal_warnings.iter().any(|t| t == warning.token) {
+            return Err(BuildError::FatalWarning { element: element.name.clone(), token: warning.token.to_string(), message: warning.message() });
+        }
+        events.emit(BuildEvent::Warning { element: element.name.clone(), token: warning.token.to_string(), brief: warning.brief, detail: warning.detail });
+    }
+    Ok(())
+}
+
 fn dependencies(job: &Job) -> Vec<(String, String)> {
     let staged = job.plan.staged(job.index);
     job.element()
@@ -563,6 +576,7 @@ mod tests {
             runtime_deps: vec![],
             recipe,
             public: Default::default(),
+            fatal_warnings: vec![],
         }
     }
 
@@ -783,12 +797,18 @@ mod tests {
         ];
         let (report, events) = build(&server, plan).await;
         assert!(report.success(), "{events:#?}");
-        assert!(events.contains(&BuildEvent::Overlap {
-            element: "user.bst".into(),
-            path: "etc/conf".into(),
-            first: "one.bst".into(),
-            second: "two.bst".into()
-        }));
+        let warnings: Vec<_> = events.iter().filter(|e| matches!(e, BuildEvent::Warning { .. })).collect();
+        assert_eq!(
+            warnings,
+            [&BuildEvent::Warning {
+                element: "user.bst".into(),
+                token: "overlaps".into(),
+                brief: "Non-whitelisted overlaps detected".into(),
+                detail: "Staged files overwrite existing files in staging area: /\n\
+                         /etc/conf: two.bst is not permitted to overlap other elements, order two.bst above one.bst \n"
+                    .into(),
+            }]
+        );
         // The later dependency won.
         let user = report.results[2].artifact().unwrap();
         assert_eq!(read_file(&server, user.files_digest().unwrap(), "conf").as_deref(), Some(&b"2"[..]));

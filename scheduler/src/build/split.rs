@@ -62,6 +62,14 @@ fn glob_claims(pattern: &str, path: &str) -> bool {
     path.iter().enumerate().any(|(i, c)| *c == '/' && i > 0 && glob(&pattern, &path[..i]))
 }
 
+/// Whether `pattern` matches the whole of `path` (BuildStream's `_glob2re`
+/// anchored at both ends, as the overlap whitelist uses it).
+pub(crate) fn glob_matches(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let path: Vec<char> = path.chars().collect();
+    glob(&pattern, &path)
+}
+
 /// Glob match of the whole of `text` against `pattern`.
 fn glob(pattern: &[char], text: &[char]) -> bool {
     match pattern.first() {

@@ -1,10 +1,11 @@
 //! [`Staging`]: the input root of an action, assembled from dependency
 //! artifact trees and source trees, with overlap detection.
 //!
-//! Key decisions: trees are merged as flat path maps, later staging wins, and
-//! every path staged over an existing non-directory is recorded as an
-//! [`Overlap`] naming both elements — BuildStream's rule (the caller decides
-//! whether overlaps are a warning or fatal). Directory symlinks already
+//! Key decisions: trees are merged as flat path maps and later staging wins,
+//! BuildStream's rules: a path staged over an existing file, symlink or empty
+//! directory replaces it and is recorded in the [`OverlapCollector`]; a file
+//! or symlink is not staged over a non-empty directory (recorded as ignored);
+//! the caller turns the records into warnings or errors. Directory symlinks already
 //! staged are followed for later entries (a dependency installing `bin/foo`
 //! over a base whose `bin` is `usr/bin` lands in `usr/bin/foo`), as
 //! BuildStream's staging does. The result is encoded by weir-proto's
@@ -16,6 +17,7 @@ use weir_proto::merkle::{MerkleTree, TreeBuilder};
 use weir_proto::reapi;
 use weir_proto::Digest;
 
+use super::overlaps::{OverlapCollector, StagingWarning};
 use super::BuildError;
 
 /// One staged entry.
@@ -26,22 +28,19 @@ enum Entry {
     Directory,
 }
 
-/// A path staged twice: `path` from `first` was replaced by `second`'s.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Overlap {
-    /// The path, relative to the input root.
-    pub path: String,
-    /// The element that staged it first.
-    pub first: String,
-    /// The element whose file replaced it.
-    pub second: String,
+/// One staged path: what it is, the element that staged it, in which session.
+#[derive(Debug, Clone)]
+struct Staged {
+    entry: Entry,
+    owner: String,
+    session: usize,
 }
 
 /// An input root being assembled.
 #[derive(Debug, Default)]
 pub struct Staging {
-    entries: BTreeMap<String, (Entry, String)>,
-    overlaps: Vec<Overlap>,
+    entries: BTreeMap<String, Staged>,
+    collector: OverlapCollector,
 }
 
 /// Most symlinks followed while resolving one path.
@@ -51,6 +50,13 @@ impl Staging {
     /// An empty input root.
     pub fn new() -> Self {
         Staging::default()
+    }
+
+    /// Starts a staging session at `location` (relative to the input root):
+    /// overlaps are reported per session, as BuildStream does for each
+    /// `stage_dependency_artifacts` call. Staging without one uses a session at `/`.
+    pub fn begin_session(&mut self, location: &str) {
+        self.collector.begin(location);
     }
 
     /// Stages the tree `root` (whose directories are in `directories`) under
@@ -64,7 +70,7 @@ impl Staging {
     ) -> Result<(), BuildError> {
         let prefix = prefix.trim_matches('/');
         if !prefix.is_empty() {
-            self.add_directory(owner, prefix);
+            self.add_directory(owner, prefix)?;
         }
         self.stage_directory(owner, prefix, root, directories, 0)
     }
@@ -85,55 +91,68 @@ impl Staging {
         let join = |name: &str| if path.is_empty() { name.to_string() } else { format!("{path}/{name}") };
         for file in &directory.files {
             let digest = Digest::try_from(file.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            self.insert(owner, &join(&file.name), Entry::File { digest, executable: file.is_executable });
+            self.insert(owner, &join(&file.name), Entry::File { digest, executable: file.is_executable })?;
         }
         for link in &directory.symlinks {
-            self.insert(owner, &join(&link.name), Entry::Symlink { target: link.target.clone() });
+            self.insert(owner, &join(&link.name), Entry::Symlink { target: link.target.clone() })?;
         }
         for child in &directory.directories {
             let child_digest = Digest::try_from(child.digest.as_ref()).map_err(|e| bad(e.to_string()))?;
-            let child_path = self.insert(owner, &join(&child.name), Entry::Directory);
+            let child_path = self.insert(owner, &join(&child.name), Entry::Directory)?;
             self.stage_directory(owner, &child_path, child_digest, directories, depth + 1)?;
         }
         Ok(())
     }
 
     /// Makes sure a directory exists at `path` (relative to the input root).
-    pub fn add_directory(&mut self, owner: &str, path: &str) {
+    pub fn add_directory(&mut self, owner: &str, path: &str) -> Result<(), BuildError> {
         let mut current = String::new();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             let next = if current.is_empty() { segment.to_string() } else { format!("{current}/{segment}") };
-            current = self.insert(owner, &next, Entry::Directory);
+            current = self.insert(owner, &next, Entry::Directory)?;
         }
+        Ok(())
     }
 
     /// Inserts one entry, following staged directory symlinks in its parent
-    /// path; returns the path it landed at.
-    fn insert(&mut self, owner: &str, path: &str, entry: Entry) -> String {
+    /// path; returns the path it landed at. A directory cannot be staged over
+    /// a file (BuildStream's error).
+    fn insert(&mut self, owner: &str, path: &str, entry: Entry) -> Result<String, BuildError> {
         let path = self.resolve_parent(path);
-        let existing = self.entries.get(&path).map(|(entry, first)| (entry.clone(), first.clone()));
+        let session = self.collector.current_index();
+        let existing = self.entries.get(&path).map(|staged| (staged.entry.clone(), staged.owner.clone(), staged.session));
         match existing {
-            Some((Entry::Directory, _)) if entry == Entry::Directory => return path,
-            Some((Entry::Symlink { .. }, _)) if entry == Entry::Directory => {
+            Some((Entry::Directory, _, _)) if entry == Entry::Directory => return Ok(path),
+            Some((Entry::File { .. }, _, _)) if entry == Entry::Directory => {
+                return Err(BuildError::Element {
+                    element: owner.to_string(),
+                    reason: format!("Destination is a regular file, not a directory: /{path}"),
+                })
+            }
+            Some((Entry::Symlink { .. }, _, _)) if entry == Entry::Directory => {
                 // A directory staged over a staged symlink goes where the link points.
                 let through = self.resolve_parent(&format!("{path}/."));
                 let target = through.trim_end_matches('.').trim_end_matches('/').to_string();
                 if target != path && !target.is_empty() {
-                    self.add_directory(owner, &target);
-                    return target;
+                    self.add_directory(owner, &target)?;
+                    return Ok(target);
                 }
             }
-            Some((old, first)) => {
-                if old == Entry::Directory {
-                    let inside = format!("{path}/");
-                    self.entries.retain(|p, _| !p.starts_with(&inside));
-                }
-                self.overlaps.push(Overlap { path: path.clone(), first, second: owner.to_string() });
+            Some((Entry::Directory, _, _)) if self.has_children(&path) => {
+                self.collector.ignored(&path, owner);
+                return Ok(path);
             }
+            Some((_, previous, previous_session)) => self.collector.replaced(&path, owner, &previous, previous_session),
             None => {}
         }
-        self.entries.insert(path.clone(), (entry, owner.to_string()));
-        path
+        self.entries.insert(path.clone(), Staged { entry, owner: owner.to_string(), session });
+        Ok(path)
+    }
+
+    /// Whether anything is staged below the directory `path`.
+    fn has_children(&self, path: &str) -> bool {
+        let inside = format!("{path}/");
+        self.entries.range(inside.clone()..).next().is_some_and(|(p, _)| p.starts_with(&inside))
     }
 
     /// `path` with every symlink among its parents replaced by its target.
@@ -154,7 +173,7 @@ impl Staging {
             }
             resolved.push(segment);
             let so_far = resolved.join("/");
-            if let Some((Entry::Symlink { target }, _)) = self.entries.get(&so_far) {
+            if let Some(Staged { entry: Entry::Symlink { target }, .. }) = self.entries.get(&so_far) {
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
                     break;
@@ -173,13 +192,13 @@ impl Staging {
     }
 
     /// Adds a file at `path` on behalf of `owner` (staging rules apply).
-    pub fn add_file(&mut self, owner: &str, path: &str, digest: Digest, executable: bool) {
-        self.insert(owner, path, Entry::File { digest, executable });
+    pub fn add_file(&mut self, owner: &str, path: &str, digest: Digest, executable: bool) -> Result<(), BuildError> {
+        self.insert(owner, path, Entry::File { digest, executable }).map(drop)
     }
 
     /// Adds a symlink at `path` on behalf of `owner`.
-    pub fn add_symlink(&mut self, owner: &str, path: &str, target: &str) {
-        self.insert(owner, path, Entry::Symlink { target: target.to_string() });
+    pub fn add_symlink(&mut self, owner: &str, path: &str, target: &str) -> Result<(), BuildError> {
+        self.insert(owner, path, Entry::Symlink { target: target.to_string() }).map(drop)
     }
 
     /// Every staged path, sorted.
@@ -189,7 +208,7 @@ impl Staging {
 
     /// The element that staged `path` last.
     pub fn owner(&self, path: &str) -> Option<&str> {
-        self.entries.get(path).map(|(_, owner)| owner.as_str())
+        self.entries.get(path).map(|staged| staged.owner.as_str())
     }
 
     /// Keeps only the entries whose path `keep` accepts.
@@ -197,17 +216,18 @@ impl Staging {
         self.entries.retain(|path, _| keep(path));
     }
 
-    /// The overlaps recorded so far, in staging order.
-    pub fn overlaps(&self) -> &[Overlap] {
-        &self.overlaps
+    /// The overlap and unstaged-file warnings so far, in BuildStream's
+    /// words; `whitelist(element)` gives an element's `overlap-whitelist`.
+    pub fn warnings<'a>(&self, whitelist: impl Fn(&str) -> &'a [String]) -> Vec<StagingWarning> {
+        self.collector.warnings(whitelist)
     }
 
     /// Encodes the input root.
     pub fn build(&self, element: &str) -> Result<MerkleTree, BuildError> {
         let mut builder = TreeBuilder::new();
         let bad = |e: weir_proto::merkle::MerkleError| BuildError::Element { element: element.to_string(), reason: e.to_string() };
-        for (path, (entry, _)) in &self.entries {
-            match entry {
+        for (path, staged) in &self.entries {
+            match &staged.entry {
                 Entry::File { digest, executable } => builder.add_file(path, *digest, *executable).map_err(bad)?,
                 Entry::Symlink { target } => builder.add_symlink(path, target).map_err(bad)?,
                 Entry::Directory => builder.add_directory(path).map_err(bad)?,
@@ -247,9 +267,12 @@ mod tests {
         staging.stage_tree("base.bst", "", a, &a_dirs).unwrap();
         staging.stage_tree("libc.bst", "", b, &b_dirs).unwrap();
         assert_eq!(paths(&staging), ["etc", "etc/conf", "usr", "usr/bin", "usr/bin/sh", "usr/lib", "usr/lib/libc.so"]);
+        let warnings = staging.warnings(|_| &[]);
+        assert_eq!(warnings.len(), 1);
         assert_eq!(
-            staging.overlaps(),
-            &[Overlap { path: "etc/conf".into(), first: "base.bst".into(), second: "libc.bst".into() }]
+            warnings[0].detail,
+            "Staged files overwrite existing files in staging area: /\n\
+             /etc/conf: libc.bst is not permitted to overlap other elements, order libc.bst above base.bst \n"
         );
         let merged = staging.build("app.bst").unwrap();
         // The later dependency's content won.
@@ -265,7 +288,26 @@ mod tests {
         staging.stage_tree("base.bst", "", base, &base_dirs).unwrap();
         staging.stage_tree("tool.bst", "", tool, &tool_dirs).unwrap();
         assert!(paths(&staging).contains(&"usr/bin/tool".to_string()), "{:?}", paths(&staging));
-        assert!(staging.overlaps().is_empty());
+        assert!(staging.warnings(|_| &[]).is_empty());
+    }
+
+    #[test]
+    fn a_file_does_not_replace_a_non_empty_directory_but_replaces_an_empty_one() {
+        let (base, base_dirs) = tree(&[("usr/lib/libc.so", b"libc")], &[]);
+        let mut staging = Staging::new();
+        staging.stage_tree("base.bst", "", base, &base_dirs).unwrap();
+        staging.add_directory("base.bst", "opt").unwrap();
+        staging.add_file("bad.bst", "usr/lib", Digest::of(b"file"), false).unwrap();
+        staging.add_file("bad.bst", "opt", Digest::of(b"file"), false).unwrap();
+        let error = staging.add_directory("worse.bst", "opt/sub").unwrap_err().to_string();
+        assert_eq!(error, "worse.bst: Destination is a regular file, not a directory: /opt");
+        assert!(paths(&staging).contains(&"usr/lib/libc.so".to_string()), "the directory stays");
+        assert_eq!(staging.owner("opt"), Some("bad.bst"), "the empty directory was replaced");
+        let warnings = staging.warnings(|_| &[]);
+        let tokens: Vec<_> = warnings.iter().map(|w| w.token).collect();
+        assert_eq!(tokens, ["overlaps", "unstaged-files"]);
+        assert!(warnings[0].detail.contains("/opt: bad.bst is not permitted"), "{}", warnings[0].detail);
+        assert!(warnings[1].detail.contains("From bad.bst:\n  /usr/lib\n"), "{}", warnings[1].detail);
     }
 
     #[test]
@@ -273,7 +315,7 @@ mod tests {
         let (src, src_dirs) = tree(&[("Makefile", b"all:")], &[]);
         let mut staging = Staging::new();
         staging.stage_tree("app.bst", "buildstream/p/app.bst", src, &src_dirs).unwrap();
-        staging.add_directory("app.bst", "buildstream-install");
+        staging.add_directory("app.bst", "buildstream-install").unwrap();
         let root = staging.build("app.bst").unwrap();
         let names: Vec<_> = root.root().directory.directories.iter().map(|d| d.name.clone()).collect();
         assert_eq!(names, ["buildstream", "buildstream-install"]);

@@ -214,14 +214,18 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failure> {
 async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failure> {
     let session = Session::open(global, &args.remote, &args.targets).await?;
     let host = HostPlatform::detect();
-    let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, |id| session.artifact_keys(id)).map_err(build_failure)?;
+    let printer = Arc::new(Printer::new(args.json));
+    let fetched = crate::fetch::FetchStep::new(&source_cache_dir(&args.remote, global)?)
+        .run(&session.graph, &session.graph.targets, printer.as_ref())
+        .await
+        .map_err(|e| Failure::new("SOURCE", e.reason(), e.to_string()))?;
+    let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, &fetched, |id| session.artifact_keys(id)).map_err(build_failure)?;
     let storage = session.storage.clone();
     for remote in session.executors.iter().filter(|r| !r.exec_enabled()) {
         eprintln!("[warning] {} does not execute actions (Capabilities: exec_enabled false); it is not used for execution", remote.spec().url);
     }
     let executors = session.executors.iter().filter(|r| r.exec_enabled()).map(|r| (r.clone(), Offer::default())).collect();
     let runner = Arc::new(RemoteRunner::new(storage, executors));
-    let printer = Arc::new(Printer::new(args.json));
     let options = QueueOptions { builders: args.builders.max(1), on_error: args.on_error, max_retries: args.retries, ..QueueOptions::default() };
     let queue = BuildQueue::new(runner.clone(), options, printer.clone() as Arc<dyn EventSink>);
     let (cancel, cancelled) = watch::channel(false);
@@ -245,6 +249,19 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// Where downloaded sources are cached (`<dir>/sources`): `--cache-dir`, the
+/// user configuration's `cachedir`, or the default cache directory — also
+/// when the build runs on a remote.
+fn source_cache_dir(remote: &RemoteArgs, global: &GlobalArgs) -> Result<PathBuf, Failure> {
+    let configured = match (&remote.cache_dir, &global.config) {
+        (None, Some(path)) => RemoteConfig::load(path).map_err(|message| Failure::new("APP", "INVALID_USER_CONFIG", message))?.cache_dir,
+        _ => None,
+    };
+    remote.cache_dir.clone().or(configured).or_else(default_cache_dir).ok_or_else(|| {
+        Failure::new("APP", "NO_CACHE_DIR", "no cache directory for downloaded sources: pass --cache-dir DIR")
     })
 }
 
@@ -331,7 +348,11 @@ impl Printer {
                 state.running.remove(element);
                 state.failed += 1;
             }
-            BuildEvent::Retrying { .. } | BuildEvent::Skipped { .. } | BuildEvent::Overlap { .. } | BuildEvent::Executed { .. } => {}
+            BuildEvent::Retrying { .. }
+            | BuildEvent::Skipped { .. }
+            | BuildEvent::Warning { .. }
+            | BuildEvent::Executed { .. }
+            | BuildEvent::Fetched { .. } => {}
         }
         let running: Vec<&str> = state.running.iter().map(String::as_str).take(4).collect();
         let more = state.running.len().saturating_sub(running.len());
@@ -382,14 +403,30 @@ impl EventSink for Printer {
                 text
             }
             BuildEvent::Skipped { element } => format!("[skipped] {element}"),
-            BuildEvent::Overlap { element, path, first, second } => {
-                format!("[warning] {element}: overlap: /{path} from {first} replaced by {second}")
+            BuildEvent::Fetched { element, url, bytes, millis } => {
+                format!("[fetch  ] {element}: {url} ({} in {:.1}s)", size(*bytes), *millis as f64 / 1000.0)
+            }
+            BuildEvent::Warning { element, token, brief, detail } => {
+                let mut text = format!("[WARNING] {element}: [{token}]: {brief}");
+                for line in detail.lines() {
+                    text.push_str(&format!("\n    {line}"));
+                }
+                text
             }
         };
         match &self.live {
             Some(live) => live.bar.println(line),
             None => eprintln!("{line}"),
         }
+    }
+}
+
+/// A byte count for people: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.2 GiB`.
+fn size(bytes: u64) -> String {
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match units.iter().find(|(_, scale)| bytes >= *scale) {
+        Some((unit, scale)) => format!("{:.1} {unit}", bytes as f64 / *scale as f64),
+        None => format!("{bytes} B"),
     }
 }
 

@@ -114,6 +114,11 @@ impl Session {
         }
         let project = self.project(id);
         let path = project.element_path.join(name);
+        if let Some(parsed) = self.prefetch.as_ref().and_then(|p| p.take(&path)) {
+            let full_name = format!("{}{name}", project.prefix());
+            let file = self.sources.add(full_name.clone());
+            return self.add_file(id, name, full_name, file, parsed.into_map(file));
+        }
         if path.is_dir() {
             return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
         }
@@ -127,7 +132,20 @@ impl Session {
         let prefix = project.prefix();
         let full_name = format!("{prefix}{name}");
         let file = self.sources.add(full_name.clone());
-        let mut node = parser::parse(&text, file)?;
+        let node = parser::parse(&text, file)?;
+        self.add_file(id, name, full_name, file, node)
+    }
+
+    /// Adds the parsed element file `name` of project `id` (includes,
+    /// conditionals, dependencies, link target) and prepares its data.
+    fn add_file(
+        &mut self,
+        id: ProjectId,
+        name: &str,
+        full_name: String,
+        file: crate::yaml::FileId,
+        mut node: crate::yaml::Map,
+    ) -> LoadResult<ElementId> {
         let written_kind = node.req_scalar("kind")?.value.clone();
         let first_pass = matches!(written_kind.as_ref(), "junction" | "link");
         if first_pass {

@@ -16,6 +16,7 @@ pub mod instantiate;
 pub mod junctions;
 pub mod kinds;
 pub mod names;
+pub mod prefetch;
 pub mod projects;
 pub mod refs;
 pub mod session;
@@ -175,6 +176,7 @@ impl PhaseTimer {
 fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Result<Graph, LoadError> {
     let mut timer = PhaseTimer::new();
     let top = session.load_project(directory, None)?;
+    session.prefetch = prefetch::Prefetch::start(&session.project(top).element_path);
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
     for target in &targets {
@@ -183,6 +185,7 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
         }
         ids.push(session.resolve_element(top, target, None)?);
     }
+    session.prefetch = None;
     timer.done("load files");
     session.check_cycles(&ids)?;
     timer.done("cycle check");
@@ -204,7 +207,11 @@ pub fn load(directory: &Path, targets: &[String], options: &LoadOptions) -> Resu
         Err(e) => return Err(LoadFailure::render(&e, &SourceMap::new())),
     };
     match load_in(&mut session, directory, targets) {
-        Ok(graph) => Ok(Loaded { graph, messages: std::mem::take(&mut session.messages) }),
+        Ok(graph) => {
+            let messages = std::mem::take(&mut session.messages);
+            session.retire();
+            Ok(Loaded { graph, messages })
+        }
         Err(e) => Err(LoadFailure::render(&e, &session.sources)),
     }
 }

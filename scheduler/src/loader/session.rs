@@ -135,6 +135,8 @@ pub struct Session {
     pub(crate) interner: crate::yaml::interner::MapInterner,
     /// Running external plugins by executable path.
     pub(crate) plugins: HashMap<PathBuf, ExternalPlugin>,
+    /// Element files read and parsed ahead on a helper thread.
+    pub(crate) prefetch: Option<super::prefetch::Prefetch>,
 }
 
 impl std::fmt::Debug for Session {
@@ -171,6 +173,7 @@ impl Session {
             links_in_progress: HashSet::new(),
             plugins: HashMap::new(),
             interner: Default::default(),
+            prefetch: None,
         })
     }
 
@@ -186,5 +189,14 @@ impl Session {
     /// The element file `id`.
     pub fn element(&self, id: ElementId) -> &LoadElement {
         &self.elements[id.index()]
+    }
+
+    /// Ends a finished session: external plugin processes are stopped now,
+    /// the rest (every parsed element file, a large share of the loader's
+    /// allocations) is freed on a background thread, so that the caller
+    /// goes on with the graph meanwhile. Freed here when no thread starts.
+    pub fn retire(mut self) {
+        drop(std::mem::take(&mut self.plugins));
+        let _ = std::thread::Builder::new().name("weir-free".into()).spawn(move || drop(self));
     }
 }

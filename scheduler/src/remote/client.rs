@@ -8,7 +8,7 @@
 use weir_proto::reapi::capabilities_client::CapabilitiesClient;
 use weir_proto::reapi::GetCapabilitiesRequest;
 
-use super::{ActionCache, Cas, EndpointSpec, Execution, RemoteAsset, RemoteError};
+use super::{ActionCache, BlobIndex, Cas, EndpointSpec, Execution, RemoteAsset, RemoteError};
 
 /// A connected REAPI endpoint: CAS, Execution, Action Cache and Remote Asset.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct RemoteClient {
     pub action_cache: ActionCache,
     /// Remote Asset fetch and push.
     pub asset: RemoteAsset,
+    /// Names to blobs: Remote Asset, or the Action Cache where the server
+    /// serves no Remote Asset (use this, not `asset`, for an index).
+    pub index: BlobIndex,
     exec_enabled: bool,
 }
 
@@ -41,11 +44,14 @@ impl RemoteClient {
             .unwrap_or(0);
         let exec_enabled = capabilities.execution_capabilities.as_ref().is_some_and(|e| e.exec_enabled);
         let instance = spec.instance_name.clone();
+        let action_cache = ActionCache::new(channel.clone(), &instance);
+        let asset = RemoteAsset::new(channel.clone(), &instance);
         Ok(RemoteClient {
             cas: Cas::new(channel.clone(), &instance, max_batch),
-            execution: Execution::new(channel.clone(), &instance),
-            action_cache: ActionCache::new(channel.clone(), &instance),
-            asset: RemoteAsset::new(channel, &instance),
+            execution: Execution::new(channel, &instance),
+            index: BlobIndex::new(asset.clone(), action_cache.clone()),
+            action_cache,
+            asset,
             exec_enabled,
             spec,
         })

@@ -88,6 +88,17 @@ impl FakeState {
 
 use weir_proto::reapi;
 
+/// Which Remote Asset services a fake server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssetApi {
+    /// Fetch and Push.
+    Full,
+    /// Fetch only.
+    FetchOnly,
+    /// Neither.
+    None,
+}
+
 /// A running fake server.
 pub struct FakeServer {
     /// `grpc://127.0.0.1:PORT`.
@@ -106,6 +117,12 @@ impl Drop for FakeServer {
 impl FakeServer {
     /// Starts a server on 127.0.0.1:0 whose executions are `run`.
     pub async fn start(max_batch: i64, run: Box<RunFn>) -> FakeServer {
+        FakeServer::start_with(max_batch, run, AssetApi::Full).await
+    }
+
+    /// Like [`FakeServer::start`], serving the Remote Asset services `asset`
+    /// says (a service not served answers UNIMPLEMENTED, as BuildGrid 0.9 does).
+    pub async fn start_with(max_batch: i64, run: Box<RunFn>, asset: AssetApi) -> FakeServer {
         let state = Arc::new(FakeState {
             blobs: Mutex::default(),
             action_cache: Mutex::default(),
@@ -130,8 +147,8 @@ impl FakeServer {
             .add_service(ByteStreamServer::new(svc.clone()))
             .add_service(CapabilitiesServer::new(svc.clone()))
             .add_service(ActionCacheServer::new(svc.clone()))
-            .add_service(FetchServer::new(svc.clone()))
-            .add_service(PushServer::new(svc.clone()))
+            .add_optional_service((asset != AssetApi::None).then(|| FetchServer::new(svc.clone())))
+            .add_optional_service((asset == AssetApi::Full).then(|| PushServer::new(svc.clone())))
             .add_service(ExecutionServer::new(svc));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let task = tokio::spawn(async move {
@@ -143,6 +160,11 @@ impl FakeServer {
     /// A server whose every action succeeds with an empty result.
     pub async fn start_default() -> FakeServer {
         FakeServer::start(4 * 1024 * 1024, Box::new(|_, _, _| Ok(ActionResult::default()))).await
+    }
+
+    /// [`FakeServer::start_default`] serving the Remote Asset services `asset` says.
+    pub async fn start_default_with(asset: AssetApi) -> FakeServer {
+        FakeServer::start_with(4 * 1024 * 1024, Box::new(|_, _, _| Ok(ActionResult::default())), asset).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! The REAPI client: CAS upload and download in batches, Execute with
-//! operation streaming and WaitExecution, the Action Cache and Remote Asset,
+//! operation streaming and WaitExecution, the Action Cache and Remote Asset
+//! (with the Action Cache standing in for servers without it),
 //! over channels with TLS, bearer tokens and instance names.
 //!
 //! This module knows the wire protocol and nothing about elements: the
@@ -12,6 +13,7 @@
 
 mod action_cache;
 mod asset;
+mod blob_index;
 mod cas;
 mod client;
 mod embedded;
@@ -24,6 +26,7 @@ pub(crate) mod fake_server;
 
 pub use action_cache::ActionCache;
 pub use asset::{References, RemoteAsset};
+pub use blob_index::{BlobIndex, IndexStore};
 pub use cas::{Blob, BlobSet, Cas, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 pub use client::RemoteClient;
 pub use embedded::{default_cache_dir, EmbeddedWorker};

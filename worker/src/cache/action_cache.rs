@@ -17,6 +17,7 @@ use redb::{ReadableDatabase, TableDefinition};
 use weir_proto::reapi::{ActionResult, Tree};
 use weir_proto::Digest;
 
+use super::group_commit::GroupCommit;
 use super::{blocking, CacheError};
 use crate::store::{Store, StoreError};
 
@@ -27,13 +28,14 @@ const RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("action_resul
 #[derive(Clone)]
 pub struct ActionCache {
     db: Arc<redb::Database>,
+    writes: Arc<GroupCommit>,
     cas: Store,
 }
 
 impl ActionCache {
     /// An Action Cache over an open database, checking completeness in `cas`.
     pub fn new(db: Arc<redb::Database>, cas: Store) -> Self {
-        ActionCache { db, cas }
+        ActionCache { writes: GroupCommit::new(db.clone()), db, cas }
     }
 
     /// The cached result of `action`, or `None` when there is none or when
@@ -50,6 +52,7 @@ impl ActionCache {
     }
 
     /// Records `result` for `action`, durably; returns once committed.
+    /// Concurrent calls share one durable commit ([`GroupCommit`]).
     ///
     /// Fails with [`CacheError::InvalidArgument`] when the result refers to
     /// malformed digests.
@@ -57,16 +60,13 @@ impl ActionCache {
         referenced_digests(result)?;
         let key = action.to_string();
         let value = result.encode_to_vec();
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write().map_err(CacheError::database)?;
-            {
+        self.writes
+            .run(Box::new(move |txn| {
                 let mut table = txn.open_table(RESULTS).map_err(CacheError::database)?;
                 table.insert(key.as_str(), value.as_slice()).map_err(CacheError::database)?;
-            }
-            txn.commit().map_err(CacheError::database)
-        })
-        .await
+                Ok(())
+            }))
+            .await
     }
 
     /// The stored result, without the completeness check.
@@ -235,5 +235,31 @@ mod tests {
         ActionCache::new(super::super::open_database(&path).unwrap(), cas.clone()).put(&action, &result).await.unwrap();
         let reopened = ActionCache::new(super::super::open_database(&path).unwrap(), cas);
         assert_eq!(reopened.get(&action).await.unwrap(), Some(result));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_updates_are_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        let cas: Store = Arc::new(MemoryStore::default());
+        let ac = ActionCache::new(super::super::open_database(&path).unwrap(), cas.clone());
+        let actions: Vec<Digest> = (0..64).map(|i| Digest::of(format!("action {i}").as_bytes())).collect();
+        let puts: Vec<_> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, action)| {
+                let (ac, action) = (ac.clone(), *action);
+                tokio::spawn(async move { ac.put(&action, &ActionResult { exit_code: i as i32, ..Default::default() }).await })
+            })
+            .collect();
+        for put in puts {
+            put.await.unwrap().unwrap();
+        }
+        drop(ac);
+        let reopened = ActionCache::new(super::super::open_database(&path).unwrap(), cas);
+        for (i, action) in actions.iter().enumerate() {
+            let got = reopened.get(action).await.unwrap();
+            assert_eq!(got.map(|r| r.exit_code), Some(i as i32), "result {i} lost");
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! Key decision: every update is a redb write transaction committed with
 //! immediate durability, so an acknowledged action result or asset survives
 //! `kill -9` and a restart; a crash mid-commit leaves the previous state.
+//! Action results written concurrently share one such commit
+//! ([`group_commit::GroupCommit`]), so a busy cache pays one `fsync` per
+//! batch rather than per update.
 //! Blob contents live in the CAS ([`crate::store`]); this module keeps only
 //! the small records that point at them, and checks on every lookup that what
 //! they point at is still in the CAS.
@@ -12,9 +15,11 @@
 //! |---|---|
 //! | [`action_cache`] | [`ActionCache`]: `get`/`put` of `ActionResult`s by action digest |
 //! | [`asset_index`] | [`AssetIndex`]: URI + qualifiers → blob or directory digest |
+//! | [`group_commit`] | [`group_commit::GroupCommit`]: concurrent writes, one durable commit |
 
 pub mod action_cache;
 pub mod asset_index;
+pub mod group_commit;
 
 use std::path::Path;
 use std::sync::Arc;

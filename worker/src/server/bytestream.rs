@@ -33,7 +33,7 @@ use weir_proto::resource_name::{Compressor, ResourceName};
 use weir_proto::Digest;
 
 use super::state::compress_zstd;
-use crate::store::{writer_for, BlobWriter};
+use crate::store::{chunked, writer_for, BlobWriter, ChunkStream};
 use super::{ServerError, ServerState};
 
 /// Size of the chunks a `Read` streams.
@@ -155,7 +155,10 @@ impl ByteStreamService {
         }
     }
 
-    async fn inner_read(&self, request: ReadRequest) -> Result<Vec<Bytes>, ServerError> {
+    /// The chunks of a read. Uncompressed reads stream from the store
+    /// ([`READ_CHUNK`] at a time, never the whole blob in memory); compressed
+    /// reads compress the whole blob, then slice it.
+    async fn inner_read(&self, request: ReadRequest) -> Result<ChunkStream, ServerError> {
         let name = self.parse(&request.resource_name, false)?;
         let digest = name.digest();
         if request.read_offset < 0 {
@@ -166,12 +169,15 @@ impl ByteStreamService {
         }
         let offset = request.read_offset as u64;
         let limit = (request.read_limit > 0).then_some(request.read_limit as u64);
-        let data = match name.compressor() {
+        match name.compressor() {
             None | Some(Compressor::Identity) => {
                 if offset > digest.size() {
                     return Err(ServerError::OutOfRange(format!("read_offset {offset} is past the end of {digest}")));
                 }
-                self.state.read(&digest, offset, limit).await?
+                let chunks = self.state.read_chunks(&digest, offset, limit, READ_CHUNK).await?;
+                let len = (digest.size() - offset).min(limit.unwrap_or(u64::MAX));
+                // An empty range is answered with one empty message.
+                Ok(if len == 0 { futures::stream::iter([Ok(Bytes::new())]).boxed() } else { chunks })
             }
             Some(_) => {
                 let compressed = compress_zstd(self.state.read(&digest, 0, None).await?).await?;
@@ -179,13 +185,10 @@ impl ByteStreamService {
                     return Err(ServerError::OutOfRange(format!("read_offset {offset} is past the compressed end of {digest}")));
                 }
                 let end = limit.map_or(compressed.len() as u64, |l| offset.saturating_add(l).min(compressed.len() as u64));
-                compressed.slice(offset as usize..end as usize)
+                let range = compressed.slice(offset as usize..end as usize);
+                Ok(if range.is_empty() { futures::stream::iter([Ok(Bytes::new())]).boxed() } else { chunked(range, READ_CHUNK) })
             }
-        };
-        if data.is_empty() {
-            return Ok(vec![Bytes::new()]);
         }
-        Ok((0..data.len()).step_by(READ_CHUNK).map(|start| data.slice(start..(start + READ_CHUNK).min(data.len()))).collect())
     }
 
     /// The most compressed bytes accepted for a blob of `size` bytes.
@@ -323,7 +326,10 @@ impl ByteStream for ByteStreamService {
     #[tracing::instrument(skip_all, fields(resource = %request.get_ref().resource_name.chars().take(200).collect::<String>()))]
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadStream>, Status> {
         let chunks = self.inner_read(request.into_inner()).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks.into_iter().map(|data| Ok(ReadResponse { data: data.to_vec() }))))))
+        // A chunk read from a file owns its buffer: `Vec::from` does not copy it.
+        let responses =
+            chunks.map(|chunk| chunk.map(|data| ReadResponse { data: Vec::from(data) }).map_err(|e| ServerError::from(e).into()));
+        Ok(Response::new(Box::pin(responses)))
     }
 
     #[tracing::instrument(skip_all)]

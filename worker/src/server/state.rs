@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use weir_proto::resource_name::Compressor;
 use weir_proto::Digest;
 
 use super::{Instances, ServerError, ServerMetrics};
 use crate::cache::{ActionCache, AssetIndex};
-use crate::store::{Store, StoreError};
+use crate::store::{ChunkStream, Store, StoreError};
 
 /// State shared by the services.
 pub struct ServerState {
@@ -51,6 +52,33 @@ impl ServerState {
         let data = self.store.read(digest, offset, limit).await?;
         ServerMetrics::add(&self.metrics.bytes_downloaded, data.len() as u64);
         Ok(data)
+    }
+
+    /// Streams a range of a blob in chunks of at most `chunk` bytes (see
+    /// [`crate::store::BlobStore::read_chunks`]), counting the bytes as
+    /// they are sent.
+    pub async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, ServerError> {
+        if digest.size() == 0 && *digest == Digest::empty() {
+            if offset > 0 {
+                return Err(StoreError::OutOfRange { digest: *digest, offset }.into());
+            }
+            return Ok(futures::stream::empty().boxed());
+        }
+        let stream = self.store.read_chunks(digest, offset, limit, chunk).await?;
+        let metrics = self.metrics.clone();
+        Ok(stream
+            .inspect(move |item| {
+                if let Ok(data) = item {
+                    ServerMetrics::add(&metrics.bytes_downloaded, data.len() as u64);
+                }
+            })
+            .boxed())
     }
 
     /// Stores a blob received from a client (`data` is compressed with

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_proto::Digest;
 
-use super::{slice_range, BlobStore, Store, StoreError, StoreSpec};
+use super::{chunked, slice_range, BlobStore, ChunkStream, Store, StoreError, StoreSpec};
 
 /// Configuration of a [`FastSlowStore`].
 ///
@@ -43,6 +43,16 @@ impl FastSlowStore {
     pub fn new(_spec: &FastSlowSpec, fast: Store, slow: Store) -> Self {
         FastSlowStore { fast, slow }
     }
+
+    /// Reads the whole blob from the slow tier, copies it into the fast
+    /// tier, and returns the range asked for.
+    async fn read_through(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
+        let whole = self.slow.read(digest, 0, None).await?;
+        if let Err(err) = self.fast.write(digest, whole.clone()).await {
+            tracing::warn!(%digest, %err, "could not copy a blob into the fast tier");
+        }
+        slice_range(digest, &whole, offset, limit)
+    }
 }
 
 #[async_trait]
@@ -61,11 +71,25 @@ impl BlobStore for FastSlowStore {
             Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => {}
             Err(err) => tracing::warn!(%digest, %err, "fast tier read failed; trying the slow tier"),
         }
-        let whole = self.slow.read(digest, 0, None).await?;
-        if let Err(err) = self.fast.write(digest, whole.clone()).await {
-            tracing::warn!(%digest, %err, "could not copy a blob into the fast tier");
+        self.read_through(digest, offset, limit).await
+    }
+
+    /// Streams from the fast tier when it holds the blob; otherwise the
+    /// blob is read whole from the slow tier and copied into the fast one
+    /// (as [`BlobStore::read`] does), then streamed from memory.
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        match self.fast.read_chunks(digest, offset, limit, chunk).await {
+            Ok(stream) => return Ok(stream),
+            Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => {}
+            Err(err) => tracing::warn!(%digest, %err, "fast tier read failed; trying the slow tier"),
         }
-        slice_range(digest, &whole, offset, limit)
+        Ok(chunked(self.read_through(digest, offset, limit).await?, chunk))
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

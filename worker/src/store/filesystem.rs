@@ -4,25 +4,43 @@
 //! when the runner stages an input root. Layout: `PATH/objects/HH/HASH_SIZE`
 //! (HH the first two hex digits), uploads written to `PATH/tmp/` and renamed
 //! into place, so a reader or a crash (even `kill -9`) never sees a partial
-//! blob: a file under `objects/` is complete or absent. Streamed uploads
-//! ([`BlobWriter`]) hash and write each chunk as it arrives. Content is hashed
-//! before it is written; reads check the file size always and re-hash the
-//! content when `verify_reads` is on, removing a blob that no longer matches.
+//! blob: a file under `objects/` is complete or absent. Content is hashed
+//! before it is written; streamed uploads ([`FilesystemWriter`]) hash and
+//! write chunk by chunk as they arrive.
+//!
+//! Key decisions:
+//! * Existence is answered from a [`BlobIndex`] in memory (filled by a scan
+//!   at open, kept by writes and removals, corrected by reads that find a
+//!   file gone), so `FindMissingBlobs` makes no system call.
+//! * Reads check the file size always and, with `verify_reads`, re-hash the
+//!   whole file in a streaming pass *before* the first byte is returned,
+//!   removing a blob that no longer matches: no byte of an unverified blob
+//!   is ever handed out (the price: a verified read reads the file twice,
+//!   the second time from the page cache).
+//! * Streamed reads ([`BlobStore::read_chunks`]) read the file chunk by chunk
+//!   with positional reads on the blocking pool, one chunk ahead of the
+//!   consumer, so a large blob is never held in memory.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use weir_proto::Digest;
 
-use super::verify::verify_content;
-use super::{BlobStore, BlobWriter, StoreError};
+use super::blob_index::BlobIndex;
+use super::filesystem_writer::FilesystemWriter;
+use super::{byte_range, BlobStore, BlobWriter, ChunkStream, StoreError};
+
+/// How many chunks a streamed read reads ahead of its consumer (besides the
+/// one being consumed).
+const READ_AHEAD: usize = 1;
 
 /// Configuration of a [`FilesystemStore`].
 ///
@@ -55,6 +73,7 @@ pub struct FilesystemStore {
     verify_reads: bool,
     fsync: bool,
     stored: Arc<AtomicU64>,
+    index: Arc<BlobIndex>,
 }
 
 impl FilesystemStore {
@@ -75,22 +94,23 @@ impl FilesystemStore {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        let stored = scan(&objects)?.iter().map(Digest::size).sum();
+        let held = scan(&objects)?;
+        let stored = held.iter().map(Digest::size).sum();
         Ok(FilesystemStore {
             objects,
             tmp,
             verify_reads: spec.verify_reads,
             fsync: spec.fsync,
             stored: Arc::new(AtomicU64::new(stored)),
+            index: Arc::new(BlobIndex::new(held)),
         })
     }
 
     fn path_of(&self, digest: &Digest) -> PathBuf {
-        let hash = digest.hash_hex();
-        self.objects.join(&hash[..2]).join(format!("{hash}_{}", digest.size()))
+        blob_path(&self.objects, digest)
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         tokio::task::spawn_blocking(job).await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?
@@ -104,6 +124,36 @@ impl FilesystemStore {
         tracing::error!(%digest, path = %path.display(), "stored blob is corrupt; removed");
         StoreError::Corrupt(*digest)
     }
+
+    /// Opens the blob's file for reading, checked (see [`open_blob`]); keeps
+    /// the index right when the file is gone and removes a corrupt blob.
+    async fn open_checked(&self, digest: &Digest) -> Result<fs::File, StoreError> {
+        let path = self.path_of(digest);
+        let (d, verify) = (*digest, self.verify_reads);
+        match Self::blocking(move || open_blob(&path, d, verify)).await {
+            Ok(Some(file)) => Ok(file),
+            Ok(None) => Err(self.drop_corrupt(digest).await),
+            Err(err) => {
+                if matches!(err, StoreError::NotFound(_)) {
+                    self.index.remove(digest);
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// `OBJECTS/HH/HASH_SIZE`, the file of `digest`.
+fn blob_path(objects: &Path, digest: &Digest) -> PathBuf {
+    let mut hex_hash = [0u8; 64];
+    // Cannot fail: the buffer is exactly twice the hash length.
+    let _ = hex::encode_to_slice(digest.hash_bytes(), &mut hex_hash);
+    let hash = std::str::from_utf8(&hex_hash).unwrap_or_default();
+    let mut path = PathBuf::with_capacity(objects.as_os_str().len() + 90);
+    path.push(objects);
+    path.push(&hash[..2]);
+    path.push(format!("{hash}_{}", digest.size()));
+    path
 }
 
 /// Every blob under `objects` (file names `HASH_SIZE` in shard directories).
@@ -129,63 +179,68 @@ fn scan(objects: &Path) -> Result<Vec<Digest>, StoreError> {
     Ok(out)
 }
 
-/// Reads `limit` bytes from `offset` of `path`, checking its length first.
-/// `Ok(None)` means the file has the wrong size (corrupt).
-fn read_range(path: &Path, digest: Digest, offset: u64, limit: Option<u64>) -> Result<Option<Vec<u8>>, StoreError> {
-    let mut file = match fs::File::open(path) {
+/// Opens the file of `digest` and checks its length and, with `verify`, its
+/// content (one streaming hash pass). `Ok(None)` means the file is corrupt.
+fn open_blob(path: &Path, digest: Digest, verify: bool) -> Result<Option<fs::File>, StoreError> {
+    let file = match fs::File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(digest)),
         Err(err) => return Err(err.into()),
     };
-    let len = file.metadata()?.len();
-    if len != digest.size() {
+    if file.metadata()?.len() != digest.size() {
         return Ok(None);
     }
-    if offset > len {
-        return Err(StoreError::OutOfRange { digest, offset });
+    if verify && Digest::of_reader(&file)? != digest {
+        return Ok(None);
     }
-    let end = match limit {
-        Some(limit) if limit > 0 => offset.saturating_add(limit).min(len),
-        _ => len,
-    };
-    let want = (end - offset) as usize;
-    let mut buf = vec![0u8; want];
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(&mut buf)?;
-    Ok(Some(buf))
+    Ok(Some(file))
+}
+
+/// Reads `len` bytes at `position` of `file`.
+fn read_at(file: &fs::File, position: u64, len: usize) -> Result<Bytes, StoreError> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, position)?;
+    Ok(Bytes::from(buf))
+}
+
+/// The bytes `start..end` of `file` as a stream of chunks of at most `chunk`
+/// bytes, each read on the blocking pool, [`READ_AHEAD`] chunks ahead.
+fn file_chunks(file: fs::File, start: u64, end: u64, chunk: usize) -> ChunkStream {
+    let file = Arc::new(file);
+    let chunk = chunk.max(1) as u64;
+    let positions = std::iter::successors(Some(start), move |p| Some(p + chunk)).take_while(move |p| *p < end);
+    futures::stream::iter(positions)
+        .map(move |position| {
+            let file = file.clone();
+            let len = (end - position).min(chunk) as usize;
+            FilesystemStore::blocking(move || read_at(&file, position, len))
+        })
+        .buffered(READ_AHEAD + 1)
+        .boxed()
 }
 
 #[async_trait]
 impl BlobStore for FilesystemStore {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
-        let paths: Vec<(Digest, PathBuf)> = digests.iter().map(|d| (*d, self.path_of(d))).collect();
-        Self::blocking(move || {
-            Ok(paths
-                .into_iter()
-                .filter(|(d, p)| fs::metadata(p).map(|m| m.len() != d.size()).unwrap_or(true))
-                .map(|(d, _)| d)
-                .collect())
-        })
-        .await
+        Ok(self.index.missing(digests))
     }
 
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
-        let path = self.path_of(digest);
-        let d = *digest;
-        if self.verify_reads {
-            let whole = Self::blocking(move || read_range(&path, d, 0, None)).await?;
-            let Some(whole) = whole else { return Err(self.drop_corrupt(digest).await) };
-            let whole = Bytes::from(whole);
-            return match verify_content(digest, &whole).await {
-                Ok(()) => super::slice_range(digest, &whole, offset, limit),
-                Err(StoreError::DigestMismatch { .. }) => Err(self.drop_corrupt(digest).await),
-                Err(err) => Err(err),
-            };
-        }
-        match Self::blocking(move || read_range(&path, d, offset, limit)).await? {
-            Some(data) => Ok(Bytes::from(data)),
-            None => Err(self.drop_corrupt(digest).await),
-        }
+        let file = self.open_checked(digest).await?;
+        let (start, end) = byte_range(digest, digest.size(), offset, limit)?;
+        Self::blocking(move || read_at(&file, start, (end - start) as usize)).await
+    }
+
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        let file = self.open_checked(digest).await?;
+        let (start, end) = byte_range(digest, digest.size(), offset, limit)?;
+        Ok(file_chunks(file, start, end, chunk))
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
@@ -193,10 +248,13 @@ impl BlobStore for FilesystemStore {
         let tmp = self.tmp.clone();
         let fsync = self.fsync;
         let stored = self.stored.clone();
+        let index = self.index.clone();
         let digest = *digest;
         // One trip to the blocking pool: existence check, hash, write, rename.
         Self::blocking(move || {
-            if fs::metadata(&path).map(|m| m.len() == digest.size()).unwrap_or(false) {
+            // The index may only say "held" wrongly if a file was deleted
+            // behind the store's back: confirm before skipping the write.
+            if index.contains(&digest) && fs::metadata(&path).map(|m| m.len() == digest.size()).unwrap_or(false) {
                 return Ok(());
             }
             let actual = Digest::of(&data);
@@ -209,7 +267,7 @@ impl BlobStore for FilesystemStore {
                 file.as_file().sync_all()?;
             }
             file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
-            stored.fetch_add(digest.size(), Ordering::Relaxed);
+            record_stored(&index, &stored, digest);
             Ok(())
         })
         .await
@@ -217,7 +275,14 @@ impl BlobStore for FilesystemStore {
 
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
         let path = self.path_of(digest);
-        fs::metadata(&path).ok().filter(|m| m.len() == digest.size()).map(|_| path)
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == digest.size() => Some(path),
+            Ok(_) => None,
+            Err(_) => {
+                self.index.remove(digest);
+                None
+            }
+        }
     }
 
     fn stored_bytes(&self) -> Option<u64> {
@@ -226,17 +291,20 @@ impl BlobStore for FilesystemStore {
 
     fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
         let file = tempfile::NamedTempFile::new_in(&self.tmp)?;
-        Ok(Some(Box::new(FilesystemWriter {
-            digest: *digest,
-            path: self.path_of(digest),
-            fsync: self.fsync,
-            stored: self.stored.clone(),
-            committed: Arc::new(AtomicU64::new(0)),
-            partial: Arc::new(Mutex::new(Some(Partial { file, hasher: Sha256::new(), len: 0 }))),
-        })))
+        Ok(Some(Box::new(FilesystemWriter::new(
+            *digest,
+            file,
+            self.path_of(digest),
+            self.fsync,
+            self.stored.clone(),
+            self.index.clone(),
+        ))))
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
+        // Out of the index first: a concurrent FindMissingBlobs may then
+        // report it missing a moment early, never present after removal.
+        self.index.remove(digest);
         match tokio::fs::remove_file(self.path_of(digest)).await {
             Ok(()) => {
                 let size = digest.size();
@@ -254,103 +322,18 @@ impl BlobStore for FilesystemStore {
     }
 }
 
-/// The state of a streamed upload: the temporary file and the running hash.
-struct Partial {
-    file: tempfile::NamedTempFile,
-    hasher: Sha256,
-    len: u64,
-}
-
-/// A streamed upload into a [`FilesystemStore`]: each chunk is written to a
-/// temporary file and hashed on the blocking pool as it arrives; commit
-/// compares the hash and renames the file into place.
-///
-/// Cancel-safety: the state lives behind an `Arc`, so a chunk whose caller
-/// was cancelled is either fully appended (and counted) or not at all.
-struct FilesystemWriter {
-    digest: Digest,
-    path: PathBuf,
-    fsync: bool,
-    stored: Arc<AtomicU64>,
-    committed: Arc<AtomicU64>,
-    partial: Arc<Mutex<Option<Partial>>>,
-}
-
-impl FilesystemWriter {
-    /// Runs `job` on the partial upload, on the blocking pool.
-    async fn with_partial<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&mut Partial) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let partial = self.partial.clone();
-        FilesystemStore::blocking(move || {
-            let mut guard = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?;
-            let partial = guard.as_mut().ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
-            job(partial)
-        })
-        .await
+/// Records that `digest` was just made visible: counted once, then indexed.
+pub(super) fn record_stored(index: &BlobIndex, stored: &AtomicU64, digest: Digest) {
+    if !index.contains(&digest) {
+        stored.fetch_add(digest.size(), Ordering::Relaxed);
     }
-}
-
-#[async_trait]
-impl BlobWriter for FilesystemWriter {
-    fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
-    }
-
-    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
-        let committed = self.committed.clone();
-        self.with_partial(move |p| {
-            if let Err(err) = p.file.write_all(&data) {
-                // Leave the file as it was before this chunk.
-                let _ = p.file.as_file().set_len(p.len);
-                let _ = p.file.seek(SeekFrom::Start(p.len));
-                return Err(err.into());
-            }
-            p.hasher.update(&data);
-            p.len += data.len() as u64;
-            committed.store(p.len, Ordering::Release);
-            Ok(())
-        })
-        .await
-    }
-
-    async fn reset(&mut self) -> Result<(), StoreError> {
-        let committed = self.committed.clone();
-        self.with_partial(move |p| {
-            p.file.as_file().set_len(0)?;
-            p.file.seek(SeekFrom::Start(0))?;
-            p.hasher = Sha256::new();
-            p.len = 0;
-            committed.store(0, Ordering::Release);
-            Ok(())
-        })
-        .await
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let FilesystemWriter { digest, path, fsync, stored, partial, .. } = *self;
-        FilesystemStore::blocking(move || {
-            let taken = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?.take();
-            let p = taken.ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
-            let hash: [u8; 32] = p.hasher.finalize().into();
-            let actual = Digest::new(hash, p.len);
-            if actual != digest {
-                return Err(StoreError::DigestMismatch { expected: digest, actual });
-            }
-            if fsync {
-                p.file.as_file().sync_all()?;
-            }
-            p.file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
-            stored.fetch_add(digest.size(), Ordering::Relaxed);
-            Ok(())
-        })
-        .await
-    }
+    index.insert(digest);
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
 
     fn open(dir: &Path, verify_reads: bool) -> FilesystemStore {
@@ -429,5 +412,107 @@ mod tests {
         assert!(matches!(writer.commit().await, Err(StoreError::DigestMismatch { .. })));
         assert!(!store.has(&wanted).await.unwrap());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporary files left behind");
+    }
+
+    /// Deterministic bytes that differ at every offset (for range checks).
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    async fn collect(stream: ChunkStream) -> Result<Vec<Bytes>, StoreError> {
+        stream.collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn streams_ranges_of_a_blob_larger_than_one_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let data = pattern(10_000);
+        let digest = Digest::of(&data);
+        store.write(&digest, Bytes::from(data.clone())).await.unwrap();
+        for (offset, limit) in [(0u64, None), (1234, Some(5000u64)), (9_999, None), (10_000, None), (3000, Some(1))] {
+            let chunks = collect(store.read_chunks(&digest, offset, limit, 1000).await.unwrap()).await.unwrap();
+            assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= 1000), "chunk sizes {:?}", chunks.iter().map(Bytes::len).collect::<Vec<_>>());
+            let got: Vec<u8> = chunks.concat();
+            let end = limit.map_or(data.len(), |l| (offset + l) as usize);
+            assert_eq!(got, &data[offset as usize..end], "offset {offset} limit {limit:?}");
+        }
+        assert!(matches!(store.read_chunks(&digest, 10_001, None, 1000).await, Err(StoreError::OutOfRange { .. })));
+        assert!(matches!(store.read_chunks(&Digest::of(b"absent"), 0, None, 1000).await, Err(StoreError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_verifying_store_refuses_to_stream_a_corrupt_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), true);
+        let data = pattern(50_000);
+        let digest = Digest::of(&data);
+        store.write(&digest, Bytes::from(data.clone())).await.unwrap();
+        // Intact: streams, ranges included.
+        let got = collect(store.read_chunks(&digest, 100, Some(20_000), 4096).await.unwrap()).await.unwrap().concat();
+        assert_eq!(got, &data[100..20_100]);
+        // One byte flipped near the end, outside the range asked for: still
+        // refused before any chunk, and the blob is gone.
+        let path = store.local_path(&digest).unwrap();
+        let mut rotten = data.clone();
+        rotten[49_000] ^= 1;
+        fs::write(&path, &rotten).unwrap();
+        assert!(matches!(store.read_chunks(&digest, 0, Some(10), 4096).await, Err(StoreError::Corrupt(_))));
+        assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn the_index_forgets_a_file_deleted_behind_its_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"short-lived");
+        store.write(&digest, Bytes::from_static(b"short-lived")).await.unwrap();
+        let path = store.local_path(&digest).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(store.read(&digest, 0, None).await, Err(StoreError::NotFound(_))));
+        assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
+        // Uploading it again stores it again (the write does not trust the index alone).
+        store.write(&digest, Bytes::from_static(b"short-lived")).await.unwrap();
+        assert_eq!(store.read(&digest, 0, None).await.unwrap(), Bytes::from_static(b"short-lived"));
+        // A reopened store finds what is on disk.
+        let reopened = open(dir.path(), false);
+        assert!(reopened.find_missing(&[digest]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_index_entry_does_not_swallow_an_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"vanishing");
+        store.write(&digest, Bytes::from_static(b"vanishing")).await.unwrap();
+        fs::remove_file(store.path_of(&digest)).unwrap();
+        store.write(&digest, Bytes::from_static(b"vanishing")).await.unwrap();
+        assert_eq!(store.read(&digest, 0, None).await.unwrap(), Bytes::from_static(b"vanishing"));
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_of_mixed_chunk_sizes_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let data = pattern(3 * super::super::filesystem_writer::WRITE_BATCH + 12_345);
+        let digest = Digest::of(&data);
+        let mut writer = store.begin_write(&digest).unwrap().unwrap();
+        let mut offset = 0;
+        // Small appends (gathered) and large ones (dispatched at once), interleaved.
+        for (i, size) in [100_000usize, 1_600_000, 7, 64 * 1024].iter().cycle().enumerate() {
+            if offset == data.len() || i > 1000 {
+                break;
+            }
+            let end = (offset + size).min(data.len());
+            writer.append(Bytes::copy_from_slice(&data[offset..end])).await.unwrap();
+            offset = end;
+            assert_eq!(writer.committed(), offset as u64);
+        }
+        assert!(!store.has(&digest).await.unwrap());
+        writer.commit().await.unwrap();
+        let back = collect(store.read_chunks(&digest, 0, None, 1 << 20).await.unwrap()).await.unwrap().concat();
+        assert!(back == data, "content differs after a streamed upload");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use weir_proto::Digest;
 
-use super::{BlobStore, BlobWriter, Store, StoreError};
+use futures::StreamExt;
+
+use super::{BlobStore, BlobWriter, ChunkStream, Store, StoreError};
 
 /// Counters of one store layer.
 #[derive(Debug, Default)]
@@ -172,6 +174,39 @@ impl BlobStore for MetricsStore {
             Err(_) => {}
         }
         result
+    }
+
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        let result = self.inner.read_chunks(digest, offset, limit, chunk).await;
+        self.count(&result);
+        match result {
+            Ok(stream) => {
+                self.counters.reads.fetch_add(1, Ordering::Relaxed);
+                let counters = self.counters.clone();
+                Ok(stream
+                    .inspect(move |item| match item {
+                        Ok(data) => {
+                            counters.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                    .boxed())
+            }
+            Err(err) => {
+                if matches!(err, StoreError::NotFound(_)) {
+                    self.counters.read_misses.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err)
+            }
+        }
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | [`memory`] | [`MemoryStore`] | blobs in a hash map: tests, small fast tiers |
 //! | [`filesystem`] | [`FilesystemStore`] | sharded files, temp-then-rename, verified |
+//! | [`filesystem_writer`] | [`filesystem_writer::FilesystemWriter`] | a streamed upload into a filesystem store |
+//! | [`blob_index`] | [`blob_index::BlobIndex`] | the filesystem store's in-memory set of held digests |
 //! | [`size_limited`] | [`SizeLimitedStore`] | least-recently-used eviction under a byte budget |
 //! | [`fast_slow`] | [`FastSlowStore`] | read-through: misses in the fast tier are filled from the slow one |
 //! | [`upstream`] | [`UpstreamStore`] | another REAPI CAS over gRPC |
@@ -22,10 +24,12 @@
 //! To add a store: implement [`BlobStore`] in `store/<purpose>.rs` with a
 //! `<Purpose>Spec`, add a [`StoreSpec`] variant and one arm in [`build`].
 
+pub mod blob_index;
 pub mod blob_writer;
 pub mod byte_size;
 pub mod fast_slow;
 pub mod filesystem;
+pub mod filesystem_writer;
 pub mod memory;
 pub mod metrics;
 pub mod size_limited;
@@ -38,6 +42,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use weir_proto::Digest;
 
 pub use blob_writer::{writer_for, BlobWriter, BufferedWriter};
@@ -143,6 +148,27 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(self.find_missing(std::slice::from_ref(digest)).await?.is_empty())
     }
 
+    /// Streams up to `limit` bytes (all when `None`) from `offset` of the
+    /// blob, in chunks of at most `chunk` bytes.
+    ///
+    /// Errors known before any byte is sent (an absent blob, an offset past
+    /// the end, a corrupt blob in a store that verifies reads) are returned
+    /// by this call; a failure later on ends the stream with an error. A
+    /// store that verifies reads checks the whole blob before the stream
+    /// yields its first chunk, so no byte of an unverified blob is handed
+    /// out. The default reads the range with `read` (the whole range in
+    /// memory) and slices it; stores that keep blobs in files override it
+    /// to read chunk by chunk.
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        Ok(chunked(self.read(digest, offset, limit).await?, chunk))
+    }
+
     /// Reads the whole blob.
     async fn read_all(&self, digest: &Digest) -> Result<Bytes, StoreError> {
         self.read(digest, 0, None).await
@@ -184,11 +210,13 @@ pub trait BlobStore: Send + Sync + 'static {
 /// A cheap-clone handle on a shared blob store.
 pub type Store = Arc<dyn BlobStore>;
 
-/// The part of a whole blob that a ranged read asks for.
-///
-/// Shared by the stores that hold whole blobs in memory.
-pub(crate) fn slice_range(digest: &Digest, data: &Bytes, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
-    let len = data.len() as u64;
+/// The chunks of a streamed read ([`BlobStore::read_chunks`]).
+pub type ChunkStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// The byte range `start..end` that a read of `offset` and `limit` asks for
+/// in a blob of `len` bytes ([`StoreError::OutOfRange`] past the end; a
+/// limit of `None` or 0 means to the end).
+pub(crate) fn byte_range(digest: &Digest, len: u64, offset: u64, limit: Option<u64>) -> Result<(u64, u64), StoreError> {
     if offset > len {
         return Err(StoreError::OutOfRange { digest: *digest, offset });
     }
@@ -196,5 +224,20 @@ pub(crate) fn slice_range(digest: &Digest, data: &Bytes, offset: u64, limit: Opt
         Some(limit) if limit > 0 => offset.saturating_add(limit).min(len),
         _ => len,
     };
-    Ok(data.slice(offset as usize..end as usize))
+    Ok((offset, end))
+}
+
+/// The part of a whole blob that a ranged read asks for.
+///
+/// Shared by the stores that hold whole blobs in memory.
+pub(crate) fn slice_range(digest: &Digest, data: &Bytes, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
+    let (start, end) = byte_range(digest, data.len() as u64, offset, limit)?;
+    Ok(data.slice(start as usize..end as usize))
+}
+
+/// `data` as a [`ChunkStream`] of slices of at most `chunk` bytes (none when empty).
+pub fn chunked(data: Bytes, chunk: usize) -> ChunkStream {
+    let chunk = chunk.max(1);
+    let starts = (0..data.len()).step_by(chunk);
+    futures::stream::iter(starts.map(move |start| Ok(data.slice(start..(start + chunk).min(data.len()))))).boxed()
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_proto::Digest;
 
-use super::{BlobStore, ByteSize, Store, StoreError, StoreSpec};
+use super::{BlobStore, ByteSize, ChunkStream, Store, StoreError, StoreSpec};
 
 /// Configuration of a [`SizeLimitedStore`].
 ///
@@ -113,6 +113,23 @@ impl SizeLimitedStore {
         Ok(f(&mut lru))
     }
 
+    /// Updates the recency of `digest` after a read of it: touched when it
+    /// was there, forgotten when it was absent or corrupt.
+    fn note_read<T>(&self, digest: &Digest, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => {
+                self.with_lru(|lru| lru.touch(*digest))?;
+                Ok(value)
+            }
+            Err(err) => {
+                if matches!(err, StoreError::NotFound(_) | StoreError::Corrupt(_)) {
+                    self.with_lru(|lru| lru.forget(digest))?;
+                }
+                Err(err)
+            }
+        }
+    }
+
     async fn evict(&self) -> Result<(), StoreError> {
         let victims = self.with_lru(|lru| lru.victims(self.max))?;
         for digest in victims {
@@ -141,18 +158,19 @@ impl BlobStore for SizeLimitedStore {
     }
 
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
-        match self.inner.read(digest, offset, limit).await {
-            Ok(data) => {
-                self.with_lru(|lru| lru.touch(*digest))?;
-                Ok(data)
-            }
-            Err(err) => {
-                if matches!(err, StoreError::NotFound(_) | StoreError::Corrupt(_)) {
-                    self.with_lru(|lru| lru.forget(digest))?;
-                }
-                Err(err)
-            }
-        }
+        let result = self.inner.read(digest, offset, limit).await;
+        self.note_read(digest, result)
+    }
+
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        let result = self.inner.read_chunks(digest, offset, limit, chunk).await;
+        self.note_read(digest, result)
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_proto::Digest;
 
-use super::{slice_range, BlobStore, Store, StoreError, StoreSpec};
+use super::{chunked, slice_range, BlobStore, ChunkStream, Store, StoreError, StoreSpec};
 
 /// Blobs at least this large are hashed on the blocking pool rather than on
 /// an async worker thread.
@@ -101,6 +101,22 @@ impl BlobStore for VerifyStore {
             Err(StoreError::DigestMismatch { .. }) => Err(self.drop_corrupt(digest).await),
             Err(err) => Err(err),
         }
+    }
+
+    /// With `verify_reads`, the whole blob is read and verified before the
+    /// first chunk is yielded (the blob is held in memory while it streams);
+    /// otherwise the inner store streams directly.
+    async fn read_chunks(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        limit: Option<u64>,
+        chunk: usize,
+    ) -> Result<ChunkStream, StoreError> {
+        if !self.verify_reads {
+            return self.inner.read_chunks(digest, offset, limit, chunk).await;
+        }
+        Ok(chunked(self.read(digest, offset, limit).await?, chunk))
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

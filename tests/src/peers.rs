@@ -1,0 +1,45 @@
+//! Peers installed from registries by the scripts in `../shared/peers`, once
+//! per machine into `${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}` and reused
+//! (an empty cache installs them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Where peers are installed.
+pub fn peer_cache() -> PathBuf {
+    std::env::var_os("WEIR_PEER_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/weir-peers")
+    })
+}
+
+/// The `bst` executable of BuildStream 2.8.1, installed on first use by
+/// `peers/bst/setup.sh` (with Debian's busybox-static and bubblewrap). Test
+/// processes run in parallel under nextest: one installs, the others wait
+/// on a lock file.
+pub fn bst() -> &'static Path {
+    static BST: OnceLock<PathBuf> = OnceLock::new();
+    BST.get_or_init(|| {
+        let cache = peer_cache();
+        let venv = cache.join("bst-venv");
+        let bst = venv.join("bin/bst");
+        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
+        let lock_path = cache.join("bst-venv.lock");
+        let lock = fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+        if !bst.exists() || !Path::new("/bin/busybox").exists() || !Path::new("/usr/bin/bwrap").exists() {
+            let script = crate::shared_dir().join("peers/bst/setup.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&venv)
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(status.success(), "{} {} failed: {status}", script.display(), venv.display());
+        }
+        assert!(bst.exists(), "{} missing after setup", bst.display());
+        drop(lock);
+        bst
+    })
+}

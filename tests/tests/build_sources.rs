@@ -1,0 +1,351 @@
+//! End-to-end tests of `tar` and `remote` sources in `weir build` (issue 7,
+//! "Sources needed for a first real build"), through the real `weir` binary
+//! with the embedded worker and a private cache directory.
+//!
+//! Each test generates its project in a temporary directory: archives are
+//! written with the `tar` crate, served over `http://127.0.0.1:PORT` by a
+//! tiny HTTP server thread ([`FileServer`], which counts requests and stops
+//! when dropped) or read through `file://` URLs. The `ref`s are the sha256
+//! of the generated files, computed here.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::Digest as _;
+
+/// Serves a fixed set of files at `/dist/NAME` on 127.0.0.1 until dropped.
+struct FileServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FileServer {
+    fn start(files: BTreeMap<String, Vec<u8>>) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            requests.fetch_add(1, Ordering::SeqCst);
+                            serve(stream, &files);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        FileServer { addr, requests, stop, thread: Some(thread) }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one HTTP/1.1 request (bounded by read and write timeouts).
+fn serve(mut stream: TcpStream, files: &BTreeMap<String, Vec<u8>>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request);
+    let path = text.split_whitespace().nth(1).unwrap_or("");
+    let response = match path.strip_prefix("/dist/").and_then(|name| files.get(name)) {
+        Some(body) => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes(), body.clone()].concat(),
+        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    };
+    let _ = stream.write_all(&response);
+}
+
+/// One member of a generated archive.
+enum Member<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+}
+
+/// A gzip-compressed tar archive of `members`; names are written raw so that
+/// hostile ones (`../escape`) can be made.
+fn tar_gz(members: &[Member]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for member in members {
+        let (name, kind, data, mode): (&str, tar::EntryType, &[u8], u32) = match member {
+            Member::File(name, data, mode) => (name, tar::EntryType::Regular, data, *mode),
+            Member::Dir(name) => (name, tar::EntryType::Directory, b"", 0o755),
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn write(root: &Path, path: &str, content: &[u8]) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A generated project and the cache directory its builds use.
+struct Project {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose alias `upstream` points at `http://ADDR/dist/`.
+    fn new(server: &FileServer) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!("name: sources\nmin-version: 2.0\nelement-path: elements\naliases:\n  upstream: http://{}/dist/\n", server.addr);
+        write(dir.path(), "project.conf", conf.as_bytes());
+        Project { dir, cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn element(&self, name: &str, text: &str) {
+        write(self.path(), &format!("elements/{name}"), text.as_bytes());
+    }
+
+    /// Runs `weir ARGS` with the embedded worker in this project's cache
+    /// directory (`WEIR_CACHE_DIR`); no proxy, so loopback is reached directly.
+    fn weir(&self, args: &[&str]) -> Output {
+        Command::new(weir_tests::weir_bin())
+            .current_dir(self.path())
+            .args(args)
+            .env_remove("WEIR_REMOTE")
+            .env("WEIR_CACHE_DIR", self.cache.path())
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY")
+            .output()
+            .expect("weir runs")
+    }
+
+    /// `weir build --json TARGET`, which must succeed; its events.
+    fn build_ok(&self, target: &str) -> Vec<serde_json::Value> {
+        let run = self.weir(&["build", "--json", target]);
+        assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+        text(&run.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// Checks `element` out into a new directory.
+    fn checkout(&self, element: &str) -> PathBuf {
+        let out = self.path().join(format!("checkout-{element}"));
+        let run = self.weir(&["artifact", "checkout", "--directory", out.to_str().unwrap_or_default(), element]);
+        assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+        out
+    }
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// The relative paths of the files and symlinks under `root`, sorted.
+fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                out.push(entry.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o100 != 0
+}
+
+/// The release archive the tests serve: one top-level directory.
+fn release() -> Vec<u8> {
+    tar_gz(&[
+        Member::Dir("hello-1.0/"),
+        Member::File("hello-1.0/configure", b"#!/bin/sh\necho configured > configured.txt\n", 0o755),
+        Member::File("hello-1.0/src/hello.c", b"int main(void) { return 0; }\n", 0o644),
+    ])
+}
+
+#[test]
+fn tar_over_http_and_remote_from_file_are_staged_then_cached_without_downloading() {
+    let archive = release();
+    let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));
+    let project = Project::new(&server);
+    let tool = b"#!/bin/sh\necho tool\n";
+    write(project.path(), "upstream-files/tool.sh", tool);
+    let tool_url = format!("file://{}", project.path().join("upstream-files/tool.sh").display());
+    project.element(
+        "hello.bst",
+        &format!(
+            "kind: import\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {}\n  directory: src\n- kind: remote\n  url: {tool_url}\n  ref: {}\n  filename: run-tool\n  executable: true\n",
+            sha256(&archive),
+            sha256(tool)
+        ),
+    );
+    // A second element with the same archive: one download serves both.
+    project.element(
+        "docs.bst",
+        &format!("kind: import\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {}\n  base-dir: ''\n", sha256(&archive)),
+    );
+    project.element("all.bst", "kind: stack\ndepends:\n- hello.bst\n- docs.bst\n");
+
+    let first = project.build_ok("all.bst");
+    let fetched: Vec<&serde_json::Value> = first.iter().filter(|e| e["event"] == "fetched").collect();
+    assert_eq!(fetched.len(), 2, "the archive once, the remote file once: {first:?}");
+    let http = fetched.iter().find(|e| e["url"].as_str().unwrap_or("").starts_with("http://")).expect("an http download");
+    assert_eq!(http["url"], format!("http://{}/dist/hello-1.0.tar.gz", server.addr), "the alias was resolved");
+    assert_eq!(http["bytes"], archive.len());
+    assert_eq!(server.requests(), 1);
+    assert_eq!(count(&first, "finished"), 3, "{first:?}");
+
+    let hello = project.checkout("hello.bst");
+    assert_eq!(files(&hello), ["run-tool", "src/configure", "src/src/hello.c"], "base-dir '*' stripped hello-1.0/");
+    assert_eq!(std::fs::read(hello.join("run-tool")).unwrap(), tool);
+    assert!(is_executable(&hello.join("run-tool")));
+    assert!(is_executable(&hello.join("src/configure")));
+    assert!(!is_executable(&hello.join("src/src/hello.c")));
+    assert_eq!(std::fs::read(hello.join("src/src/hello.c")).unwrap(), b"int main(void) { return 0; }\n");
+    let docs = project.checkout("docs.bst");
+    assert_eq!(files(&docs), ["hello-1.0/configure", "hello-1.0/src/hello.c"], "base-dir '' keeps the archive whole");
+
+    // A second build: everything cached, nothing downloaded.
+    let second = project.build_ok("all.bst");
+    assert_eq!((count(&second, "fetched"), count(&second, "cached")), (0, 3), "{second:?}");
+    assert_eq!(server.requests(), 1, "the second build made no request");
+    // Artifacts gone but the source cache kept: rebuilt from the cached download.
+    std::fs::remove_dir_all(project.cache.path().join("sources/staged")).unwrap();
+    let third = project.build_ok("all.bst");
+    assert_eq!(count(&third, "fetched"), 0, "{third:?}");
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_manual_element_builds_from_a_tar_source_in_the_sandbox() {
+    let archive = release();
+    let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));
+    let project = Project::new(&server);
+    write(project.path(), "files/base/etc/marker", b"base\n");
+    std::fs::create_dir_all(project.path().join("files/base/bin")).unwrap();
+    std::fs::copy("/bin/busybox", project.path().join("files/base/bin/busybox")).expect("a static busybox at /bin/busybox (see examples/busybox/prepare.sh)");
+    for applet in ["sh", "mkdir", "cp", "echo"] {
+        std::os::unix::fs::symlink("busybox", project.path().join(format!("files/base/bin/{applet}"))).unwrap();
+    }
+    project.element("base.bst", "kind: import\nsources:\n- kind: local\n  path: files/base\n");
+    project.element(
+        "hello.bst",
+        &format!(
+            "kind: manual\nbuild-depends:\n- base.bst\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {}\nconfig:\n  build-commands:\n  - ./configure\n  install-commands:\n  - mkdir -p \"%{{install-root}}/share\"\n  - cp configured.txt src/hello.c \"%{{install-root}}/share/\"\n",
+            sha256(&archive)
+        ),
+    );
+    let events = project.build_ok("hello.bst");
+    assert_eq!(count(&events, "finished"), 2, "{events:?}");
+    let out = project.checkout("hello.bst");
+    assert_eq!(std::fs::read_to_string(out.join("share/configured.txt")).unwrap(), "configured\n");
+    assert_eq!(std::fs::read(out.join("share/hello.c")).unwrap(), b"int main(void) { return 0; }\n");
+}
+
+#[test]
+fn a_wrong_sha256_fails_naming_the_source_and_caches_nothing() {
+    let archive = release();
+    let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));
+    let project = Project::new(&server);
+    let wrong = sha256(b"something else");
+    project.element("bad.bst", &format!("kind: import\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {wrong}\n"));
+    let run = project.weir(&["--error-format", "json", "build", "bad.bst"]);
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let stderr = text(&run.stderr);
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap_or("")).unwrap_or_default();
+    assert_eq!((last["domain"].as_str(), last["reason"].as_str()), (Some("SOURCE"), Some("CHECKSUM_MISMATCH")), "{stderr}");
+    let message = last["message"].as_str().unwrap_or("");
+    for part in ["bad.bst", "tar source #1", &format!("http://{}/dist/hello-1.0.tar.gz", server.addr), &wrong, &sha256(&archive)] {
+        assert!(message.contains(part), "'{part}' missing from: {message}");
+    }
+    let downloads = project.cache.path().join("sources/downloads");
+    assert!(!downloads.exists() || std::fs::read_dir(&downloads).unwrap().next().is_none(), "nothing was cached");
+    let tmp = project.cache.path().join("sources/tmp");
+    assert!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0, "no temporary file left behind");
+}
+
+#[test]
+fn an_archive_that_escapes_its_directory_is_refused() {
+    let evil = tar_gz(&[Member::Dir("pkg/"), Member::File("pkg/ok.txt", b"fine", 0o644), Member::File("../escape.txt", b"gotcha", 0o644)]);
+    let server = FileServer::start(BTreeMap::new());
+    let project = Project::new(&server);
+    write(project.path(), "upstream-files/evil.tar.gz", &evil);
+    let url = format!("file://{}", project.path().join("upstream-files/evil.tar.gz").display());
+    project.element("evil.bst", &format!("kind: import\nsources:\n- kind: tar\n  url: {url}\n  ref: {}\n  base-dir: ''\n", sha256(&evil)));
+    let run = project.weir(&["--error-format", "json", "build", "evil.bst"]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("STAGE_FAILED") && stderr.contains("../escape.txt") && stderr.contains("outside"), "{stderr}");
+    let staged = project.cache.path().join("sources");
+    assert!(!staged.join("escape.txt").exists() && !staged.join("tmp/escape.txt").exists());
+    assert!(!staged.join("staged").exists() || std::fs::read_dir(staged.join("staged")).unwrap().next().is_none(), "no staged tree kept");
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn an_undeclared_alias_is_an_error_before_any_download() {
+    let server = FileServer::start(BTreeMap::new());
+    let project = Project::new(&server);
+    project.element("m.bst", &format!("kind: import\nsources:\n- kind: remote\n  url: nowhere:file.txt\n  ref: {}\n", sha256(b"x")));
+    let run = project.weir(&["build", "m.bst"]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("INVALID_SOURCE_ALIAS") && stderr.contains("'nowhere'") && stderr.contains("m.bst"), "{stderr}");
+    assert_eq!(server.requests(), 0);
+}
