@@ -55,7 +55,7 @@ fn buildgrid_peer() -> &'static Path {
         lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
         if !dir.join("bgd-venv/bin/bgd").exists() || !postgres_installed() {
             let script = weir_tests::shared_dir().join("peers/buildgrid/setup.sh");
-            let output = run(Command::new("bash").arg(&script).arg(&dir), Duration::from_secs(900));
+            let output = run(Command::new("bash").arg(&script).arg(&dir), Duration::from_secs(540));
             assert!(output.status.success(), "{} failed:\n{}", script.display(), all_output(&output));
         }
         if which("bwrap").is_none() {
@@ -153,7 +153,8 @@ impl Drop for BuildGrid {
     }
 }
 
-/// Runs `command` to completion, killing it after `timeout`.
+/// Runs `command` to completion, killing it after `timeout` (the first
+/// BuildGrid install stays under nextest's ten-minute limit this way).
 fn run(command: &mut Command, timeout: Duration) -> Output {
     let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts a process");
     let drain = |mut pipe: Box<dyn Read + Send>| {
@@ -266,4 +267,6 @@ fn the_busybox_example_builds_through_buildgrid_as_with_the_embedded_worker() {
     }
     let report = fs::read_to_string(scratch.path().join("grid-report/report.txt")).expect("report.bst made report.txt");
     assert_eq!(report, "10 /usr/share/greeting/message.txt\nindex\nmessage.txt\n", "the script ran the image's tool in its chroot");
+    let log = weir(project, &cache_home, &["artifact", "log", "--remote", &remote, "greeting.bst"]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("Running cp message.txt"), "the bot's stdout is the log: {}", all_output(&log));
 }

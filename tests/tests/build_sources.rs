@@ -92,26 +92,38 @@ fn serve(mut stream: TcpStream, files: &BTreeMap<String, Vec<u8>>) {
 enum Member<'a> {
     File(&'a str, &'a [u8], u32),
     Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    HardLink(&'a str, &'a str, u32),
 }
 
-/// A gzip-compressed tar archive of `members`; names are written raw so that
+/// An uncompressed tar archive of `members`; names are written raw so that
 /// hostile ones (`../escape`) can be made.
-fn tar_gz(members: &[Member]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+fn tar(members: &[Member]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
     for member in members {
-        let (name, kind, data, mode): (&str, tar::EntryType, &[u8], u32) = match member {
-            Member::File(name, data, mode) => (name, tar::EntryType::Regular, data, *mode),
-            Member::Dir(name) => (name, tar::EntryType::Directory, b"", 0o755),
+        let (name, kind, data, mode, link): (&str, tar::EntryType, &[u8], u32, &str) = match member {
+            Member::File(name, data, mode) => (name, tar::EntryType::Regular, data, *mode, ""),
+            Member::Dir(name) => (name, tar::EntryType::Directory, b"", 0o755, ""),
+            Member::Symlink(name, target) => (name, tar::EntryType::Symlink, b"", 0o777, target),
+            Member::HardLink(name, target, mode) => (name, tar::EntryType::Link, b"", *mode, target),
         };
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(mode);
         header.set_size(data.len() as u64);
         header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         header.set_cksum();
         builder.append(&header, data).unwrap();
     }
-    builder.into_inner().unwrap().finish().unwrap()
+    builder.into_inner().unwrap()
+}
+
+/// [`tar`], gzip-compressed.
+fn tar_gz(members: &[Member]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&tar(members)).unwrap();
+    encoder.finish().unwrap()
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -348,4 +360,114 @@ fn an_undeclared_alias_is_an_error_before_any_download() {
     let stderr = text(&run.stderr);
     assert!(stderr.contains("INVALID_SOURCE_ALIAS") && stderr.contains("'nowhere'") && stderr.contains("m.bst"), "{stderr}");
     assert_eq!(server.requests(), 0);
+}
+
+/// Every path under `root` with its kind, content, owner-execute bit or link target.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let kind = entry.file_type().unwrap();
+            let value = if kind.is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if kind.is_dir() {
+                pending.push(path);
+                "dir".to_string()
+            } else {
+                format!("{} x={}", sha256(&std::fs::read(&path).unwrap()), is_executable(&path))
+            };
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+/// The same archives staged by BuildStream 2.8.1 and by weir give the same
+/// files: a `./` root entry (BuildStream then keeps the top directory), a
+/// single top directory with a symlink and an executable, archives without
+/// directory entries and two top-level directories (the first sorted wins),
+/// an explicit nested `base-dir`, hard links (to a file outside the base
+/// directory; with a mode other than their target's), and a `remote` file
+/// named after its URL.
+#[test]
+fn tar_and_remote_sources_stage_as_buildstream_2_8_does() {
+    let upstream = tempfile::tempdir().unwrap();
+    let archives: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("dot.tar.gz", tar_gz(&[Member::Dir("./"), Member::Dir("./pkg-2.0/"), Member::File("./pkg-2.0/README", b"dot\n", 0o644)]), "*"),
+        (
+            "plain.tar",
+            tar(&[
+                Member::Dir("pkg/"),
+                Member::File("pkg/bin/run", b"#!/bin/sh\n", 0o755),
+                Member::Symlink("pkg/bin/alias", "run"),
+                Member::Symlink("pkg/abs", "/usr/lib"),
+                Member::File("pkg/lib/data", b"data\n", 0o600),
+            ]),
+            "*",
+        ),
+        ("two.tar.gz", tar_gz(&[Member::File("beta/b.txt", b"b\n", 0o644), Member::File("alpha/x/a.txt", b"a\n", 0o644)]), "*"),
+        ("nested.tar.gz", tar_gz(&[Member::Dir("top/"), Member::Dir("top/sub-1/"), Member::File("top/sub-1/n.txt", b"n\n", 0o644)]), "top/sub-*"),
+        (
+            "links.tar.gz",
+            tar_gz(&[
+                Member::File("elsewhere/a", b"linked\n", 0o755),
+                Member::Dir("to_extract/"),
+                Member::HardLink("to_extract/a", "elsewhere/a", 0o644),
+                Member::File("to_extract/b", b"b\n", 0o644),
+                Member::HardLink("to_extract/c", "to_extract/b", 0o755),
+            ]),
+            "to_extract",
+        ),
+    ];
+    let tool = b"#!/bin/sh\necho tool\n";
+    write(upstream.path(), "tool.sh", tool);
+    let mut element = String::from("kind: import\nsources:\n");
+    for (name, data, base_dir) in &archives {
+        write(upstream.path(), name, data);
+        element.push_str(&format!(
+            "- kind: tar\n  url: up:{name}\n  ref: {}\n  base-dir: '{base_dir}'\n  directory: {}\n",
+            sha256(data),
+            name.split('.').next().unwrap_or(name)
+        ));
+    }
+    element.push_str(&format!("- kind: remote\n  url: up:tool.sh\n  ref: {}\n  executable: true\n  directory: remote\n", sha256(tool)));
+
+    let project = tempfile::tempdir().unwrap();
+    let conf = format!("name: compare\nmin-version: 2.0\nelement-path: elements\naliases:\n  up: file://{}/\n", upstream.path().display());
+    write(project.path(), "project.conf", conf.as_bytes());
+    write(project.path(), "elements/all.bst", element.as_bytes());
+
+    // BuildStream, with its caches in the test's directory.
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("buildstream.conf");
+    let cache = home.path().join("cache");
+    write(home.path(), "buildstream.conf", format!("cachedir: {0}\nsourcedir: {0}/sources\nlogdir: {0}/logs\n", cache.display()).as_bytes());
+    let bst_out = home.path().join("checkout");
+    for args in [vec!["build", "all.bst"], vec!["artifact", "checkout", "--directory", bst_out.to_str().unwrap_or_default(), "all.bst"]] {
+        let run = Command::new(weir_tests::peers::bst())
+            .args(["--no-colors", "--no-interactive", "-c"])
+            .arg(&config)
+            .arg("-C")
+            .arg(project.path())
+            .args(&args)
+            .env("XDG_CACHE_HOME", home.path().join("xdg-cache"))
+            .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("bst runs");
+        assert!(run.status.success(), "bst {args:?}: {}", text(&run.stderr));
+    }
+
+    // weir.
+    let weir = Project { dir: project, cache: tempfile::tempdir().unwrap() };
+    weir.build_ok("all.bst");
+    let weir_out = weir.checkout("all.bst");
+    let expected = snapshot(&bst_out);
+    assert!(expected.contains_key("dot/pkg-2.0/README") && expected.contains_key("links/a") && expected.contains_key("remote/tool.sh"), "{expected:#?}");
+    assert!(expected["links/b"].ends_with("x=true"), "BuildStream gives a hard link's mode to its target too: {expected:#?}");
+    assert_eq!(snapshot(&weir_out), expected);
 }

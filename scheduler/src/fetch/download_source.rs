@@ -79,7 +79,7 @@ impl DownloadSource {
             return Err(config.error(&format!("ref '{reference}' is not a sha256 (64 hexadecimal digits)"), "INVALID_REF"));
         }
         let resolved_url = resolve_url(&url, &project.aliases).map_err(|alias| FetchError::InvalidAlias {
-            at: at.clone(),
+            at: Box::new(at.clone()),
             url: url.clone(),
             alias,
             project: project.name.clone(),
@@ -123,7 +123,7 @@ impl ConfigReader<'_> {
     }
 
     fn error(&self, reason: &str, code: &'static str) -> FetchError {
-        FetchError::Config { at: self.at.clone(), reason: reason.to_string(), code }
+        FetchError::Config { at: Box::new(self.at.clone()), reason: reason.to_string(), code }
     }
 }
 

@@ -36,7 +36,7 @@ pub enum FetchError {
     #[error("{at}: {reason}")]
     Config {
         /// The source.
-        at: SourceRef,
+        at: Box<SourceRef>,
         /// What is wrong.
         reason: String,
         /// The machine-readable reason.
@@ -46,7 +46,7 @@ pub enum FetchError {
     #[error("{at}: URL '{url}' uses alias '{alias}', which project '{project}' does not declare")]
     InvalidAlias {
         /// The source.
-        at: SourceRef,
+        at: Box<SourceRef>,
         /// The URL as written.
         url: String,
         /// The alias.
@@ -58,7 +58,7 @@ pub enum FetchError {
     #[error("{at}: downloading {url} failed: {reason}")]
     Download {
         /// The source.
-        at: SourceRef,
+        at: Box<SourceRef>,
         /// The URL downloaded (aliases resolved).
         url: String,
         /// Why.
@@ -68,7 +68,7 @@ pub enum FetchError {
     #[error("{at}: file downloaded from {url} has sha256sum {actual}, not {expected}")]
     Checksum {
         /// The source.
-        at: SourceRef,
+        at: Box<SourceRef>,
         /// The URL downloaded (aliases resolved).
         url: String,
         /// The `ref`.
@@ -80,7 +80,7 @@ pub enum FetchError {
     #[error("{at}: cannot stage the file from {url}: {source}")]
     Archive {
         /// The source.
-        at: SourceRef,
+        at: Box<SourceRef>,
         /// The URL the file came from (aliases resolved).
         url: String,
         /// Why.
@@ -116,7 +116,7 @@ impl FetchError {
             | FetchError::InvalidAlias { at, .. }
             | FetchError::Download { at, .. }
             | FetchError::Checksum { at, .. }
-            | FetchError::Archive { at, .. } => Some(at),
+            | FetchError::Archive { at, .. } => Some(at.as_ref()),
             FetchError::Cache { .. } => None,
         }
     }

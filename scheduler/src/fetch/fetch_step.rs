@@ -75,6 +75,7 @@ impl FetchStep {
     /// Fetches every `tar`/`remote` source of `targets` and everything they
     /// depend on (the elements a build plans), reporting each download on `sink`.
     pub async fn run(&self, graph: &Graph, targets: &[ElementId], sink: &dyn EventSink) -> Result<FetchedSources, FetchError> {
+        self.cache.sweep_temporaries();
         let sources = collect(graph, targets)?;
         // One representative per staged tree that is not in the cache yet.
         let mut to_stage: BTreeMap<PathBuf, &DownloadSource> = BTreeMap::new();
@@ -107,13 +108,13 @@ impl FetchStep {
     async fn download(&self, source: &DownloadSource, sink: &dyn EventSink) -> Result<(), FetchError> {
         let temp = self.cache.temp_file()?;
         let downloaded = self.downloader.download(&source.resolved_url, temp.path()).await.map_err(|reason| FetchError::Download {
-            at: source.at.clone(),
+            at: Box::new(source.at.clone()),
             url: source.resolved_url.clone(),
             reason,
         })?;
         if downloaded.sha256 != source.sha256 {
             return Err(FetchError::Checksum {
-                at: source.at.clone(),
+                at: Box::new(source.at.clone()),
                 url: source.resolved_url.clone(),
                 expected: source.sha256.clone(),
                 actual: downloaded.sha256,
@@ -139,7 +140,7 @@ impl FetchStep {
             .await
             .map_err(|e| ArchiveError::Io(std::io::Error::other(e.to_string())));
         result.and_then(|inner| inner).map_err(|e| FetchError::Archive {
-            at: source.at.clone(),
+            at: Box::new(source.at.clone()),
             url: source.resolved_url.clone(),
             source: e,
         })?;

@@ -8,7 +8,8 @@
 //! and `tmp/`. Key decision: everything is written under `tmp/` first and
 //! renamed into place, so an interrupted fetch never leaves a partial file
 //! or tree where a later run would take it for complete; a cached entry is
-//! trusted without re-hashing. The staged key covers what changes the tree
+//! trusted without re-hashing; what a killed run left in `tmp/` is swept
+//! once it is a day old. The staged key covers what changes the tree
 //! (the `ref` and `base-dir`, or `filename` and `executable`), not the URL.
 
 use std::fs;
@@ -21,6 +22,8 @@ use super::{DownloadKind, DownloadSource, FetchError};
 
 /// Version of the staged-tree layout; bump when staging changes.
 const STAGED_LAYOUT: &str = "weir-staged-source/1";
+/// Age after which a temporary entry is taken for the leftover of a killed run.
+pub const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The local source cache.
 #[derive(Debug, Clone)]
@@ -70,6 +73,20 @@ impl SourceCache {
         tempfile::TempDir::new_in(&dir).map_err(|source| FetchError::Cache { path: dir, source })
     }
 
+    /// Removes what runs killed mid-fetch left in `tmp/`: entries older than
+    /// [`STALE_TEMPORARY`], so that a concurrent run's work is never touched.
+    /// Best effort: errors are ignored.
+    pub fn sweep_temporaries(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let stale = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMPORARY);
+            if stale {
+                let path = entry.path();
+                let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            }
+        }
+    }
+
     fn tmp_dir(&self) -> Result<PathBuf, FetchError> {
         let dir = self.root.join("tmp");
         create_dir_all(&dir)?;
@@ -110,4 +127,54 @@ impl SourceCache {
 
 fn create_dir_all(dir: &Path) -> Result<(), FetchError> {
     fs::create_dir_all(dir).map_err(|source: io::Error| FetchError::Cache { path: dir.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::SourceRef;
+
+    fn source(kind: DownloadKind, sha256: &str) -> DownloadSource {
+        let at = SourceRef { element: "e.bst".into(), index: 0, kind: "tar".into(), provenance: String::new() };
+        DownloadSource { at, url: "up:a".into(), resolved_url: "file:///a".into(), sha256: sha256.into(), kind }
+    }
+
+    #[test]
+    fn staged_trees_are_keyed_by_what_changes_them_not_by_url() {
+        let cache = SourceCache::new(Path::new("/c"));
+        let tar = |base: &str| DownloadKind::Tar { base_dir: base.into() };
+        let a = source(tar("*"), "aa");
+        let mut moved = a.clone();
+        moved.url = "other:a".into();
+        moved.resolved_url = "http://127.0.0.1/a".into();
+        assert_eq!(cache.staged_path(&a), cache.staged_path(&moved));
+        assert_ne!(cache.staged_path(&a), cache.staged_path(&source(tar(""), "aa")));
+        assert_ne!(cache.staged_path(&a), cache.staged_path(&source(tar("*"), "bb")));
+        let remote = |exec| DownloadKind::Remote { filename: "f".into(), executable: exec };
+        assert_ne!(cache.staged_path(&source(remote(true), "aa")), cache.staged_path(&source(remote(false), "aa")));
+        assert!(cache.staged_path(&a).to_string_lossy().starts_with("/c/sources/staged/tar-"));
+        assert_eq!(cache.download_path("aa"), Path::new("/c/sources/downloads/aa"));
+    }
+
+    #[test]
+    fn downloads_and_trees_are_moved_into_place_and_old_temporaries_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SourceCache::new(dir.path());
+        let file = cache.temp_file().unwrap();
+        std::fs::write(file.path(), b"content").unwrap();
+        let stored = cache.store_download(file, "abc").unwrap();
+        assert_eq!(std::fs::read(stored).unwrap(), b"content");
+        let staged = cache.staged_path(&source(DownloadKind::Tar { base_dir: "*".into() }, "abc"));
+        for round in 0..2 {
+            let tree = cache.temp_dir().unwrap();
+            std::fs::write(tree.path().join("f"), format!("{round}")).unwrap();
+            cache.store_staged(tree, &staged).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(staged.join("f")).unwrap(), "0", "the first complete tree is kept");
+        // A fresh temporary survives the sweep (it may be another run's).
+        let fresh = cache.temp_file().unwrap();
+        cache.sweep_temporaries();
+        assert!(fresh.path().exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("sources/tmp")).unwrap().count(), 1);
+    }
 }

@@ -102,7 +102,7 @@ impl StagingDir {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(if executable { 0o755 } else { 0o644 })
+            .mode(file_mode(executable))
             .open(self.root.join(&path))?;
         io::copy(data, &mut file)?;
         self.written.insert(path, Written::File);
@@ -117,24 +117,28 @@ impl StagingDir {
         Ok(())
     }
 
-    /// Makes `name` a hard link to the file `target` written earlier;
-    /// `Ok(false)` (nothing written) when no file was written at `target`.
-    /// A target outside the staging directory is an error.
-    pub fn hard_link(&mut self, name: &str, target: &str) -> Result<bool, ArchiveError> {
+    /// Makes `name` a hard link to the file `target` written earlier, then
+    /// gives it the link member's mode — which, the inode being shared, the
+    /// target gets too, as with Python's tarfile. `Ok(false)` (nothing
+    /// written) when no file was written at `target`. A target outside the
+    /// staging directory is an error.
+    pub fn hard_link(&mut self, name: &str, target: &str, executable: bool) -> Result<bool, ArchiveError> {
         let refused = |reason| ArchiveError::HardLink { member: name.to_string(), target: target.to_string(), reason };
         let source = self.resolve(target, false).map_err(|_| refused("it points outside the staging directory"))?;
         if self.written.get(&source) != Some(&Written::File) {
             return Ok(false);
         }
-        if self.resolve(name, false)? == source {
-            return Ok(true);
+        let path = self.resolve(name, false)?;
+        if path != source {
+            let path = self.prepare_leaf(name)?;
+            let (from, to) = (self.root.join(&source), self.root.join(&path));
+            if fs::hard_link(&from, &to).is_err() {
+                fs::copy(&from, &to)?;
+            }
+            self.written.insert(path, Written::File);
         }
-        let path = self.prepare_leaf(name)?;
-        let (from, to) = (self.root.join(&source), self.root.join(&path));
-        if fs::hard_link(&from, &to).is_err() {
-            fs::copy(&from, &to)?;
-        }
-        self.written.insert(path, Written::File);
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(self.root.join(&path), fs::Permissions::from_mode(file_mode(executable)))?;
         Ok(true)
     }
 
@@ -189,6 +193,15 @@ impl StagingDir {
             None => {}
         }
         Ok(())
+    }
+}
+
+/// The mode a staged file gets: only the owner-execute bit of the archive counts.
+fn file_mode(executable: bool) -> u32 {
+    if executable {
+        0o755
+    } else {
+        0o644
     }
 }
 
@@ -256,10 +269,13 @@ mod tests {
     fn hard_links_copy_earlier_files_and_refuse_outside_targets() {
         let (dir, mut staging) = staging();
         staging.write_file("a/file", &mut &b"data"[..], false).unwrap();
-        assert!(staging.hard_link("b/link", "a/file").unwrap());
+        assert!(staging.hard_link("b/link", "a/file", true).unwrap());
         assert_eq!(fs::read(dir.path().join("b/link")).unwrap(), b"data");
-        assert!(!staging.hard_link("c", "not/extracted").unwrap());
-        assert!(matches!(staging.hard_link("d", "../../outside"), Err(ArchiveError::HardLink { .. })));
-        assert!(matches!(staging.hard_link("d", "/etc/passwd"), Err(ArchiveError::HardLink { .. })));
+        // The link's mode is the file's too (one inode), as Python's tarfile leaves it.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(dir.path().join("a/file")).unwrap().permissions().mode() & 0o777, 0o755);
+        assert!(!staging.hard_link("c", "not/extracted", false).unwrap());
+        assert!(matches!(staging.hard_link("d", "../../outside", false), Err(ArchiveError::HardLink { .. })));
+        assert!(matches!(staging.hard_link("d", "/etc/passwd", false), Err(ArchiveError::HardLink { .. })));
     }
 }

@@ -31,12 +31,13 @@ pub struct UnpackStats {
 }
 
 /// A hard link whose target was not written: its content comes from the
-/// archive member of that name before it.
+/// archive member of that name before it, its mode from the link member.
 struct PendingLink {
     member: String,
     path: String,
     target: String,
     position: usize,
+    executable: bool,
     done: bool,
 }
 
@@ -69,10 +70,10 @@ impl TarUnpacker {
                 stats.skipped += 1;
                 continue;
             };
+            let executable = entry.header().mode().map(|mode| mode & 0o100 != 0).unwrap_or(false);
             match kind {
                 _ if is_dir => staging.create_dir(&name)?,
                 EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                    let executable = entry.header().mode().map(|mode| mode & 0o100 != 0).unwrap_or(false);
                     staging.write_file(&name, &mut entry, executable)?;
                     stats.files += 1;
                 }
@@ -83,9 +84,10 @@ impl TarUnpacker {
                 EntryType::Link => {
                     let stored_target = entry.link_name_bytes().map(|t| utf8(&t)).transpose()?.unwrap_or_default();
                     let target = base.rewrite_link(&stored_target).to_string();
-                    if !staging.hard_link(&name, &target)? {
+                    if !staging.hard_link(&name, &target, executable)? {
                         let path = staging.resolve(&name, false)?;
-                        pending.push(PendingLink { member: name, path, target: normalize(&stored_target), position, done: false });
+                        let target = normalize(&stored_target);
+                        pending.push(PendingLink { member: name, path, target, position, executable, done: false });
                     }
                     stats.files += 1;
                 }
@@ -133,11 +135,10 @@ impl TarUnpacker {
             if waiting.is_empty() {
                 continue;
             }
-            let executable = entry.header().mode().map(|mode| mode & 0o100 != 0).unwrap_or(false);
             let mut content = Vec::new();
             entry.read_to_end(&mut content)?;
             for i in waiting {
-                staging.write_file(&pending[i].path, &mut &content[..], executable)?;
+                staging.write_file(&pending[i].path, &mut &content[..], pending[i].executable)?;
                 pending[i].done = true;
             }
         }
@@ -361,6 +362,8 @@ mod tests {
         let out = dir.path().join("out");
         assert_eq!(listing(&out), ["a"]);
         assert_eq!(fs::read(out.join("a")).unwrap(), b"shared");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(out.join("a")).unwrap().permissions().mode() & 0o777, 0o644, "the link member's mode, not the file's");
         // A link to a file the archive never had is an error.
         let (_dir, result) = unpack(&archive(&[Member::Dir("x/"), Member::HardLink("x/a", "nowhere")]), "x");
         assert!(matches!(result, Err(ArchiveError::HardLink { .. })), "{result:?}");

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::kind_base::KindBase;
 use super::kinds::{KindBehaviour, KindInfo};
 use super::session::Session;
 use crate::graph::{Dependency, Element, ElementId, SourceData};
@@ -45,11 +46,9 @@ fn empty(span: Span) -> Map {
     Map::new(Span::synthetic(span.file))
 }
 
-fn section(defaults: &Map, node: &Map, key: &str, base: Map) -> LoadResult<Map> {
-    let mut out = base;
-    if let Some(d) = defaults.get_map(key)? {
-        compose(d.clone(), &mut out)?;
-    }
+/// An element's section: the kind's shared start (`base`) ← the element's own.
+fn section(base: &LoadResult<Map>, file: crate::yaml::FileId, node: &Map, key: &str) -> LoadResult<Map> {
+    let mut out = KindBase::take(base, file)?;
     if let Some(e) = node.get_map(key)? {
         compose(e.clone(), &mut out)?;
     }
@@ -57,7 +56,7 @@ fn section(defaults: &Map, node: &Map, key: &str, base: Map) -> LoadResult<Map> 
     Ok(out)
 }
 
-fn split_rules(map: &Map) -> LoadResult<Option<&Map>> {
+pub(crate) fn split_rules(map: &Map) -> LoadResult<Option<&Map>> {
     match map.get_map("bst")? {
         Some(bst) => bst.get_map("split-rules"),
         None => Ok(None),
@@ -113,7 +112,7 @@ impl Session {
         Ok((elements, targets))
     }
 
-    fn pass_of(&self, project: crate::project::ProjectId, first_pass: bool) -> LoadResult<&PassConfig> {
+    pub(crate) fn pass_of(&self, project: crate::project::ProjectId, first_pass: bool) -> LoadResult<&PassConfig> {
         self.project(project)
             .pass(first_pass)
             .ok_or_else(|| LoadError::new(LoadErrorReason::InvalidData, "project configuration is not loaded"))
@@ -160,14 +159,17 @@ impl Session {
         let kind = self.element_kind(project_id, &kind_name, kind_span)?;
         let node = std::mem::replace(&mut self.elements[id.index()].node, Map::new(kind_span));
         let span = node.span;
+        let file = span.file;
+        let base = self.kind_base(project_id, first_pass, &kind)?;
+        let defaults = &base.defaults;
         let pass = self.pass_of(project_id, first_pass)?;
-        let mut defaults = kind.defaults.clone();
-        if let Some(overrides) = pass.element_overrides.get_map(&kind_name)? {
-            compose(overrides.clone(), &mut defaults)?;
-        }
 
         // Variables.
-        let mut variables = section(&defaults, &node, "variables", pass.variables.clone())?;
+        let (variables_base, shared_vars) = match &base.variables {
+            Ok((map, shared)) => (Ok(map.clone()), Some(shared)),
+            Err(e) => (Err(e.clone()), None),
+        };
+        let mut variables = section(&variables_base, file, &node, "variables")?;
         for protected in PROTECTED {
             if let Some(n) = variables.get(protected) {
                 if !n.span().is_synthetic() {
@@ -183,20 +185,22 @@ impl Session {
         if variables.get_bool("notparallel")? == Some(true) {
             crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
         }
-        let vars = Variables::new(&variables)?;
+        let vars = match shared_vars {
+            Some(shared) => Variables::with_base(&variables, shared)?,
+            None => Variables::new(&variables)?,
+        };
         if !first_pass {
             vars.check(&self.sources)?;
         }
 
         // Environment.
-        let env_base = if first_pass { empty(span) } else { pass.environment.clone() };
-        let mut environment = section(&defaults, &node, "environment", env_base)?;
+        let mut environment = section(&base.environment, file, &node, "environment")?;
         vars.expand_map(&mut environment, &self.sources)?;
         let mut nocache: BTreeSet<String> = BTreeSet::new();
         if !first_pass {
             nocache.extend(pass.environment_nocache.iter().cloned());
         }
-        for source in [&defaults, &node] {
+        for source in [defaults, &node] {
             if let Some(list) = source.get_str_list("environment-nocache")? {
                 nocache.extend(list.iter().map(|s| s.value.to_string()));
             }
@@ -204,12 +208,7 @@ impl Session {
 
         // Public data with composed split rules.
         let mut public = node.get_map("public")?.cloned().unwrap_or_else(|| empty(span));
-        let mut splits = if first_pass { empty(span) } else { pass.split_rules.clone() };
-        if let Some(d) = defaults.get_map("public")? {
-            if let Some(rules) = split_rules(d)? {
-                compose(rules.clone(), &mut splits)?;
-            }
-        }
+        let mut splits = KindBase::take(&base.splits, file)?;
         if let Some(rules) = split_rules(&public)? {
             compose(rules.clone(), &mut splits)?;
         }
@@ -220,7 +219,7 @@ impl Session {
         vars.expand_map(&mut public, &self.sources)?;
 
         // Configuration.
-        let mut config = section(&defaults, &node, "config", empty(span))?;
+        let mut config = section(&base.config, file, &node, "config")?;
         vars.expand_map(&mut config, &self.sources)?;
         match &kind.behaviour {
             KindBehaviour::Core(core) => core.configure(&config)?,
@@ -233,19 +232,15 @@ impl Session {
         }
 
         // Sandbox.
-        let pass = self.pass_of(project_id, first_pass)?;
-        let sandbox_base = if first_pass { empty(span) } else { pass.sandbox.clone() };
-        let mut sandbox = section(&defaults, &node, "sandbox", sandbox_base)?;
+        let mut sandbox = section(&base.sandbox, file, &node, "sandbox")?;
         vars.expand_map(&mut sandbox, &self.sources)?;
 
         let sources = self.instantiate_sources(project_id, first_pass, &name, &node, &vars)?;
 
         let has_dep_configs = self.element(id).dep_specs.iter().any(|d| !d.configs.is_empty());
         let project_name = self.project(project_id).name.clone();
-        let mut variables = vars.resolved(&self.sources).unwrap_or_default();
-        for (_, value) in &mut variables {
-            *value = self.interner.intern_str(value.clone());
-        }
+        let interner = &mut self.interner;
+        let variables = vars.resolved_with(&self.sources, |v| interner.intern_str(v)).unwrap_or_default();
         let element = Element {
             id,
             name,

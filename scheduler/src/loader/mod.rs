@@ -14,6 +14,7 @@ pub mod elements;
 pub mod includes;
 pub mod instantiate;
 pub mod junctions;
+pub mod kind_base;
 pub mod kinds;
 pub mod names;
 pub mod prefetch;

@@ -88,6 +88,8 @@ pub struct ProjectState {
     pub second_in_progress: bool,
     /// Element kinds resolved for this project.
     pub kinds: FxHashMap<String, Arc<KindInfo>>,
+    /// What elements of each kind start from, per (first pass, kind).
+    pub kind_bases: FxHashMap<(bool, String), crate::yaml::LoadResult<Arc<super::kind_base::KindBase>>>,
     /// `project.refs` once read (outer `None`: not read yet).
     pub refs: Option<Option<Map>>,
     /// Shallow reads of element files (kind, link target) for path matching.

@@ -5,6 +5,9 @@
 //! chains of thousands of variables resolve in linear time; values are
 //! resolved lazily and memoised, which serves both regular elements (all
 //! checked up front) and first-pass elements (only what is expanded).
+//! A [`VariablesBase`] resolves the table every element of one kind starts
+//! from once; an element's table then reuses each value whose whole chain of
+//! references it does not override, and resolves only the rest.
 
 use std::cell::RefCell;
 use rustc_hash::FxHashMap as HashMap;
@@ -84,10 +87,71 @@ pub fn has_references(text: &str) -> bool {
 #[derive(Debug)]
 struct Definition {
     text: Arc<str>,
-    parts: Vec<Part>,
+    parts: Arc<[Part]>,
     span: Span,
     resolved: Option<Arc<str>>,
     visiting: bool,
+    /// The value was taken from a [`VariablesBase`] (already interned).
+    from_base: bool,
+}
+
+/// The variable table shared by the elements of one (project, kind), resolved
+/// once: the value of every variable that resolves without error, and which
+/// variables refer to which.
+#[derive(Debug, Default)]
+pub struct VariablesBase {
+    index: HashMap<Arc<str>, usize>,
+    defs: Vec<BaseDefinition>,
+}
+
+#[derive(Debug)]
+struct BaseDefinition {
+    text: Arc<str>,
+    span: Span,
+    parts: Arc<[Part]>,
+    /// `None` when resolving it in the base table fails (undefined or
+    /// circular reference): every element then resolves it itself.
+    resolved: Option<Arc<str>>,
+    /// Variables of the base table whose values refer to this one.
+    dependents: Vec<u32>,
+}
+
+impl VariablesBase {
+    /// Resolves the base table `map`; `intern` gets every resolved value.
+    /// A table that is not valid gives an empty base (nothing shared): the
+    /// elements report its errors themselves.
+    pub fn new(map: &Map, sources: &SourceMap, mut intern: impl FnMut(Arc<str>) -> Arc<str>) -> VariablesBase {
+        let Ok(vars) = Variables::new(map) else { return VariablesBase::default() };
+        for name in &vars.order {
+            // Failures stay unresolved here; each element reports its own.
+            let _ = vars.resolve(name, sources);
+        }
+        let defs = vars.defs.into_inner();
+        let index: HashMap<Arc<str>, usize> = vars.order.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let mut out: Vec<BaseDefinition> = vars
+            .order
+            .iter()
+            .filter_map(|name| defs.get(name))
+            .map(|d| BaseDefinition {
+                text: d.text.clone(),
+                span: d.span,
+                parts: d.parts.clone(),
+                resolved: d.resolved.clone().map(&mut intern),
+                dependents: Vec::new(),
+            })
+            .collect();
+        for i in 0..out.len() {
+            let parts = out[i].parts.clone();
+            for part in parts.iter() {
+                if let Part::Ref(range) = part {
+                    if let Some(&j) = index.get(&out[i].text[range.clone()]) {
+                        out[j].dependents.push(i as u32);
+                    }
+                }
+            }
+        }
+        VariablesBase { index, defs: out }
+    }
 }
 
 /// A variable table being resolved.
@@ -101,8 +165,18 @@ impl Variables {
     /// Builds the table from a composed `variables` mapping; non-scalar values
     /// are `INVALID_DATA`.
     pub fn new(map: &Map) -> LoadResult<Variables> {
+        Self::with_base(map, &VariablesBase::default())
+    }
+
+    /// Builds the table from a composed `variables` mapping that started as
+    /// `base`'s table: a variable whose definition and every reference of
+    /// which (transitively) are still the base's takes the base's value.
+    pub fn with_base(map: &Map, base: &VariablesBase) -> LoadResult<Variables> {
         let mut order = Vec::with_capacity(map.entries.len());
         let mut defs = HashMap::with_capacity_and_hasher(map.entries.len(), Default::default());
+        // (name, base index) of definitions unchanged from the base.
+        let mut unchanged: Vec<(Arc<str>, usize)> = Vec::new();
+        let mut changed: Vec<usize> = Vec::new();
         for (name, node) in map.iter() {
             let Node::Scalar(s) = node else {
                 return Err(LoadError::at(
@@ -111,10 +185,44 @@ impl Variables {
                     format!("Value of '{name}' is not of the expected type 'scalar'"),
                 ));
             };
-            let (parts, resolved) =
-                if s.value.contains("%{") { (split(&s.value), None) } else { (Vec::new(), Some(s.value.clone())) };
+            let in_base = base.index.get(name).map(|&i| (i, &base.defs[i]));
+            let parts: Arc<[Part]> = match in_base {
+                Some((i, d)) if Arc::ptr_eq(&d.text, &s.value) && d.span == s.span => {
+                    unchanged.push((name.clone(), i));
+                    d.parts.clone()
+                }
+                other => {
+                    if let Some((i, _)) = other {
+                        changed.push(i);
+                    }
+                    if s.value.contains("%{") {
+                        split(&s.value).into()
+                    } else {
+                        Arc::from([])
+                    }
+                }
+            };
+            let resolved = parts.is_empty().then(|| s.value.clone());
             order.push(name.clone());
-            defs.insert(name.clone(), Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false });
+            defs.insert(
+                name.clone(),
+                Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false, from_base: false },
+            );
+        }
+        if !unchanged.is_empty() {
+            // Base variables that refer (transitively) to a changed one.
+            let mut dirty = vec![false; base.defs.len()];
+            while let Some(i) = changed.pop() {
+                if !std::mem::replace(&mut dirty[i], true) {
+                    changed.extend(base.defs[i].dependents.iter().map(|&d| d as usize));
+                }
+            }
+            for (name, i) in unchanged {
+                if let (false, Some(value), Some(def)) = (dirty[i], &base.defs[i].resolved, defs.get_mut(&name)) {
+                    def.resolved = Some(value.clone());
+                    def.from_base = true;
+                }
+            }
         }
         Ok(Variables { order, defs: RefCell::new(defs) })
     }
@@ -163,7 +271,7 @@ impl Variables {
         while let Some(top) = stack.last().cloned() {
             let def = &defs[&top];
             let mut pending = None;
-            for part in &def.parts {
+            for part in def.parts.iter() {
                 if let Part::Ref(range) = part {
                     let r = &def.text[range.clone()];
                     match defs.get_key_value(r) {
@@ -195,7 +303,7 @@ impl Variables {
                 }
                 None => {
                     let mut value = String::with_capacity(def.text.len() + 16);
-                    for part in &def.parts {
+                    for part in def.parts.iter() {
                         match part {
                             Part::Text(range) => value.push_str(&def.text[range.clone()]),
                             Part::Ref(r) => value.push_str(defs.get(&def.text[r.clone()]).and_then(|d| d.resolved.as_deref()).unwrap_or("")),
@@ -258,11 +366,23 @@ impl Variables {
 
     /// Every variable with its resolved value, in table order (resolving as needed).
     pub fn resolved(&self, sources: &SourceMap) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
+        self.resolved_with(sources, |v| v)
+    }
+
+    /// As [`Variables::resolved`], passing each value not taken from the
+    /// base table through `intern`.
+    pub fn resolved_with(
+        &self,
+        sources: &SourceMap,
+        mut intern: impl FnMut(Arc<str>) -> Arc<str>,
+    ) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
         // Exact capacity: every element keeps this list, so growth slack is
         // a large share of the loader's memory.
         let mut out = Vec::with_capacity(self.order.len());
         for name in &self.order {
-            out.push((name.clone(), self.resolve(name, sources)?));
+            let value = self.resolve(name, sources)?;
+            let from_base = self.defs.borrow().get(name).is_some_and(|d| d.from_base);
+            out.push((name.clone(), if from_base { value } else { intern(value) }));
         }
         Ok(out)
     }

@@ -40,7 +40,8 @@ def main() -> int:
         cwd = os.path.realpath(cwd)
         first = os.path.relpath(cwd, work_dir).split(os.sep)[0]
         root = os.path.join(work_dir, first)
-        inside = "/" + os.path.relpath(cwd, root).lstrip(".")
+        relative = os.path.relpath(cwd, root)
+        inside = "/" if relative == "." else "/" + relative
         wrapped = [bwrap, "--bind", root, "/", "--dev", "/dev", "--proc", "/proc",
                    "--unshare-all", "--die-with-parent", "--chdir", inside, "--", *args]
         return subprocess.run(wrapped, cwd=cwd, **kwargs)

@@ -35,7 +35,7 @@ impl ActionCacheService {
         if digest.size() > INLINE_LIMIT {
             return Ok(None);
         }
-        Ok(Some(self.state.read(&digest, 0, None).await?.to_vec()))
+        Ok(Some(Vec::from(self.state.read(&digest, 0, None).await?)))
     }
 
     async fn inner_get(&self, request: GetActionResultRequest) -> Result<ActionResult, ServerError> {

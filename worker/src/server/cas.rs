@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use weir_proto::reapi::content_addressable_storage_server::ContentAddressableStorage;
 use weir_proto::reapi::{
-    batch_read_blobs_response, batch_update_blobs_response, compressor, BatchReadBlobsRequest, BatchReadBlobsResponse,
+    batch_read_blobs_response, batch_update_blobs_request, batch_update_blobs_response, compressor, BatchReadBlobsRequest, BatchReadBlobsResponse,
     BatchUpdateBlobsRequest, BatchUpdateBlobsResponse, FindMissingBlobsRequest, FindMissingBlobsResponse,
     GetChunkMappingRequest, GetChunkMappingResponse, GetTreeRequest, GetTreeResponse, RegisterChunkMappingRequest,
     RegisterChunkMappingResponse, SpliceBlobRequest, SpliceBlobResponse, SplitBlobRequest, SplitBlobResponse,
@@ -25,7 +25,7 @@ use weir_proto::resource_name::Compressor;
 use weir_proto::Digest;
 
 use super::error::ok_status;
-use super::state::compress_zstd;
+use super::state::{compress_zstd, decompress};
 use super::tree_walker::walk_tree;
 use super::{ServerError, ServerState};
 
@@ -64,23 +64,48 @@ impl CasService {
                 self.state.max_batch
             )));
         }
-        let state = &self.state;
-        let responses = futures::stream::iter(request.requests)
-            .map(|entry| async move {
-                let result = async {
-                    let digest = Digest::try_from(entry.digest.as_ref())?;
-                    let compressor = batch_compressor(entry.compressor)?;
-                    state.write(&digest, Bytes::from(entry.data), compressor).await
-                }
+        // Parse and decompress every entry (a bad one fails alone), then
+        // store the good ones in one call, so the store can group them.
+        let prepared: Vec<(Option<weir_proto::reapi::Digest>, Result<(Digest, Bytes), ServerError>)> =
+            futures::stream::iter(request.requests)
+                .map(|entry| async move {
+                    let batch_update_blobs_request::Request { digest: proto, data, compressor } = entry;
+                    let prepared = async {
+                        let digest = Digest::try_from(proto.as_ref())?;
+                        let data = decompress(&digest, Bytes::from(data), batch_compressor(compressor)?).await?;
+                        Ok((digest, data))
+                    }
+                    .await;
+                    (proto, prepared)
+                })
+                .buffered(BATCH_PARALLELISM)
+                .collect()
                 .await;
+        let mut blobs = Vec::with_capacity(prepared.len());
+        let mut answers = Vec::with_capacity(prepared.len());
+        for (proto, outcome) in prepared {
+            match outcome {
+                Ok(blob) => {
+                    blobs.push(blob);
+                    answers.push((proto, None));
+                }
+                Err(err) => answers.push((proto, Some(err))),
+            }
+        }
+        let mut stored = self.state.write_batch(blobs).await.into_iter();
+        let responses = answers
+            .into_iter()
+            .map(|(digest, failed)| {
+                let result = match failed {
+                    Some(err) => Err(err),
+                    None => stored.next().unwrap_or_else(|| Err(ServerError::Unavailable("batch result lost".into()))),
+                };
                 batch_update_blobs_response::Response {
-                    digest: entry.digest,
+                    digest,
                     status: Some(result.map_or_else(|e| e.to_rpc_status(), |()| ok_status())),
                 }
             })
-            .buffer_unordered(BATCH_PARALLELISM)
-            .collect()
-            .await;
+            .collect();
         Ok(BatchUpdateBlobsResponse { responses })
     }
 
@@ -116,7 +141,8 @@ impl CasService {
                 .await;
                 match read {
                     Ok((data, used)) => {
-                        response.data = data.to_vec();
+                        // Blobs read from files own their buffer: no copy.
+                        response.data = Vec::from(data);
                         response.compressor = used as i32;
                     }
                     Err(err) => response.status = Some(err.to_rpc_status()),

@@ -88,6 +88,14 @@ impl ServerState {
         self.account(digest, self.store.write(digest, data).await)
     }
 
+    /// Stores blobs received in one batch (already decompressed), verifying
+    /// each; answers for each, in order.
+    pub async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), ServerError>> {
+        let digests: Vec<Digest> = blobs.iter().map(|(digest, _)| *digest).collect();
+        let results = self.store.write_batch(blobs).await;
+        digests.iter().zip(results).map(|(digest, result)| self.account(digest, result)).collect()
+    }
+
     /// Commits a streamed upload (see [`crate::store::BlobWriter`]).
     pub async fn commit(&self, digest: &Digest, writer: Box<dyn crate::store::BlobWriter>) -> Result<(), ServerError> {
         self.account(digest, writer.commit().await)

@@ -68,13 +68,65 @@ pub struct FilesystemSpec {
 
 /// Blobs as immutable files under sharded directories.
 pub struct FilesystemStore {
+    shelf: Arc<Shelf>,
+}
+
+/// The store's directories and bookkeeping, shared with its blocking jobs
+/// and its upload writers.
+pub(super) struct Shelf {
     objects: PathBuf,
     tmp: PathBuf,
     verify_reads: bool,
     fsync: bool,
-    stored: Arc<AtomicU64>,
-    index: Arc<BlobIndex>,
+    stored: AtomicU64,
+    index: BlobIndex,
 }
+
+impl Shelf {
+    /// The file of `digest`.
+    pub(super) fn path_of(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.objects, digest)
+    }
+
+    /// Whether uploads are synced to disk before they become visible.
+    pub(super) fn fsync(&self) -> bool {
+        self.fsync
+    }
+
+    /// Records that `digest` was just made visible: counted once, then indexed.
+    pub(super) fn record_stored(&self, digest: Digest) {
+        if !self.index.contains(&digest) {
+            self.stored.fetch_add(digest.size(), Ordering::Relaxed);
+        }
+        self.index.insert(digest);
+    }
+
+    /// Stores one blob (blocking): hash, write to a temporary file, rename.
+    fn put(&self, digest: Digest, data: &[u8]) -> Result<(), StoreError> {
+        let path = self.path_of(&digest);
+        // The index may only say "held" wrongly if a file was deleted behind
+        // the store's back: confirm before skipping the write.
+        if self.index.contains(&digest) && fs::metadata(&path).map(|m| m.len() == digest.size()).unwrap_or(false) {
+            return Ok(());
+        }
+        let actual = Digest::of(data);
+        if actual != digest {
+            return Err(StoreError::DigestMismatch { expected: digest, actual });
+        }
+        let mut file = tempfile::NamedTempFile::new_in(&self.tmp)?;
+        file.write_all(data)?;
+        if self.fsync {
+            file.as_file().sync_all()?;
+        }
+        file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
+        self.record_stored(digest);
+        Ok(())
+    }
+}
+
+/// Blobs of a batch go to the blocking pool in groups of about this many bytes
+/// (one trip per group rather than per blob).
+const BATCH_GROUP: usize = 1 << 20;
 
 impl FilesystemStore {
     /// Opens (creating if needed) the store at `root` (the already resolved
@@ -97,17 +149,19 @@ impl FilesystemStore {
         let held = scan(&objects)?;
         let stored = held.iter().map(Digest::size).sum();
         Ok(FilesystemStore {
-            objects,
-            tmp,
-            verify_reads: spec.verify_reads,
-            fsync: spec.fsync,
-            stored: Arc::new(AtomicU64::new(stored)),
-            index: Arc::new(BlobIndex::new(held)),
+            shelf: Arc::new(Shelf {
+                objects,
+                tmp,
+                verify_reads: spec.verify_reads,
+                fsync: spec.fsync,
+                stored: AtomicU64::new(stored),
+                index: BlobIndex::new(held),
+            }),
         })
     }
 
     fn path_of(&self, digest: &Digest) -> PathBuf {
-        blob_path(&self.objects, digest)
+        self.shelf.path_of(digest)
     }
 
     pub(super) async fn blocking<T: Send + 'static>(
@@ -125,17 +179,27 @@ impl FilesystemStore {
         StoreError::Corrupt(*digest)
     }
 
-    /// Opens the blob's file for reading, checked (see [`open_blob`]); keeps
-    /// the index right when the file is gone and removes a corrupt blob.
-    async fn open_checked(&self, digest: &Digest) -> Result<fs::File, StoreError> {
+    /// Runs `job` on the blob's opened and checked file (see [`open_blob`])
+    /// in one trip to the blocking pool; keeps the index right when the file
+    /// is gone and removes a corrupt blob.
+    async fn with_blob<T: Send + 'static>(
+        &self,
+        digest: &Digest,
+        job: impl FnOnce(fs::File) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let path = self.path_of(digest);
-        let (d, verify) = (*digest, self.verify_reads);
-        match Self::blocking(move || open_blob(&path, d, verify)).await {
-            Ok(Some(file)) => Ok(file),
+        let (d, verify) = (*digest, self.shelf.verify_reads);
+        let outcome = Self::blocking(move || match open_blob(&path, d, verify)? {
+            Some(file) => job(file).map(Some),
+            None => Ok(None),
+        })
+        .await;
+        match outcome {
+            Ok(Some(value)) => Ok(value),
             Ok(None) => Err(self.drop_corrupt(digest).await),
             Err(err) => {
                 if matches!(err, StoreError::NotFound(_)) {
-                    self.index.remove(digest);
+                    self.shelf.index.remove(digest);
                 }
                 Err(err)
             }
@@ -222,13 +286,16 @@ fn file_chunks(file: fs::File, start: u64, end: u64, chunk: usize) -> ChunkStrea
 #[async_trait]
 impl BlobStore for FilesystemStore {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
-        Ok(self.index.missing(digests))
+        Ok(self.shelf.index.missing(digests))
     }
 
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
-        let file = self.open_checked(digest).await?;
-        let (start, end) = byte_range(digest, digest.size(), offset, limit)?;
-        Self::blocking(move || read_at(&file, start, (end - start) as usize)).await
+        let d = *digest;
+        self.with_blob(digest, move |file| {
+            let (start, end) = byte_range(&d, d.size(), offset, limit)?;
+            read_at(&file, start, (end - start) as usize)
+        })
+        .await
     }
 
     async fn read_chunks(
@@ -238,39 +305,52 @@ impl BlobStore for FilesystemStore {
         limit: Option<u64>,
         chunk: usize,
     ) -> Result<ChunkStream, StoreError> {
-        let file = self.open_checked(digest).await?;
+        let file = self.with_blob(digest, Ok).await?;
         let (start, end) = byte_range(digest, digest.size(), offset, limit)?;
         Ok(file_chunks(file, start, end, chunk))
     }
 
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
-        let path = self.path_of(digest);
-        let tmp = self.tmp.clone();
-        let fsync = self.fsync;
-        let stored = self.stored.clone();
-        let index = self.index.clone();
+        let shelf = self.shelf.clone();
         let digest = *digest;
         // One trip to the blocking pool: existence check, hash, write, rename.
-        Self::blocking(move || {
-            // The index may only say "held" wrongly if a file was deleted
-            // behind the store's back: confirm before skipping the write.
-            if index.contains(&digest) && fs::metadata(&path).map(|m| m.len() == digest.size()).unwrap_or(false) {
-                return Ok(());
+        Self::blocking(move || shelf.put(digest, &data)).await
+    }
+
+    /// Groups the blobs into runs of about [`BATCH_GROUP`] bytes, each stored
+    /// in one trip to the blocking pool, two runs at a time.
+    async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
+        let mut groups: Vec<Vec<(Digest, Bytes)>> = Vec::new();
+        let mut group_bytes = 0;
+        for blob in blobs {
+            if groups.is_empty() || group_bytes >= BATCH_GROUP {
+                groups.push(Vec::new());
+                group_bytes = 0;
             }
-            let actual = Digest::of(&data);
-            if actual != digest {
-                return Err(StoreError::DigestMismatch { expected: digest, actual });
+            group_bytes += blob.1.len();
+            if let Some(group) = groups.last_mut() {
+                group.push(blob);
             }
-            let mut file = tempfile::NamedTempFile::new_in(&tmp)?;
-            file.write_all(&data)?;
-            if fsync {
-                file.as_file().sync_all()?;
-            }
-            file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
-            record_stored(&index, &stored, digest);
-            Ok(())
-        })
-        .await
+        }
+        let results: Vec<Vec<Result<(), StoreError>>> = futures::stream::iter(groups)
+            .map(|group| {
+                let shelf = self.shelf.clone();
+                let count = group.len();
+                async move {
+                    let stored = tokio::task::spawn_blocking(move || {
+                        group.into_iter().map(|(digest, data)| shelf.put(digest, &data)).collect::<Vec<_>>()
+                    })
+                    .await;
+                    stored.unwrap_or_else(|e| {
+                        let message = e.to_string();
+                        (0..count).map(|_| Err(StoreError::Io(std::io::Error::other(message.clone())))).collect()
+                    })
+                }
+            })
+            .buffered(2)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
     }
 
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
@@ -279,36 +359,30 @@ impl BlobStore for FilesystemStore {
             Ok(meta) if meta.len() == digest.size() => Some(path),
             Ok(_) => None,
             Err(_) => {
-                self.index.remove(digest);
+                self.shelf.index.remove(digest);
                 None
             }
         }
     }
 
     fn stored_bytes(&self) -> Option<u64> {
-        Some(self.stored.load(Ordering::Relaxed))
+        Some(self.shelf.stored.load(Ordering::Relaxed))
     }
 
     fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
-        let file = tempfile::NamedTempFile::new_in(&self.tmp)?;
-        Ok(Some(Box::new(FilesystemWriter::new(
-            *digest,
-            file,
-            self.path_of(digest),
-            self.fsync,
-            self.stored.clone(),
-            self.index.clone(),
-        ))))
+        let file = tempfile::NamedTempFile::new_in(&self.shelf.tmp)?;
+        Ok(Some(Box::new(FilesystemWriter::new(*digest, file, self.shelf.clone()))))
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
         // Out of the index first: a concurrent FindMissingBlobs may then
         // report it missing a moment early, never present after removal.
-        self.index.remove(digest);
+        self.shelf.index.remove(digest);
         match tokio::fs::remove_file(self.path_of(digest)).await {
             Ok(()) => {
                 let size = digest.size();
-                let _ = self.stored.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(size)));
+                let _ =
+                    self.shelf.stored.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(size)));
                 Ok(true)
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -317,17 +391,9 @@ impl BlobStore for FilesystemStore {
     }
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
-        let objects = self.objects.clone();
+        let objects = self.shelf.objects.clone();
         Self::blocking(move || scan(&objects)).await
     }
-}
-
-/// Records that `digest` was just made visible: counted once, then indexed.
-pub(super) fn record_stored(index: &BlobIndex, stored: &AtomicU64, digest: Digest) {
-    if !index.contains(&digest) {
-        stored.fetch_add(digest.size(), Ordering::Relaxed);
-    }
-    index.insert(digest);
 }
 
 #[cfg(test)]
@@ -514,5 +580,28 @@ mod tests {
         let back = collect(store.read_chunks(&digest, 0, None, 1 << 20).await.unwrap()).await.unwrap().concat();
         assert!(back == data, "content differs after a streamed upload");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn batch_writes_answer_per_blob_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        // Enough bytes for several groups; every fifth blob lies about its content.
+        let blobs: Vec<(Digest, Bytes)> = (0..40usize)
+            .map(|i| {
+                let data = Bytes::from(pattern(100_000 + i));
+                let digest = if i % 5 == 0 { Digest::of(b"something else") } else { Digest::of(&data) };
+                (digest, data)
+            })
+            .collect();
+        let digests: Vec<Digest> = blobs.iter().map(|(d, _)| *d).collect();
+        let results = store.write_batch(blobs).await;
+        assert_eq!(results.len(), 40);
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i % 5 != 0, "blob {i}: {result:?}");
+        }
+        let missing = store.find_missing(&digests).await.unwrap();
+        assert_eq!(missing, vec![Digest::of(b"something else"); 8]);
+        assert_eq!(store.read(&digests[1], 0, None).await.unwrap(), Bytes::from(pattern(100_001)));
     }
 }

@@ -20,8 +20,6 @@
 //! got past it has handed its data over completely.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -30,8 +28,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 use weir_proto::Digest;
 
-use super::blob_index::BlobIndex;
-use super::filesystem::record_stored;
+use super::filesystem::Shelf;
 use super::{BlobWriter, StoreError};
 
 /// Appended bytes are handed to the blocking pool in batches of at least this many.
@@ -90,10 +87,7 @@ fn join_error(err: tokio::task::JoinError) -> StoreError {
 /// A streamed upload into a filesystem store (see the module doc).
 pub struct FilesystemWriter {
     digest: Digest,
-    path: PathBuf,
-    fsync: bool,
-    stored: Arc<AtomicU64>,
-    index: Arc<BlobIndex>,
+    shelf: Arc<Shelf>,
     partial: SharedPartial,
     /// Bytes handed over: written, in flight or pending.
     appended: u64,
@@ -104,22 +98,12 @@ pub struct FilesystemWriter {
 }
 
 impl FilesystemWriter {
-    /// An upload of `digest` into the temporary `file`, renamed to `path`
-    /// on commit; `stored` and `index` are the store's.
-    pub(super) fn new(
-        digest: Digest,
-        file: tempfile::NamedTempFile,
-        path: PathBuf,
-        fsync: bool,
-        stored: Arc<AtomicU64>,
-        index: Arc<BlobIndex>,
-    ) -> Self {
+    /// An upload of `digest` into the temporary `file`, renamed into the
+    /// store `shelf` on commit.
+    pub(super) fn new(digest: Digest, file: tempfile::NamedTempFile, shelf: Arc<Shelf>) -> Self {
         FilesystemWriter {
             digest,
-            path,
-            fsync,
-            stored,
-            index,
+            shelf,
             partial: Arc::new(Mutex::new(Some(Partial { file, hasher: Sha256::new(), len: 0 }))),
             appended: 0,
             pending: Vec::new(),
@@ -189,7 +173,7 @@ impl BlobWriter for FilesystemWriter {
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         self.settle().await?;
         let pending = std::mem::take(&mut self.pending);
-        let FilesystemWriter { digest, path, fsync, stored, index, partial, .. } = *self;
+        let FilesystemWriter { digest, shelf, partial, .. } = *self;
         tokio::task::spawn_blocking(move || {
             let taken = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?.take();
             let mut p = taken.ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
@@ -199,11 +183,11 @@ impl BlobWriter for FilesystemWriter {
             if actual != digest {
                 return Err(StoreError::DigestMismatch { expected: digest, actual });
             }
-            if fsync {
+            if shelf.fsync() {
                 p.file.as_file().sync_all()?;
             }
-            p.file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
-            record_stored(&index, &stored, digest);
+            p.file.persist(shelf.path_of(&digest)).map_err(|e| StoreError::Io(e.error))?;
+            shelf.record_stored(digest);
             Ok(())
         })
         .await

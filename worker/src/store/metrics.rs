@@ -220,6 +220,19 @@ impl BlobStore for MetricsStore {
         result
     }
 
+    async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
+        let sizes: Vec<u64> = blobs.iter().map(|(_, data)| data.len() as u64).collect();
+        let results = self.inner.write_batch(blobs).await;
+        for (result, len) in results.iter().zip(sizes) {
+            self.count(result);
+            if result.is_ok() {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.counters.write_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+        }
+        results
+    }
+
     fn local_path(&self, digest: &Digest) -> Option<std::path::PathBuf> {
         self.inner.local_path(digest)
     }

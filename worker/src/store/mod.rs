@@ -143,6 +143,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// [`StoreError::DigestMismatch`] when the data does not match.
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
 
+    /// Stores several blobs (a `BatchUpdateBlobs`), answering for each, in
+    /// order. The default writes them with `write`, up to 16 at a time; a
+    /// store that can do better overrides it (the filesystem store stores a
+    /// group of blobs per trip to the blocking pool).
+    async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
+        futures::stream::iter(blobs)
+            .map(|(digest, data)| async move { self.write(&digest, data).await })
+            .buffered(16)
+            .collect()
+            .await
+    }
+
     /// Whether the store holds the blob.
     async fn has(&self, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self.find_missing(std::slice::from_ref(digest)).await?.is_empty())
