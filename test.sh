@@ -22,7 +22,7 @@ fi
 
 # Debian packages the tests use (installed once; root on these machines).
 need=()
-for pkg in busybox-static; do
+for pkg in busybox-static bubblewrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

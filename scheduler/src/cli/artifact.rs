@@ -121,11 +121,11 @@ async fn list_contents(global: &GlobalArgs, args: &ElementArgs) -> Result<ExitCo
     let (session, artifact) = find(global, args).await?;
     let cas = &session.storage.cas;
     let tree = Checkout::read(cas, artifact.files_digest().map_err(build_failure)?).await.map_err(build_failure)?;
-    println!("{}:", artifact.element);
-    println!();
+    let mut text = format!("{}:\n\n", artifact.element);
     for path in tree.paths() {
-        println!("\t{path}");
+        text.push_str(&format!("\t{path}\n"));
     }
+    super::print_stdout(&text);
     session.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -34,11 +34,6 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// Where the REAPI server(s) are.
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
-    /// REAPI endpoint (`grpc://HOST:PORT` or `grpcs://HOST:PORT`); repeat for
-    /// several execution endpoints (the first also stores artifacts).
-    /// Without it, the remotes of the user configuration (`-c FILE`) are used.
-    #[arg(long = "remote", env = "WEIR_REMOTE", value_name = "URL", value_delimiter = ',')]
-    pub remotes: Vec<String>,
     /// REAPI instance name.
     #[arg(long = "instance-name", default_value = "", value_name = "NAME")]
     pub instance_name: String,
@@ -68,7 +63,7 @@ impl RemoteArgs {
     /// user configuration's remotes (`-c FILE`), else the embedded worker in
     /// `--cache-dir`, the configuration's `cachedir` or the user cache directory.
     fn remotes(&self, global: &GlobalArgs) -> Result<Remotes, Failure> {
-        if self.remotes.is_empty() {
+        if global.remotes.is_empty() {
             let config = match &global.config {
                 Some(path) => RemoteConfig::load(path).map_err(|message| Failure::new("APP", "INVALID_USER_CONFIG", message))?,
                 None => RemoteConfig::default(),
@@ -82,7 +77,7 @@ impl RemoteArgs {
             let executors = if config.executors.is_empty() { vec![storage.clone()] } else { config.executors };
             return Ok(Remotes::Configured(storage, executors));
         }
-        let specs = self
+        let specs = global
             .remotes
             .iter()
             .map(|url| {
@@ -282,7 +277,7 @@ fn summarise(plan: &BuildPlan, report: &crate::build::BuildReport, json: bool) {
             "event": "summary", "elements": plan.len(), "built": report.built(), "cached": report.cached(),
             "failed": report.failed(), "skipped": skipped, "interrupted": report.cancelled,
         });
-        println!("{event}");
+        super::print_stdout(&format!("{event}\n"));
     }
     eprintln!("{line}");
 }

@@ -52,6 +52,13 @@ pub struct GlobalArgs {
     /// Never print colour codes.
     #[arg(long = "no-colors", global = true)]
     pub no_colors: bool,
+    /// REAPI endpoint for `build` and `artifact` (`grpc://HOST:PORT` or
+    /// `grpcs://HOST:PORT`); repeat for several execution endpoints (the
+    /// first also stores artifacts). Accepted before or after the command
+    /// (`weir --remote URL build ...`). Without it, the remotes of the user
+    /// configuration (`-c FILE`) are used, else the embedded worker.
+    #[arg(long = "remote", global = true, env = "WEIR_REMOTE", value_name = "URL", value_delimiter = ',')]
+    pub remotes: Vec<String>,
     /// How errors are reported on stderr.
     #[arg(long = "error-format", global = true, value_enum, default_value_t = ErrorFormat::Human)]
     pub error_format: ErrorFormat,
@@ -65,6 +72,14 @@ impl GlobalArgs {
             .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
             .collect()
     }
+}
+
+/// Writes `text` to stdout. A closed pipe (`weir ... | head`) is not an
+/// error worth a panic: what the reader did not want is dropped.
+pub(crate) fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
 /// The commands Weir knows.

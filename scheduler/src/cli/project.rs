@@ -26,6 +26,6 @@ pub fn run(global: &GlobalArgs) -> Result<ExitCode, Failure> {
             out.push_str(&format!("  {}: {}\n", quote(&k), quote(&v)));
         }
     }
-    print!("{out}");
+    super::print_stdout(&out);
     Ok(ExitCode::from(super::EXIT_OK))
 }
