@@ -13,6 +13,7 @@
 //! (`WorkerProcess` kills on drop). The last test builds `examples/busybox`
 //! with the embedded worker (no remote) and then with a separate one.
 
+mod busybox_example;
 mod worker_process;
 
 use std::path::{Path, PathBuf};
@@ -360,34 +361,6 @@ fn without_a_remote_an_unusable_cache_dir_is_a_clear_error() {
     assert!(stderr.contains("EMBEDDED_WORKER") && stderr.contains("/dev/null/weir"), "{stderr}");
 }
 
-/// `examples/busybox`, copied into a temporary directory and prepared
-/// (`prepare.sh` puts the host's static busybox into `files/base`).
-fn busybox_example() -> tempfile::TempDir {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/busybox");
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&source, dir.path(), &source.join("files/base"));
-    let prepare = Command::new("sh").arg(dir.path().join("prepare.sh")).output().unwrap();
-    assert!(prepare.status.success(), "prepare.sh: {}", text(&prepare.stderr));
-    dir
-}
-
-/// Copies regular files and directories of `from` into `to`, except `skip`.
-fn copy_tree(from: &Path, to: &Path, skip: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path == skip {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()), skip);
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// Runs `weir` in `project` with no remote (the embedded worker).
 fn weir_embedded(project: &Path, cache_home: &Path, args: &[&str]) -> Output {
     Command::new(weir_tests::weir_bin())
@@ -409,34 +382,9 @@ fn keys(events: &[serde_json::Value]) -> std::collections::BTreeMap<String, Stri
         .collect()
 }
 
-/// Every path under `root` with its content (files), target (symlinks) or nothing (directories).
-fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            let kind = entry.file_type().unwrap();
-            let value = if kind.is_symlink() {
-                format!("-> {}", std::fs::read_link(&path).unwrap().display())
-            } else if kind.is_dir() {
-                pending.push(path);
-                "dir".to_string()
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                format!("{} bytes, {:x}", bytes.len(), bytes.iter().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b))))
-            };
-            out.insert(name, value);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
-    let project = busybox_example();
+    let project = busybox_example::prepared();
     let cache_home = tempfile::tempdir().unwrap();
     // No remote, no --cache-dir: the embedded worker in $XDG_CACHE_HOME/weir, namespace sandbox.
     let first = weir_embedded(project.path(), cache_home.path(), &["build", "--json", "all.bst"]);
@@ -484,6 +432,6 @@ fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
         let dir = out.path().join(format!("separate-{element}"));
         remote.checkout(&worker, element, &dir);
         let embedded_dir = out.path().join(element.trim_end_matches(".bst"));
-        assert_eq!(snapshot(&dir), snapshot(&embedded_dir), "{element}: the same files");
+        assert_eq!(busybox_example::snapshot(&dir), busybox_example::snapshot(&embedded_dir), "{element}: the same files");
     }
 }
