@@ -289,12 +289,10 @@ fn a_manual_element_builds_from_a_tar_source_in_the_sandbox() {
     let archive = release();
     let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));
     let project = Project::new(&server);
-    write(project.path(), "files/base/etc/marker", b"base\n");
-    std::fs::create_dir_all(project.path().join("files/base/bin")).unwrap();
-    std::fs::copy("/bin/busybox", project.path().join("files/base/bin/busybox")).expect("a static busybox at /bin/busybox (see examples/busybox/prepare.sh)");
-    for applet in ["sh", "mkdir", "cp", "echo"] {
-        std::os::unix::fs::symlink("busybox", project.path().join(format!("files/base/bin/{applet}"))).unwrap();
-    }
+    // The busybox example's prepare.sh fills files/base (a static busybox and its applets) beside it.
+    std::fs::copy(weir_tests::repo_root().join("examples/busybox/prepare.sh"), project.path().join("prepare.sh")).unwrap();
+    let prepare = Command::new("sh").arg(project.path().join("prepare.sh")).output().unwrap();
+    assert!(prepare.status.success(), "prepare.sh: {}", text(&prepare.stderr));
     project.element("base.bst", "kind: import\nsources:\n- kind: local\n  path: files/base\n");
     project.element(
         "hello.bst",

@@ -5,7 +5,10 @@
 //! client (rustls, system roots) built on first use, with BuildStream's
 //! 10-minute read timeout. The sha256 is computed while writing, so a file
 //! is read once, and a body shorter than its `Content-Length` is a failure,
-//! not a silently truncated source. Other schemes are refused by name.
+//! not a silently truncated source. Transient HTTP failures (connection
+//! errors, timeouts, a cut-off body, 408, 429 and 5xx answers) are tried
+//! again, [`HTTP_ATTEMPTS`] times in all with a growing pause; other answers
+//! fail at once. Other schemes are refused by name.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,26 @@ use tokio::io::AsyncWriteExt;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the next bytes of a response (BuildStream's socket timeout).
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// Attempts at an HTTP download before a transient failure is reported.
+pub const HTTP_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; it grows linearly.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Why one HTTP attempt failed, and whether another may succeed.
+struct HttpFailure {
+    reason: String,
+    transient: bool,
+}
+
+impl HttpFailure {
+    fn transient(reason: String) -> Self {
+        HttpFailure { reason, transient: true }
+    }
+
+    fn fatal(reason: String) -> Self {
+        HttpFailure { reason, transient: false }
+    }
+}
 
 /// What a download produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,27 +99,49 @@ impl Downloader {
             .map_err(Clone::clone)
     }
 
+    /// An HTTP(S) download, tried again after transient failures.
     async fn http(&self, url: reqwest::Url, dest: &Path) -> Result<(u64, String), String> {
-        let mut response = self.client()?.get(url).send().await.map_err(|e| describe(&e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+        let client = self.client()?;
+        let mut attempt = 1;
+        loop {
+            match http_once(client, url.clone(), dest).await {
+                Ok(done) => return Ok(done),
+                Err(failure) if failure.transient && attempt < HTTP_ATTEMPTS => {
+                    tracing::warn!(%url, attempt, reason = %failure.reason, "download failed; trying again");
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                Err(failure) if attempt > 1 => return Err(format!("{} (attempt {attempt} of {HTTP_ATTEMPTS})", failure.reason)),
+                Err(failure) => return Err(failure.reason),
+            }
         }
-        let expected = response.content_length();
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| format!("{}: {e}", dest.display()))?;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| format!("{}: {e}", dest.display()))?;
-        }
-        file.flush().await.map_err(|e| format!("{}: {e}", dest.display()))?;
-        if let Some(expected) = expected.filter(|&n| n != bytes) {
-            return Err(format!("the server announced {expected} bytes but sent {bytes}"));
-        }
-        Ok((bytes, hex::encode(hasher.finalize())))
     }
+}
+
+/// One HTTP(S) attempt: the body into `dest` (truncated first), hashed.
+async fn http_once(client: &reqwest::Client, url: reqwest::Url, dest: &Path) -> Result<(u64, String), HttpFailure> {
+    let mut response = client.get(url).send().await.map_err(|e| HttpFailure::transient(describe(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        let reason = format!("HTTP {status}");
+        let transient = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+        return Err(HttpFailure { reason, transient });
+    }
+    let expected = response.content_length();
+    let local = |e: std::io::Error| HttpFailure::fatal(format!("{}: {e}", dest.display()));
+    let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(|e| HttpFailure::transient(describe(&e)))? {
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.flush().await.map_err(local)?;
+    if let Some(expected) = expected.filter(|&n| n != bytes) {
+        return Err(HttpFailure::transient(format!("the server announced {expected} bytes but sent {bytes}")));
+    }
+    Ok((bytes, hex::encode(hasher.finalize())))
 }
 
 /// Copies `source` to `dest`, returning the size and sha256.
@@ -145,6 +190,48 @@ mod tests {
         assert_eq!(downloaded.bytes, 6);
         assert_eq!(downloaded.sha256, "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03");
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello\n");
+    }
+
+    /// A loopback server answering each connection with the next of
+    /// `answers` (status line, body); returns its URL and a request counter.
+    fn server(answers: Vec<(&'static str, &'static [u8])>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/file", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let Ok((mut stream, _)) = listener.accept() else { return };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(&[head.as_bytes(), body].concat());
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn transient_http_failures_are_tried_again_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let (url, count) = server(vec![("503 Service Unavailable", b""), ("200 OK", b"hello\n")]);
+        let downloaded = Downloader::new().download(&url, &dest).await.unwrap();
+        assert_eq!((downloaded.bytes, count.load(std::sync::atomic::Ordering::SeqCst)), (6, 2));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello\n");
+        // One answer only: a retry would fail differently (connection refused).
+        let (url, count) = server(vec![("404 Not Found", b"")]);
+        let err = Downloader::new().download(&url, &dest).await.unwrap_err();
+        assert_eq!((err.as_str(), count.load(std::sync::atomic::Ordering::SeqCst)), ("HTTP 404 Not Found", 1));
     }
 
     #[tokio::test]

@@ -159,6 +159,7 @@ impl Session {
         node.validate_keys(ELEMENT_KEYS)?;
         let kind_node = node.req_scalar("kind")?.clone();
         let dep_specs = parse_dependencies(&node)?;
+        self.hint_dependencies(id, &dep_specs);
         let mut link_target = None;
         if kind_node.value.as_ref() == "link" {
             if let Some(first) = dep_specs.first() {
@@ -208,6 +209,21 @@ impl Session {
             self.elements[element.index()].prepared = Some(Box::new(prepared));
         }
         Ok(element)
+    }
+
+    /// Names the files of `specs` not loaded yet (in project `id`, no
+    /// junction) to the prefetching helper.
+    fn hint_dependencies(&self, id: ProjectId, specs: &[super::dependency::DepSpec]) {
+        let Some(prefetch) = &self.prefetch else { return };
+        let state = &self.states[id.0 as usize];
+        let project = self.project(id);
+        let wanted = specs
+            .iter()
+            .filter(|spec| spec.junction.is_none() && check_element_name(&spec.name, None).is_ok())
+            .map(|spec| normalise(&spec.name))
+            .filter(|name| !state.files.contains_key(name) && !state.resolved.contains_key(name))
+            .map(|name| project.element_path.join(name));
+        prefetch.hint(wanted.collect::<Vec<_>>().into_iter());
     }
 
     /// Expands a scalar of a first-pass element (link target) with the

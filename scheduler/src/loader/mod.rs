@@ -177,7 +177,7 @@ impl PhaseTimer {
 fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Result<Graph, LoadError> {
     let mut timer = PhaseTimer::new();
     let top = session.load_project(directory, None)?;
-    session.prefetch = prefetch::Prefetch::start(&session.project(top).element_path);
+    session.prefetch = prefetch::Prefetch::start();
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
     for target in &targets {

@@ -87,7 +87,9 @@ pub fn has_references(text: &str) -> bool {
 #[derive(Debug)]
 struct Definition {
     text: Arc<str>,
-    parts: Arc<[Part]>,
+    /// The pieces of `text`; `None` when it has no reference (or the value
+    /// comes resolved from the base table and the pieces are not needed).
+    parts: Option<Arc<[Part]>>,
     span: Span,
     resolved: Option<Arc<str>>,
     visiting: bool,
@@ -95,20 +97,23 @@ struct Definition {
     from_base: bool,
 }
 
+type NameIndex = HashMap<Arc<str>, usize>;
+
 /// The variable table shared by the elements of one (project, kind), resolved
 /// once: the value of every variable that resolves without error, and which
 /// variables refer to which.
 #[derive(Debug, Default)]
 pub struct VariablesBase {
-    index: HashMap<Arc<str>, usize>,
+    index: Arc<NameIndex>,
     defs: Vec<BaseDefinition>,
 }
 
 #[derive(Debug)]
 struct BaseDefinition {
+    name: Arc<str>,
     text: Arc<str>,
     span: Span,
-    parts: Arc<[Part]>,
+    parts: Option<Arc<[Part]>>,
     /// `None` when resolving it in the base table fails (undefined or
     /// circular reference): every element then resolves it itself.
     resolved: Option<Arc<str>>,
@@ -122,35 +127,50 @@ impl VariablesBase {
     /// elements report its errors themselves.
     pub fn new(map: &Map, sources: &SourceMap, mut intern: impl FnMut(Arc<str>) -> Arc<str>) -> VariablesBase {
         let Ok(vars) = Variables::new(map) else { return VariablesBase::default() };
-        for name in &vars.order {
+        for i in 0..vars.order.len() {
             // Failures stay unresolved here; each element reports its own.
-            let _ = vars.resolve(name, sources);
+            let _ = vars.resolve_index(i, sources);
         }
-        let defs = vars.defs.into_inner();
-        let index: HashMap<Arc<str>, usize> = vars.order.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-        let mut out: Vec<BaseDefinition> = vars
+        let mut defs: Vec<BaseDefinition> = vars
             .order
             .iter()
-            .filter_map(|name| defs.get(name))
-            .map(|d| BaseDefinition {
-                text: d.text.clone(),
+            .zip(vars.defs.into_inner())
+            .map(|(name, d)| BaseDefinition {
+                name: name.clone(),
+                text: d.text,
                 span: d.span,
-                parts: d.parts.clone(),
-                resolved: d.resolved.clone().map(&mut intern),
+                parts: d.parts,
+                resolved: d.resolved.map(&mut intern),
                 dependents: Vec::new(),
             })
             .collect();
-        for i in 0..out.len() {
-            let parts = out[i].parts.clone();
+        let index = vars.index.extra;
+        for i in 0..defs.len() {
+            let Some(parts) = defs[i].parts.clone() else { continue };
             for part in parts.iter() {
                 if let Part::Ref(range) = part {
-                    if let Some(&j) = index.get(&out[i].text[range.clone()]) {
-                        out[j].dependents.push(i as u32);
+                    if let Some(&j) = index.get(&defs[i].text[range.clone()]) {
+                        defs[j].dependents.push(i as u32);
                     }
                 }
             }
         }
-        VariablesBase { index, defs: out }
+        VariablesBase { index: Arc::new(index), defs }
+    }
+}
+
+/// Name → position in a table: the base table's index for the entries the
+/// table shares with it (its first ones, in the same order), and its own for
+/// the rest.
+#[derive(Debug, Default)]
+struct Index {
+    base: Option<Arc<NameIndex>>,
+    extra: NameIndex,
+}
+
+impl Index {
+    fn get(&self, name: &str) -> Option<usize> {
+        self.base.as_ref().and_then(|b| b.get(name)).or_else(|| self.extra.get(name)).copied()
     }
 }
 
@@ -158,7 +178,12 @@ impl VariablesBase {
 #[derive(Debug)]
 pub struct Variables {
     order: Vec<Arc<str>>,
-    defs: RefCell<HashMap<Arc<str>, Definition>>,
+    defs: RefCell<Vec<Definition>>,
+    index: Index,
+}
+
+fn pieces(text: &str) -> Option<Arc<[Part]>> {
+    text.contains("%{").then(|| split(text).into())
 }
 
 impl Variables {
@@ -172,12 +197,17 @@ impl Variables {
     /// `base`'s table: a variable whose definition and every reference of
     /// which (transitively) are still the base's takes the base's value.
     pub fn with_base(map: &Map, base: &VariablesBase) -> LoadResult<Variables> {
-        let mut order = Vec::with_capacity(map.entries.len());
-        let mut defs = HashMap::with_capacity_and_hasher(map.entries.len(), Default::default());
-        // (name, base index) of definitions unchanged from the base.
-        let mut unchanged: Vec<(Arc<str>, usize)> = Vec::new();
+        let len = map.entries.len();
+        // The composed table keeps the base's entries first, in order.
+        let shared = !base.defs.is_empty()
+            && len >= base.defs.len()
+            && map.entries.keys().zip(&base.defs).all(|(k, d)| *k == d.name);
+        let mut order = Vec::with_capacity(len);
+        let mut defs = Vec::with_capacity(len);
+        let mut index = Index::default();
+        // Base entries this table defines differently.
         let mut changed: Vec<usize> = Vec::new();
-        for (name, node) in map.iter() {
+        for (i, (name, node)) in map.iter().enumerate() {
             let Node::Scalar(s) = node else {
                 return Err(LoadError::at(
                     node.span(),
@@ -185,96 +215,88 @@ impl Variables {
                     format!("Value of '{name}' is not of the expected type 'scalar'"),
                 ));
             };
-            let in_base = base.index.get(name).map(|&i| (i, &base.defs[i]));
-            let parts: Arc<[Part]> = match in_base {
-                Some((i, d)) if Arc::ptr_eq(&d.text, &s.value) && d.span == s.span => {
-                    unchanged.push((name.clone(), i));
-                    d.parts.clone()
-                }
+            let base_def = if shared { base.defs.get(i) } else { None };
+            let parts = match base_def {
+                Some(d) if Arc::ptr_eq(&d.text, &s.value) && d.span == s.span => d.parts.clone(),
                 other => {
-                    if let Some((i, _)) = other {
+                    if other.is_some() {
                         changed.push(i);
                     }
-                    if s.value.contains("%{") {
-                        split(&s.value).into()
-                    } else {
-                        Arc::from([])
-                    }
+                    pieces(&s.value)
                 }
             };
-            let resolved = parts.is_empty().then(|| s.value.clone());
+            if base_def.is_none() {
+                index.extra.insert(name.clone(), i);
+            }
+            let resolved = parts.is_none().then(|| s.value.clone());
             order.push(name.clone());
-            defs.insert(
-                name.clone(),
-                Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false, from_base: false },
-            );
+            defs.push(Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false, from_base: false });
         }
-        if !unchanged.is_empty() {
+        if shared {
+            index.base = Some(base.index.clone());
             // Base variables that refer (transitively) to a changed one.
             let mut dirty = vec![false; base.defs.len()];
+            for &i in &changed {
+                dirty[i] = true;
+            }
             while let Some(i) = changed.pop() {
-                if !std::mem::replace(&mut dirty[i], true) {
-                    changed.extend(base.defs[i].dependents.iter().map(|&d| d as usize));
+                for &d in &base.defs[i].dependents {
+                    if !std::mem::replace(&mut dirty[d as usize], true) {
+                        changed.push(d as usize);
+                    }
                 }
             }
-            for (name, i) in unchanged {
-                if let (false, Some(value), Some(def)) = (dirty[i], &base.defs[i].resolved, defs.get_mut(&name)) {
+            for ((def, base_def), dirty) in defs.iter_mut().zip(&base.defs).zip(dirty) {
+                if let (false, Some(value)) = (dirty, &base_def.resolved) {
                     def.resolved = Some(value.clone());
                     def.from_base = true;
                 }
             }
         }
-        Ok(Variables { order, defs: RefCell::new(defs) })
+        Ok(Variables { order, defs: RefCell::new(defs), index })
     }
 
     /// Resolves every variable (regular elements).
     pub fn check(&self, sources: &SourceMap) -> LoadResult<()> {
-        for name in &self.order {
-            self.resolve(name, sources)?;
+        for i in 0..self.order.len() {
+            self.resolve_index(i, sources)?;
         }
         Ok(())
     }
 
     /// The resolved value of `name`, `None` if undefined.
     pub fn get(&self, name: &str, sources: &SourceMap) -> LoadResult<Option<Arc<str>>> {
-        if !self.defs.borrow().contains_key(name) {
-            return Ok(None);
+        match self.index.get(name) {
+            None => Ok(None),
+            Some(i) => self.resolve_index(i, sources).map(Some),
         }
-        self.resolve(name, sources).map(Some)
     }
 
-    fn resolve(&self, name: &str, sources: &SourceMap) -> LoadResult<Arc<str>> {
+    fn resolve_index(&self, root: usize, sources: &SourceMap) -> LoadResult<Arc<str>> {
         let mut defs = self.defs.borrow_mut();
-        if let Some(v) = defs.get(name).and_then(|d| d.resolved.clone()) {
-            return Ok(v);
+        if let Some(v) = &defs[root].resolved {
+            return Ok(v.clone());
         }
-        let Some((root, _)) = defs.get_key_value(name) else {
-            return Err(LoadError::new(LoadErrorReason::UnresolvedVariable, format!("Reference to undefined variable '{name}'")));
-        };
-        let root = root.clone();
-        let mut stack: Vec<Arc<str>> = vec![root.clone()];
-        if let Some(d) = defs.get_mut(&root) {
-            d.visiting = true;
-        }
-        let result = Self::walk(&mut defs, &mut stack, sources);
-        for name in &stack {
-            if let Some(d) = defs.get_mut(name) {
-                d.visiting = false;
-            }
+        let mut stack: Vec<usize> = vec![root];
+        defs[root].visiting = true;
+        let result = self.walk(&mut defs, &mut stack, sources);
+        for &i in &stack {
+            defs[i].visiting = false;
         }
         result?;
-        Ok(defs[name].resolved.clone().unwrap_or_else(|| Arc::from("")))
+        Ok(defs[root].resolved.clone().unwrap_or_else(|| Arc::from("")))
     }
 
     /// Resolves the variables on `stack` (and what they need), depth first.
-    fn walk(defs: &mut HashMap<Arc<str>, Definition>, stack: &mut Vec<Arc<str>>, sources: &SourceMap) -> LoadResult<()> {
-        while let Some(top) = stack.last().cloned() {
-            let def = &defs[&top];
+    fn walk(&self, defs: &mut [Definition], stack: &mut Vec<usize>, sources: &SourceMap) -> LoadResult<()> {
+        while let Some(&top) = stack.last() {
+            let def = &defs[top];
+            let parts = def.parts.clone().unwrap_or_else(|| Arc::from([]));
             let mut pending = None;
-            for part in def.parts.iter() {
+            for part in parts.iter() {
                 if let Part::Ref(range) = part {
                     let r = &def.text[range.clone()];
-                    match defs.get_key_value(r) {
+                    match self.index.get(r) {
                         None => {
                             return Err(LoadError::at(
                                 def.span,
@@ -282,13 +304,13 @@ impl Variables {
                                 format!("Reference to undefined variable '{r}'"),
                             ))
                         }
-                        Some((_, d)) if d.resolved.is_some() => {}
-                        Some((key, d)) if d.visiting => {
-                            let start = stack.iter().position(|s| s == key).unwrap_or(0);
-                            return Err(cycle_error(&stack[start..], key, defs, sources));
+                        Some(j) if defs[j].resolved.is_some() => {}
+                        Some(j) if defs[j].visiting => {
+                            let start = stack.iter().position(|&s| s == j).unwrap_or(0);
+                            return Err(self.cycle_error(&stack[start..], j, defs, sources));
                         }
-                        Some((key, _)) => {
-                            pending = Some(key.clone());
+                        Some(j) => {
+                            pending = Some(j);
                             break;
                         }
                     }
@@ -296,28 +318,44 @@ impl Variables {
             }
             match pending {
                 Some(next) => {
-                    if let Some(d) = defs.get_mut(&next) {
-                        d.visiting = true;
-                    }
+                    defs[next].visiting = true;
                     stack.push(next);
                 }
                 None => {
                     let mut value = String::with_capacity(def.text.len() + 16);
-                    for part in def.parts.iter() {
+                    for part in parts.iter() {
                         match part {
                             Part::Text(range) => value.push_str(&def.text[range.clone()]),
-                            Part::Ref(r) => value.push_str(defs.get(&def.text[r.clone()]).and_then(|d| d.resolved.as_deref()).unwrap_or("")),
+                            Part::Ref(r) => value.push_str(
+                                self.index.get(&def.text[r.clone()]).and_then(|j| defs[j].resolved.as_deref()).unwrap_or(""),
+                            ),
                         }
                     }
-                    if let Some(d) = defs.get_mut(&top) {
-                        d.resolved = Some(Arc::from(value));
-                        d.visiting = false;
-                    }
+                    defs[top].resolved = Some(Arc::from(value));
+                    defs[top].visiting = false;
                     stack.pop();
                 }
             }
         }
         Ok(())
+    }
+
+    fn cycle_error(&self, chain: &[usize], closing: usize, defs: &[Definition], sources: &SourceMap) -> LoadError {
+        let mut detail = String::new();
+        for (i, &at) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(closing);
+            detail.push_str(&format!(
+                "{}: Variable '{}' refers to variable '{}'\n",
+                sources.describe(defs[at].span),
+                self.order[at],
+                self.order[next]
+            ));
+        }
+        LoadError::new(
+            LoadErrorReason::CircularReferenceVariable,
+            format!("Circular dependency detected on variable '{}'", self.order[closing]),
+        )
+        .with_detail(detail.trim_end().to_string())
     }
 
     /// Substitutes references in `text` (the node at `span`).
@@ -379,24 +417,13 @@ impl Variables {
         // Exact capacity: every element keeps this list, so growth slack is
         // a large share of the loader's memory.
         let mut out = Vec::with_capacity(self.order.len());
-        for name in &self.order {
-            let value = self.resolve(name, sources)?;
-            let from_base = self.defs.borrow().get(name).is_some_and(|d| d.from_base);
+        for (i, name) in self.order.iter().enumerate() {
+            let value = self.resolve_index(i, sources)?;
+            let from_base = self.defs.borrow()[i].from_base;
             out.push((name.clone(), if from_base { value } else { intern(value) }));
         }
         Ok(out)
     }
-}
-
-fn cycle_error(chain: &[Arc<str>], closing: &Arc<str>, defs: &HashMap<Arc<str>, Definition>, sources: &SourceMap) -> LoadError {
-    let mut detail = String::new();
-    for (i, name) in chain.iter().enumerate() {
-        let next = chain.get(i + 1).unwrap_or(closing);
-        let span = defs[name].span;
-        detail.push_str(&format!("{}: Variable '{}' refers to variable '{}'\n", sources.describe(span), name, next));
-    }
-    LoadError::new(LoadErrorReason::CircularReferenceVariable, format!("Circular dependency detected on variable '{closing}'"))
-        .with_detail(detail.trim_end().to_string())
 }
 
 #[cfg(test)]

@@ -125,8 +125,11 @@ impl Shelf {
 }
 
 /// Blobs of a batch go to the blocking pool in groups of about this many bytes
-/// (one trip per group rather than per blob).
-const BATCH_GROUP: usize = 1 << 20;
+/// (one trip per group rather than per blob) ...
+const BATCH_GROUP: usize = 256 << 10;
+/// ... and this many groups at a time (writes to a busy disk block: several
+/// in flight keep it and the cores busy).
+const BATCH_GROUPS_IN_FLIGHT: usize = 8;
 
 impl FilesystemStore {
     /// Opens (creating if needed) the store at `root` (the already resolved
@@ -318,7 +321,7 @@ impl BlobStore for FilesystemStore {
     }
 
     /// Groups the blobs into runs of about [`BATCH_GROUP`] bytes, each stored
-    /// in one trip to the blocking pool, two runs at a time.
+    /// in one trip to the blocking pool, [`BATCH_GROUPS_IN_FLIGHT`] at a time.
     async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
         let mut groups: Vec<Vec<(Digest, Bytes)>> = Vec::new();
         let mut group_bytes = 0;
@@ -347,7 +350,7 @@ impl BlobStore for FilesystemStore {
                     })
                 }
             })
-            .buffered(2)
+            .buffered(BATCH_GROUPS_IN_FLIGHT)
             .collect()
             .await;
         results.into_iter().flatten().collect()
