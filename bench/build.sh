@@ -121,7 +121,7 @@ summary() {
     python3 - "$1" "$2" "$SLOTS" <<'PY'
 import json, sys
 log, wall, slots = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-run = worker = executed = built = cached = 0
+run = worker = inputs = outputs = executed = built = cached = 0
 for line in open(log):
     try:
         e = json.loads(line)
@@ -131,10 +131,13 @@ for line in open(log):
         executed += 1
         run += e["run_millis"] / 1000
         worker += e["worker_millis"] / 1000
+        inputs += e.get("input_millis", 0) / 1000
+        outputs += e.get("output_millis", 0) / 1000
     elif e.get("event") == "summary":
         built, cached = e["built"], e["cached"]
 print(f"  built {built}, cached {cached}, actions {executed}")
-print(f"  wall {wall:.2f} s; sum of action run times {run:.2f} s; sum of worker handling {worker:.2f} s")
+print(f"  wall {wall:.2f} s; sum of action run times {run:.2f} s; sum of worker handling {worker:.2f} s"
+      f" (inputs {inputs:.2f} s, outputs {outputs:.2f} s)")
 print(f"  wall - sum(run) = {wall - run:.2f} s; wall - sum(run)/{slots} slots = {wall - run / slots:.2f} s"
       f" ({(wall - run / slots) / max(executed, 1) * 1000:.1f} ms per action)")
 PY

@@ -83,6 +83,10 @@ pub enum BuildEvent {
         run_millis: u64,
         /// The worker's whole handling (inputs staged to outputs uploaded), in milliseconds.
         worker_millis: u64,
+        /// Of that, fetching and staging the inputs, in milliseconds.
+        input_millis: u64,
+        /// Of that, collecting and storing the outputs, in milliseconds.
+        output_millis: u64,
     },
     /// A source file was downloaded (and its sha256 verified) before the
     /// build; files already in the source cache are not reported.

@@ -266,6 +266,8 @@ impl RemoteRunner {
             cached_result: ran.cached_result,
             run_millis: millis_between(metadata.execution_start_timestamp.as_ref(), metadata.execution_completed_timestamp.as_ref()),
             worker_millis: millis_between(metadata.worker_start_timestamp.as_ref(), metadata.worker_completed_timestamp.as_ref()),
+            input_millis: millis_between(metadata.input_fetch_start_timestamp.as_ref(), metadata.input_fetch_completed_timestamp.as_ref()),
+            output_millis: millis_between(metadata.output_upload_start_timestamp.as_ref(), metadata.output_upload_completed_timestamp.as_ref()),
         });
         let files = self.output_tree(&element.name, &ran.result, &spec.output_paths[0]).await?;
         let mut artifact = Artifact::new(element, files, dependencies(job));

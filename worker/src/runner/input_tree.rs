@@ -12,12 +12,13 @@
 //! reports it always present, so staging must not depend on it being stored.
 //!
 //! Staging hard-links a file from the store's `local_path` where the store has
-//! one (executables are copied, so that the mode of the CAS file never
-//! changes), and writes the bytes otherwise. A hard link shares the CAS's
-//! inode, so a command that writes into an input in place would corrupt the
-//! CAS: [`LinkedInputs`] remembers the size and mtime of every linked blob,
-//! and after the run [`LinkedInputs::modified`] names the blobs that changed,
-//! which the runner then removes from the store (a client re-uploads them). Staging never follows a symlink:
+//! one, and an executable from its [`ExecutableCopies`] copy (so that the
+//! mode of the CAS file never changes), and writes the bytes otherwise. A
+//! hard link shares the inode, so a command that writes into an input in
+//! place would corrupt the CAS: [`LinkedInputs`] remembers the size and
+//! mtime (and, for executable copies, the mode) of every linked file, and
+//! after the run [`LinkedInputs::modified`] names the blobs and copies that
+//! changed, which the runner then removes (a client re-uploads blobs). Staging never follows a symlink:
 //! every directory it writes into is one it has just created, and names are
 //! unique within a directory, so a symlink in the tree cannot redirect a
 //! write.
@@ -35,6 +36,7 @@ use weir_proto::directory::{decode_directory, symlink_stays_within};
 use weir_proto::reapi::Directory;
 use weir_proto::Digest;
 
+use super::executable_copies::ExecutableCopies;
 use super::RunnerError;
 use crate::store::{Store, StoreError};
 
@@ -146,16 +148,23 @@ impl InputTree {
         self.root
     }
 
-    /// Writes the tree into `dest`, which must not exist yet; returns what
-    /// was hard-linked from the store. Blocking.
-    pub fn stage(&self, dest: &Path) -> Result<LinkedInputs, RunnerError> {
+    /// Writes the tree into `dest`, which must not exist yet, linking
+    /// executables from `copies` when given; returns what was hard-linked.
+    /// Blocking.
+    pub fn stage(&self, dest: &Path, copies: Option<&ExecutableCopies>) -> Result<LinkedInputs, RunnerError> {
         fs::create_dir(dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
         let mut linked = LinkedInputs::default();
-        self.stage_directory(&self.root, dest, &mut linked)?;
+        self.stage_directory(&self.root, dest, copies, &mut linked)?;
         Ok(linked)
     }
 
-    fn stage_directory(&self, digest: &Digest, dest: &Path, linked: &mut LinkedInputs) -> Result<(), RunnerError> {
+    fn stage_directory(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        copies: Option<&ExecutableCopies>,
+        linked: &mut LinkedInputs,
+    ) -> Result<(), RunnerError> {
         let directory = self
             .directories
             .get(digest)
@@ -163,9 +172,18 @@ impl InputTree {
         for file in &directory.files {
             let digest = child_digest(file.digest.as_ref())?;
             let content = self.contents.get(&digest).ok_or(RunnerError::MissingBlobs(vec![digest]))?;
-            if place_file(content, file.is_executable, &dest.join(&file.name))? {
+            let path = dest.join(&file.name);
+            if file.is_executable {
+                if let Some(copy) = copies.map(|c| executable_copy(c, &digest, content)).transpose()?.flatten() {
+                    if fs::hard_link(&copy, &path).is_ok() {
+                        linked.record(digest, &copy, Linked::ExecutableCopy);
+                        continue;
+                    }
+                }
+            }
+            if place_file(content, file.is_executable, &path)? {
                 if let Content::Local(source) = content {
-                    linked.record(digest, source);
+                    linked.record(digest, source, Linked::StoreFile);
                 }
             }
         }
@@ -177,7 +195,7 @@ impl InputTree {
         for child in &directory.directories {
             let path = dest.join(&child.name);
             fs::create_dir(&path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?;
-            self.stage_directory(&child_digest(child.digest.as_ref())?, &path, linked)?;
+            self.stage_directory(&child_digest(child.digest.as_ref())?, &path, copies, linked)?;
         }
         Ok(())
     }
@@ -238,6 +256,17 @@ fn join(location: &str, name: &str) -> String {
     }
 }
 
+/// The shared executable copy of a blob (`None` past the copies' bound).
+fn executable_copy(copies: &ExecutableCopies, digest: &Digest, content: &Content) -> Result<Option<PathBuf>, RunnerError> {
+    let context = || format!("making the executable copy of {digest}");
+    copies
+        .get(digest, |temp| match content {
+            Content::Local(source) => fs::copy(source, temp).map(drop),
+            Content::Bytes(bytes) => fs::write(temp, bytes),
+        })
+        .map_err(|e| RunnerError::io(context(), e))
+}
+
 /// Places one file; returns whether it is a hard link to the store's file.
 fn place_file(content: &Content, executable: bool, path: &Path) -> Result<bool, RunnerError> {
     let mode = if executable { 0o755 } else { 0o644 };
@@ -258,22 +287,46 @@ fn place_file(content: &Content, executable: bool, path: &Path) -> Result<bool, 
     }
 }
 
-/// The store files an input root hard-links, with the size and mtime each
-/// had when staged.
+/// What a hard-linked input file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Linked {
+    /// The store's own file of the blob.
+    StoreFile,
+    /// The runner's executable copy of the blob.
+    ExecutableCopy,
+}
+
+/// Size, mtime and mode of a file: what a write or `chmod` in place changes.
+type Fingerprint = (u64, SystemTime, u32);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?, meta.permissions().mode()))
+}
+
+/// The files an input root hard-links, with their fingerprints when staged.
 #[derive(Debug, Default)]
 pub struct LinkedInputs {
-    files: HashMap<Digest, (PathBuf, u64, SystemTime)>,
+    files: HashMap<(Digest, Linked), (PathBuf, Fingerprint)>,
+}
+
+/// The linked inputs a command changed in place.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModifiedInputs {
+    /// Blobs whose store file changed: to be removed from the store.
+    pub blobs: Vec<Digest>,
+    /// Blobs whose executable copy changed: to be discarded.
+    pub executable_copies: Vec<Digest>,
 }
 
 impl LinkedInputs {
-    fn record(&mut self, digest: Digest, source: &Path) {
-        if self.files.contains_key(&digest) {
+    fn record(&mut self, digest: Digest, source: &Path, kind: Linked) {
+        if self.files.contains_key(&(digest, kind)) {
             return;
         }
-        if let Ok(meta) = fs::metadata(source) {
-            if let Ok(modified) = meta.modified() {
-                self.files.insert(digest, (source.to_path_buf(), meta.len(), modified));
-            }
+        if let Some(print) = fingerprint(source) {
+            self.files.insert((digest, kind), (source.to_path_buf(), print));
         }
     }
 
@@ -287,17 +340,23 @@ impl LinkedInputs {
         self.files.is_empty()
     }
 
-    /// The blobs whose store file changed (size or mtime) since staging:
+    /// The linked files that changed (size, mtime or mode) since staging:
     /// the command wrote into an input in place. Blocking (one `stat` each).
-    pub fn modified(&self) -> Vec<Digest> {
-        self.files
-            .iter()
-            .filter(|(_, (path, size, modified))| match fs::metadata(path) {
-                Ok(meta) => meta.len() != *size || meta.modified().ok() != Some(*modified),
-                Err(_) => false,
-            })
-            .map(|(digest, _)| *digest)
-            .collect()
+    pub fn modified(&self) -> ModifiedInputs {
+        let mut out = ModifiedInputs::default();
+        for ((digest, kind), (path, staged)) in &self.files {
+            let changed = match fingerprint(path) {
+                Some(now) => now != *staged,
+                None => *kind == Linked::ExecutableCopy,
+            };
+            if changed {
+                match kind {
+                    Linked::StoreFile => out.blobs.push(*digest),
+                    Linked::ExecutableCopy => out.executable_copies.push(*digest),
+                }
+            }
+        }
+        out
     }
 }
 
@@ -363,7 +422,7 @@ mod tests {
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let temp = tempfile::tempdir().unwrap();
         let dest = temp.path().join("root");
-        tree.stage(&dest).unwrap();
+        tree.stage(&dest, None).unwrap();
         assert_eq!(fs::read(dest.join("data/a.txt")).unwrap(), b"alpha");
         assert_eq!(fs::read(dest.join("data/up")).unwrap(), b"#!/bin/sh\necho hi\n");
         assert_eq!(fs::read_link(dest.join("data/up")).unwrap(), Path::new("../run.sh"));
@@ -379,16 +438,41 @@ mod tests {
         let root = sample_tree(&store).await;
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let dest = temp.path().join("root");
-        let linked = tree.stage(&dest).unwrap();
+        let linked = tree.stage(&dest, None).unwrap();
         assert_eq!(linked.len(), 1, "one non-executable blob is linked");
         let staged = fs::metadata(dest.join("data/a.txt")).unwrap();
         let stored = fs::metadata(store.local_path(&Digest::of(b"alpha")).unwrap()).unwrap();
         assert_eq!(staged.ino(), stored.ino(), "non-executable inputs are hard links");
-        assert!(linked.modified().is_empty());
+        assert_eq!(linked.modified(), ModifiedInputs::default());
         fs::OpenOptions::new().append(true).open(dest.join("data/a.txt")).unwrap().write_all(b"!").unwrap();
-        assert_eq!(linked.modified(), vec![Digest::of(b"alpha")], "an in-place write to an input is detected");
+        assert_eq!(linked.modified().blobs, vec![Digest::of(b"alpha")], "an in-place write to an input is detected");
         let exec = fs::metadata(dest.join("run.sh")).unwrap();
         assert_ne!(exec.ino(), fs::metadata(store.local_path(&Digest::of(b"#!/bin/sh\necho hi\n")).unwrap()).unwrap().ino());
+    }
+
+    #[tokio::test]
+    async fn executables_are_linked_from_one_shared_copy_and_a_changed_copy_is_reported() {
+        let temp = tempfile::tempdir().unwrap();
+        let spec = FilesystemSpec { path: temp.path().join("cas"), verify_reads: false, fsync: false };
+        let store: Store = Arc::new(FilesystemStore::open(&spec, temp.path()).unwrap());
+        let copies = ExecutableCopies::new(temp.path().join("executables"), 1 << 20).unwrap();
+        let root = sample_tree(&store).await;
+        let tree = InputTree::fetch(&store, root, false).await.unwrap();
+        let first = tree.stage(&temp.path().join("one"), Some(&copies)).unwrap();
+        tree.stage(&temp.path().join("two"), Some(&copies)).unwrap();
+        let one = fs::metadata(temp.path().join("one/run.sh")).unwrap();
+        let two = fs::metadata(temp.path().join("two/run.sh")).unwrap();
+        assert_eq!(one.ino(), two.ino(), "both roots link the same copy");
+        assert_eq!(one.permissions().mode() & 0o777, 0o755);
+        let script = Digest::of(b"#!/bin/sh\necho hi\n");
+        let stored = fs::metadata(store.local_path(&script).unwrap()).unwrap();
+        assert_ne!(one.ino(), stored.ino(), "the copy is not the CAS file");
+        assert_eq!(stored.permissions().mode() & 0o111, 0, "the CAS file's mode is untouched");
+        assert_eq!(first.len(), 2, "the store file and the executable copy are tracked");
+        fs::set_permissions(temp.path().join("one/run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
+        let modified = first.modified();
+        assert_eq!(modified.executable_copies, vec![script], "a chmod in place is detected");
+        assert!(modified.blobs.is_empty());
     }
 
     #[tokio::test]
@@ -439,12 +523,12 @@ mod tests {
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let temp = tempfile::tempdir().unwrap();
         let dest = temp.path().join("root");
-        tree.stage(&dest).unwrap();
+        tree.stage(&dest, None).unwrap();
         assert_eq!(fs::read(dest.join("nothing")).unwrap(), b"");
         assert_eq!(fs::read_dir(dest.join("empty")).unwrap().count(), 0);
         // An input root that is itself the empty directory stages as an empty directory.
         let tree = InputTree::fetch(&store, empty, false).await.unwrap();
-        tree.stage(&temp.path().join("bare")).unwrap();
+        tree.stage(&temp.path().join("bare"), None).unwrap();
         assert_eq!(fs::read_dir(temp.path().join("bare")).unwrap().count(), 0);
     }
 

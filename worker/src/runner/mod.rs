@@ -5,6 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`input_tree`] | fetching and validating every `Directory` of an input root, then staging it |
+//! | [`executable_copies`] | one shared executable copy per executable input blob, hard-linked into roots |
 //! | [`sandbox`] | the sandbox kinds (`host`, `namespace`), spawning and killing the process, [`probe`] |
 //! | [`namespace`] | the child-side Linux namespace set-up (user, mount, pid, net, uts, ipc) |
 //! | [`outputs`] | collecting output files, directories (as `Tree`s) and symlinks and uploading them |
@@ -20,6 +21,7 @@
 //! This module does not decide *whether* to run (cache lookups, deduplication,
 //! slots): that is [`crate::execution`].
 
+pub mod executable_copies;
 pub mod input_tree;
 pub mod namespace;
 pub mod outputs;
@@ -238,6 +240,7 @@ pub struct Runner {
     store: Store,
     config: RunnerConfig,
     next_id: AtomicU64,
+    executables: Arc<executable_copies::ExecutableCopies>,
 }
 
 impl fmt::Debug for Runner {
@@ -253,9 +256,13 @@ impl Runner {
     pub fn new(store: Store, config: RunnerConfig) -> Result<Self, RunnerError> {
         std::fs::create_dir_all(&config.work_dir)
             .map_err(|e| RunnerError::io(format!("creating work directory {}", config.work_dir.display()), e))?;
+        // One directory per process: several workers may share a work directory.
+        let copies_dir = config.work_dir.join(format!("executables-{}", std::process::id()));
+        let executables = executable_copies::ExecutableCopies::new(&copies_dir, executable_copies::DEFAULT_MAX_BYTES)
+            .map_err(|e| RunnerError::io(format!("creating {}", copies_dir.display()), e))?;
         let work_dir = config.work_dir.clone();
         std::thread::spawn(move || remove_stale_action_dirs(&work_dir));
-        Ok(Runner { store, config, next_id: AtomicU64::new(0) })
+        Ok(Runner { store, config, next_id: AtomicU64::new(0), executables: Arc::new(executables) })
     }
 
     /// The directory of one run: `PID-HASHPREFIX-N` under the work directory.
@@ -305,9 +312,10 @@ impl Runner {
             let outputs = outputs.clone();
             let sandbox = self.config.sandbox;
             let network = request.network;
+            let executables = self.executables.clone();
             run_blocking(move || {
                 std::fs::create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
-                let linked = tree.stage(&root)?;
+                let linked = tree.stage(&root, Some(&executables))?;
                 outputs.prepare(&root)?;
                 let mount_points = sandbox.prepare_root(&root)?;
                 let stdio = sandbox::Stdio::create(&stdout_path, &stderr_path)?;
@@ -327,7 +335,7 @@ impl Runner {
         let (status, ended) = wait(child, request.timeout, &mut cancel).await;
         metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
         let modified = if linked.is_empty() && mount_points.is_empty() {
-            Vec::new()
+            input_tree::ModifiedInputs::default()
         } else {
             run_blocking(move || {
                 SandboxKind::clean_root(&mount_points);
@@ -357,9 +365,14 @@ impl Runner {
 
 impl Runner {
     /// Removes blobs the command wrote into through a hard link, so that
-    /// the altered content is never served under the original digest.
-    async fn drop_modified_inputs(&self, action: &Digest, modified: Vec<Digest>) {
-        for digest in modified {
+    /// the altered content is never served under the original digest, and
+    /// executable copies it changed, so that no later action stages them.
+    async fn drop_modified_inputs(&self, action: &Digest, modified: input_tree::ModifiedInputs) {
+        for digest in &modified.executable_copies {
+            tracing::warn!(%action, blob = %digest, "the command modified an executable input in place; discarding its copy");
+            self.executables.discard(digest);
+        }
+        for digest in modified.blobs {
             tracing::error!(%action, blob = %digest, "the command modified an input in place; removing it from the CAS");
             if let Err(e) = self.store.remove(&digest).await {
                 tracing::error!(blob = %digest, error = %e, "could not remove a modified input blob");
@@ -405,13 +418,26 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| RunnerError::io("blocking task", io::Error::other(e.to_string())))?
 }
 
-/// Removes the action directories of other (dead) worker processes.
+/// Removes the action directories and executable copies of worker
+/// processes that are gone (a live one may share the work directory).
 fn remove_stale_action_dirs(work_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(work_dir) else { return };
     let own = std::process::id().to_string();
+    let gone = |pid: &str| {
+        pid != own
+            && pid.parse::<i32>().is_ok_and(|pid| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+            })
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        if let Some(pid) = name.strip_prefix("executables-") {
+            if gone(pid) {
+                remove_tree(&entry.path());
+            }
+            continue;
+        }
         let mut parts = name.split('-');
         let (Some(pid), Some(hash), Some(n), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             continue;
@@ -420,7 +446,7 @@ fn remove_stale_action_dirs(work_dir: &Path) {
             && hash.len() == 16
             && hash.bytes().all(|b| b.is_ascii_hexdigit())
             && n.bytes().all(|b| b.is_ascii_digit());
-        if ours && pid != own {
+        if ours && gone(pid) {
             remove_tree(&entry.path());
         }
     }
@@ -464,19 +490,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stale_action_directories_of_other_processes_are_removed_and_nothing_else() {
+    fn stale_action_directories_of_dead_processes_are_removed_and_nothing_else() {
         let temp = tempfile::tempdir().unwrap();
         let own = format!("{}-0123456789abcdef-0", std::process::id());
-        let pid = std::process::id().wrapping_add(1);
-        let stale = format!("{pid}-0123456789abcdef-3");
-        for name in [own.as_str(), stale.as_str(), "keep", "1-not-ours", "1-0123456789abcdef-2-x"] {
+        // A process that has exited (its pid is not reused this soon) and one that is alive.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let alive = std::os::unix::process::parent_id();
+        let stale = format!("{dead}-0123456789abcdef-3");
+        let live = format!("{alive}-0123456789abcdef-3");
+        let stale_copies = format!("executables-{dead}");
+        let live_copies = format!("executables-{alive}");
+        let names = [own.as_str(), stale.as_str(), live.as_str(), &stale_copies, &live_copies, "keep", "1-not-ours", "1-0123456789abcdef-2-x"];
+        for name in names {
             std::fs::create_dir_all(temp.path().join(name).join("root/sub")).unwrap();
         }
         remove_stale_action_dirs(temp.path());
         let mut left: Vec<String> =
             std::fs::read_dir(temp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
-        let mut expected = vec![own, "keep".to_string(), "1-not-ours".into(), "1-0123456789abcdef-2-x".into()];
+        let mut expected = vec![own, live, live_copies, "keep".to_string(), "1-not-ours".into(), "1-0123456789abcdef-2-x".into()];
         expected.sort();
         assert_eq!(left, expected);
     }
