@@ -53,6 +53,10 @@ impl ActionSpec {
             output_paths: output_paths.clone(),
             working_directory: String::new(),
             platform: platform.clone(),
+            // The output tree as separately stored `Directory` messages too, so
+            // that the artifact needs no second upload (a server that only
+            // sends a `Tree` is handled as well).
+            output_directory_format: command::OutputDirectoryFormat::TreeAndDirectory as i32,
             ..Default::default()
         };
         let action = Action {

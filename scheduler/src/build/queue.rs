@@ -86,6 +86,18 @@ pub trait ElementRunner: Send + Sync + 'static {
     /// element's dependencies are available (`job.deps` may be empty): a
     /// lookup depends on the element's keys only.
     fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
+    /// [`lookup`](Self::lookup) of every element of `plan`, one answer per
+    /// element in plan order; by default [`PREFETCH_LOOKUPS`] lookups at a time.
+    fn lookup_all(&self, plan: &Arc<BuildPlan>) -> impl Future<Output = Vec<Result<Option<Artifact>, BuildError>>> + Send {
+        use futures::StreamExt;
+        futures::stream::iter(0..plan.len())
+            .map(move |index| {
+                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0, known_missing: false };
+                async move { self.lookup(&job).await }
+            })
+            .buffered(PREFETCH_LOOKUPS)
+            .collect()
+    }
     /// Whether building the element runs a remote action (and so takes one
     /// of the `--builders` slots); elements assembled from trees alone do not.
     fn runs_action(&self, _job: &Job) -> bool {
@@ -258,16 +270,7 @@ impl<R: ElementRunner> BuildQueue<R> {
     /// graph is answered without waiting on its depth). A failed lookup
     /// is looked up again by the element's own task, which reports the error.
     async fn prefetch(&self, plan: &Arc<BuildPlan>) -> Vec<Result<Option<Artifact>, BuildError>> {
-        use futures::StreamExt;
-        futures::stream::iter(0..plan.len())
-            .map(|index| {
-                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0, known_missing: false };
-                let runner = self.runner.clone();
-                async move { runner.lookup(&job).await }
-            })
-            .buffered(PREFETCH_LOOKUPS)
-            .collect()
-            .await
+        self.runner.lookup_all(plan).await
     }
 
     /// Marks everything that waits (transitively) on `failed` as skipped.

@@ -24,7 +24,8 @@ use super::event::{BuildEvent, EventSink};
 use super::placement::{Offer, Placement};
 use super::queue::{ElementRunner, Job};
 use super::split::{SplitFilter, SplitRules};
-use super::{Artifact, ArtifactCache, BuildError, CommandsRecipe, ComposeRecipe, Recipe, SourceTree, Staging};
+use super::artifact::ArtifactName;
+use super::{Artifact, ArtifactCache, BuildError, BuildPlan, CommandsRecipe, ComposeRecipe, Recipe, SourceTree, Staging};
 use crate::remote::{Blob, BlobSet, RemoteClient, RemoteError};
 
 /// Lines of output shown when a command fails.
@@ -377,13 +378,19 @@ impl RemoteRunner {
     }
 
     /// The output directory at `path` as a tree in the storage CAS; an
-    /// install root the command left empty or removed is an empty tree.
+    /// install root the command left empty or removed is an empty tree. A
+    /// server that stored the directories itself (`root_directory_digest`,
+    /// asked for with `TREE_AND_DIRECTORY`) saves the download of the `Tree`
+    /// and the upload of its directories.
     async fn output_tree(&self, element: &str, result: &ActionResult, path: &str) -> Result<Digest, BuildError> {
         let Some(output) = result.output_directories.iter().find(|d| relative(&d.path) == path) else {
             let (bytes, digest) = encode_directory(&reapi::Directory::default());
             self.cas().upload(&BlobSet::from([(digest, Blob::Data(bytes))])).await?;
             return Ok(digest);
         };
+        if let Some(root) = &output.root_directory_digest {
+            return Digest::try_from(root).map_err(|e| BuildError::Element { element: element.into(), reason: format!("output root directory digest: {e}") });
+        }
         let tree = self.output_directory(element, output).await?;
         let blobs: BlobSet = tree
             .directories()
@@ -404,6 +411,29 @@ impl ElementRunner for RemoteRunner {
             return self.storage.lookup(&element.project, &element.name, &element.keys.weak).await;
         }
         Ok(None)
+    }
+
+    async fn lookup_all(&self, plan: &Arc<BuildPlan>) -> Vec<Result<Option<Artifact>, BuildError>> {
+        let elements = plan.elements();
+        let names = |weak: bool, which: &[usize]| -> Vec<ArtifactName<'_>> {
+            which
+                .iter()
+                .map(|&i| {
+                    let e = &elements[i];
+                    ArtifactName { project: &e.project, element: &e.name, key: if weak { &e.keys.weak } else { &e.keys.strong } }
+                })
+                .collect()
+        };
+        let all: Vec<usize> = (0..elements.len()).collect();
+        let mut found = self.storage.lookup_many(&names(false, &all)).await;
+        if !self.strict {
+            let misses: Vec<usize> = all.into_iter().filter(|&i| matches!(found[i], Ok(None))).collect();
+            let by_weak = self.storage.lookup_many(&names(true, &misses)).await;
+            for (index, result) in misses.into_iter().zip(by_weak) {
+                found[index] = result;
+            }
+        }
+        found
     }
 
     fn runs_action(&self, job: &Job) -> bool {

@@ -32,6 +32,8 @@ const BATCH_OVERHEAD_BYTES: usize = 64 * 1024;
 const PER_BLOB_OVERHEAD_BYTES: usize = 100;
 /// Digests per `FindMissingBlobs` request.
 const FIND_MISSING_CHUNK: usize = 10_000;
+/// In-memory uploads up to this size skip `FindMissingBlobs` (see [`Cas::upload`]).
+const DIRECT_UPLOAD_BYTES: usize = 64 * 1024;
 /// Size of each ByteStream `Write`/`Read` chunk.
 const STREAM_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -118,8 +120,18 @@ impl Cas {
     }
 
     /// Uploads the blobs of `blobs` that the server is missing; returns how
-    /// many were sent.
+    /// many were sent. A small set already in memory goes straight into one
+    /// `BatchUpdateBlobs`: a `FindMissingBlobs` round trip costs more than
+    /// sending a few KiB that the server already has (it does not rewrite a
+    /// blob it holds).
     pub async fn upload(&self, blobs: &BlobSet) -> Result<usize, RemoteError> {
+        let in_memory = blobs.values().all(|blob| matches!(blob, Blob::Data(_)));
+        let bytes: usize = blobs.keys().map(|d| d.size() as usize + PER_BLOB_OVERHEAD_BYTES).sum();
+        if in_memory && !blobs.is_empty() && bytes <= DIRECT_UPLOAD_BYTES.min(self.batch_budget()) {
+            let all: Vec<Digest> = blobs.keys().copied().collect();
+            self.batch_update(&all, blobs).await?;
+            return Ok(all.len());
+        }
         let digests: Vec<Digest> = blobs.keys().copied().collect();
         let missing = self.find_missing(&digests).await?;
         let (small, large): (Vec<Digest>, Vec<Digest>) = missing.iter().partition(|d| self.fits_in_batch(d));
