@@ -277,11 +277,23 @@ fn tar_over_http_and_remote_from_file_are_staged_then_cached_without_downloading
     let second = project.build_ok("all.bst");
     assert_eq!((count(&second, "fetched"), count(&second, "cached")), (0, 3), "{second:?}");
     assert_eq!(server.requests(), 1, "the second build made no request");
-    // Artifacts gone but the source cache kept: rebuilt from the cached download.
-    std::fs::remove_dir_all(project.cache.path().join("sources/staged")).unwrap();
+    // Cached elements need no sources (as in BuildStream): with the whole
+    // source cache gone, nothing is downloaded for them.
+    std::fs::remove_dir_all(project.cache.path().join("sources")).unwrap();
     let third = project.build_ok("all.bst");
-    assert_eq!(count(&third, "fetched"), 0, "{third:?}");
-    assert_eq!(server.requests(), 1);
+    assert_eq!((count(&third, "fetched"), count(&third, "cached")), (0, 3), "{third:?}");
+    assert_eq!(server.requests(), 1, "no request for cached elements");
+    // An element that must be built again fetches its own sources only.
+    project.element(
+        "docs.bst",
+        &format!("kind: import\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {}\n  base-dir: ''\n  directory: doc\n", sha256(&archive)),
+    );
+    let fourth = project.build_ok("all.bst");
+    let fetched: Vec<&str> = fourth.iter().filter(|e| e["event"] == "fetched").filter_map(|e| e["element"].as_str()).collect();
+    assert_eq!(fetched, ["docs.bst"], "{fourth:?}");
+    assert_eq!(server.requests(), 2);
+    std::fs::remove_dir_all(&docs).unwrap();
+    assert_eq!(files(&project.checkout("docs.bst")), ["doc/hello-1.0/configure", "doc/hello-1.0/src/hello.c"]);
 }
 
 #[test]

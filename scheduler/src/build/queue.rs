@@ -87,7 +87,11 @@ pub trait ElementRunner: Send + Sync + 'static {
     /// lookup depends on the element's keys only.
     fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
     /// [`lookup`](Self::lookup) of every element of `plan`, one answer per
-    /// element in plan order; by default [`PREFETCH_LOOKUPS`] lookups at a time.
+    /// element in plan order; by default [`PREFETCH_LOOKUPS`] lookups at a
+    /// time. The queue asks this before anything is scheduled (a key does
+    /// not depend on what gets built, so a fully cached graph is answered
+    /// without waiting on its depth); an element whose lookup failed is
+    /// looked up again by its own task, which reports the error.
     fn lookup_all(&self, plan: &Arc<BuildPlan>) -> impl Future<Output = Vec<Result<Option<Artifact>, BuildError>>> + Send {
         use futures::StreamExt;
         futures::stream::iter(0..plan.len())
@@ -176,7 +180,29 @@ impl<R: ElementRunner> BuildQueue<R> {
     }
 
     /// Builds every element of `plan`; stops early when `cancel` becomes true.
-    pub async fn run(&self, plan: Arc<BuildPlan>, mut cancel: watch::Receiver<bool>) -> BuildReport {
+    pub async fn run(&self, plan: Arc<BuildPlan>, cancel: watch::Receiver<bool>) -> BuildReport {
+        self.run_after(plan, None, cancel).await
+    }
+
+    /// [`run`](Self::run) with the cache lookups already made: `lookups`
+    /// holds one answer per plan element, as [`ElementRunner::lookup_all`]
+    /// gives them (the caller needed them first, e.g. to fetch only the
+    /// sources of what is not cached).
+    pub async fn run_with_lookups(
+        &self,
+        plan: Arc<BuildPlan>,
+        lookups: Vec<Result<Option<Artifact>, BuildError>>,
+        cancel: watch::Receiver<bool>,
+    ) -> BuildReport {
+        self.run_after(plan, Some(lookups), cancel).await
+    }
+
+    async fn run_after(
+        &self,
+        plan: Arc<BuildPlan>,
+        lookups: Option<Vec<Result<Option<Artifact>, BuildError>>>,
+        mut cancel: watch::Receiver<bool>,
+    ) -> BuildReport {
         let count = plan.len();
         let mut results: Vec<Option<ElementResult>> = (0..count).map(|_| None).collect();
         let mut running: JoinSet<(usize, ElementResult)> = JoinSet::new();
@@ -188,9 +214,16 @@ impl<R: ElementRunner> BuildQueue<R> {
         let mut cancelled = *cancel.borrow();
         let mut missing = vec![false; count];
         if !cancelled {
-            tokio::select! {
-                found = self.prefetch(&plan) => {
-                    for (index, found) in found.into_iter().enumerate() {
+            let found = match lookups {
+                Some(found) => Some(found),
+                None => tokio::select! {
+                    found = self.runner.lookup_all(&plan) => Some(found),
+                    _ = cancel.changed() => None,
+                },
+            };
+            match found {
+                Some(found) => {
+                    for (index, found) in found.into_iter().enumerate().take(count) {
                         missing[index] = matches!(found, Ok(None));
                         if let Ok(Some(artifact)) = found {
                             let element = &plan.elements()[index];
@@ -199,7 +232,7 @@ impl<R: ElementRunner> BuildQueue<R> {
                         }
                     }
                 }
-                _ = cancel.changed() => cancelled = true,
+                None => cancelled = true,
             }
         }
         let unfinished = |d: &usize| results[*d].is_none();
@@ -263,14 +296,6 @@ impl<R: ElementRunner> BuildQueue<R> {
             })
             .collect();
         BuildReport { results, cancelled }
-    }
-
-    /// Looks every element up in the cache before anything is scheduled, many
-    /// at once (a key does not depend on what gets built, so a fully cached
-    /// graph is answered without waiting on its depth). A failed lookup
-    /// is looked up again by the element's own task, which reports the error.
-    async fn prefetch(&self, plan: &Arc<BuildPlan>) -> Vec<Result<Option<Artifact>, BuildError>> {
-        self.runner.lookup_all(plan).await
     }
 
     /// Marks everything that waits (transitively) on `failed` as skipped.

@@ -12,6 +12,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use clap::Args;
@@ -20,8 +21,8 @@ use tokio::sync::watch;
 use super::show::{load_options, project_directory};
 use super::{Failure, GlobalArgs, EXIT_FAILURE};
 use crate::build::{
-    plan_from_graph, ArtifactKeys, BuildError, BuildEvent, BuildPlan, BuildQueue, EventSink, Offer, OnError, QueueOptions,
-    RemoteRunner,
+    plan_from_graph, ArtifactKeys, BuildError, BuildEvent, BuildPlan, BuildQueue, ElementRunner, EventSink, Offer, OnError,
+    QueueOptions, RemoteRunner,
 };
 use crate::cachekey::{sandbox::HostPlatform, GraphKeys};
 use crate::graph::{ElementId, Graph};
@@ -210,11 +211,11 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
     let session = Session::open(global, &args.remote, &args.targets).await?;
     let host = HostPlatform::detect();
     let printer = Arc::new(Printer::new(args.json));
-    let fetched = crate::fetch::FetchStep::new(&source_cache_dir(&args.remote, global)?)
-        .run(&session.graph, &session.graph.targets, printer.as_ref())
-        .await
-        .map_err(|e| Failure::new("SOURCE", e.reason(), e.to_string()))?;
+    let source_failure = |e: crate::fetch::FetchError| Failure::new("SOURCE", e.reason(), e.to_string());
+    let fetch = crate::fetch::FetchStep::new(&source_cache_dir(&args.remote, global)?);
+    let fetched = fetch.locate(&session.graph, &session.graph.targets).map_err(source_failure)?;
     let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, &fetched, |id| session.artifact_keys(id)).map_err(build_failure)?;
+    let plan = Arc::new(plan);
     let storage = session.storage.clone();
     for remote in session.executors.iter().filter(|r| !r.exec_enabled()) {
         eprintln!("[warning] {} does not execute actions (Capabilities: exec_enabled false); it is not used for execution", remote.spec().url);
@@ -229,8 +230,15 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
             let _ = cancel.send(true);
         }
     });
-    let plan = Arc::new(plan);
-    let report = queue.run(plan.clone(), cancelled).await;
+    // Only what is not cached needs its sources, as in BuildStream.
+    let lookups = runner.lookup_all(&plan).await;
+    let to_build: HashSet<&str> =
+        plan.elements().iter().zip(&lookups).filter(|(_, found)| !matches!(found, Ok(Some(_)))).map(|(e, _)| e.name.as_str()).collect();
+    fetch
+        .fetch(&session.graph, &session.graph.targets, printer.as_ref(), |element| to_build.contains(element.full_name.as_str()))
+        .await
+        .map_err(source_failure)?;
+    let report = queue.run_with_lookups(plan.clone(), lookups, cancelled).await;
     if report.cancelled {
         runner.flush_cancellations(std::time::Duration::from_secs(5)).await;
     }

@@ -72,20 +72,46 @@ impl FetchStep {
         &self.cache
     }
 
+    /// Where the staged tree of every `tar`/`remote` source of `targets` and
+    /// everything they depend on (the elements a build plans) is, whether
+    /// or not it has been fetched yet; no download happens here (malformed
+    /// sources and unknown aliases are reported).
+    pub fn locate(&self, graph: &Graph, targets: &[ElementId]) -> Result<FetchedSources, FetchError> {
+        let mut fetched = FetchedSources::default();
+        for (id, source) in collect(graph, targets)? {
+            fetched.insert(id, source.at.index, self.cache.staged_path(&source));
+        }
+        Ok(fetched)
+    }
+
     /// Fetches every `tar`/`remote` source of `targets` and everything they
-    /// depend on (the elements a build plans), reporting each download on `sink`.
+    /// depend on, reporting each download on `sink`.
     pub async fn run(&self, graph: &Graph, targets: &[ElementId], sink: &dyn EventSink) -> Result<FetchedSources, FetchError> {
+        self.fetch(graph, targets, sink, |_| true).await?;
+        self.locate(graph, targets)
+    }
+
+    /// Fetches the `tar`/`remote` sources of the elements among `targets`
+    /// and their dependencies that `wanted` selects (those a build will
+    /// actually build: a cached element needs no sources, as in BuildStream),
+    /// reporting each download on `sink`.
+    pub async fn fetch(
+        &self,
+        graph: &Graph,
+        targets: &[ElementId],
+        sink: &dyn EventSink,
+        wanted: impl Fn(&crate::graph::Element) -> bool,
+    ) -> Result<(), FetchError> {
         self.cache.sweep_temporaries();
-        let sources = collect(graph, targets)?;
+        let sources: Vec<(ElementId, DownloadSource)> =
+            collect(graph, targets)?.into_iter().filter(|(id, _)| wanted(graph.element(*id))).collect();
         // One representative per staged tree that is not in the cache yet.
         let mut to_stage: BTreeMap<PathBuf, &DownloadSource> = BTreeMap::new();
-        let mut fetched = FetchedSources::default();
-        for (id, source) in &sources {
+        for (_, source) in &sources {
             let staged = self.cache.staged_path(source);
             if !staged.is_dir() {
-                to_stage.entry(staged.clone()).or_insert(source);
+                to_stage.entry(staged).or_insert(source);
             }
-            fetched.insert(*id, source.at.index, staged);
         }
         // One download per sha256 that is not in the cache yet.
         let mut to_download: BTreeMap<&str, &DownloadSource> = BTreeMap::new();
@@ -101,7 +127,7 @@ impl FetchStep {
         for (staged, source) in to_stage {
             self.stage(source, staged).await?;
         }
-        Ok(fetched)
+        Ok(())
     }
 
     /// Downloads one file, verifies it against the `ref` and stores it.
