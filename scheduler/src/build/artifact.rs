@@ -14,13 +14,13 @@
 use serde::{Deserialize, Serialize};
 use weir_proto::Digest;
 
-use super::plan::PlanElement;
+use super::plan::{PlanElement, PublicData};
 use super::BuildError;
 use crate::cachekey::artifact_name;
 use crate::remote::{Blob, BlobSet, References, RemoteClient};
 
 /// Version of the record format; records of another version are ignored.
-const RECORD_FORMAT: u32 = 1;
+const RECORD_FORMAT: u32 = 2;
 
 /// An element's artifact record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,10 @@ pub struct Artifact {
     pub action: Option<String>,
     /// The direct build dependencies, as `(element, strong key)`.
     pub dependencies: Vec<(String, String)>,
+    /// The element's public data that dependants use (split rules,
+    /// integration commands, overlap whitelist).
+    #[serde(default)]
+    pub public: PublicData,
 }
 
 impl Artifact {
@@ -64,6 +68,7 @@ impl Artifact {
             stderr: None,
             action: None,
             dependencies,
+            public: element.public.clone(),
         }
     }
 
@@ -226,12 +231,15 @@ mod tests {
     /// Stores a record on `server` and looks it up by both keys; then takes its tree away.
     async fn round_trip(server: &FakeServer) {
         let cache = ArtifactCache::new(RemoteClient::connect(EndpointSpec::new(&server.url).unwrap()).await.unwrap());
-        let el = element("hello.bst", &[], &[]);
+        let mut el = element("hello.bst", &[], &[]);
+        el.public.integration_commands = vec!["ldconfig".into()];
+        el.public.split_rules.domains.insert("devel".into(), vec!["/usr/include/**".into()]);
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap(), None);
         let root = server.state.put(prost::Message::encode_to_vec(&weir_proto::reapi::Directory::default()));
         let artifact = Artifact::new(&el, root, vec![("dep.bst".into(), "k".into())]);
         cache.store(&artifact).await.unwrap();
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-strong").await.unwrap().as_ref(), Some(&artifact));
+        assert_eq!(artifact.public, el.public, "the record carries the public data");
         assert_eq!(cache.lookup("test", "hello.bst", "hello.bst-weak").await.unwrap().as_ref(), Some(&artifact));
         assert_eq!(cache.lookup("test", "other.bst", "hello.bst-strong").await.unwrap(), None);
         // Once the tree is gone from the CAS, the record no longer counts.

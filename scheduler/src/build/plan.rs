@@ -119,7 +119,8 @@ pub struct PlanElement {
 }
 
 /// The parts of an element's `public: bst:` data the build uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct PublicData {
     /// `split-rules`.
     pub split_rules: SplitRules,

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 /// Split domains: domain name → glob patterns (absolute, variables expanded).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SplitRules {
     /// The domains.
     pub domains: BTreeMap<String, Vec<String>>,
