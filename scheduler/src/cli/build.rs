@@ -137,21 +137,28 @@ impl Session {
         let directory = project_directory(global)?;
         let options = load_options(global);
         let targets = targets.to_vec();
-        let loaded = tokio::task::spawn_blocking(move || loader::load(&directory, &targets, &options))
-            .await
-            .map_err(|e| Failure::new("APP", "INTERNAL", e.to_string()))?
-            .map_err(load_failure)?;
-        let graph = loaded.graph;
-        let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
-        let (storage, executors, embedded) = match remotes {
-            Remotes::Configured(storage, executors) => (storage, executors, None),
-            Remotes::Embedded(cache_dir) => {
-                let worker = EmbeddedWorker::start(&cache_dir).await.map_err(|e| {
+        // The embedded worker starts (namespace probe, databases) while the
+        // project loads; it stops when dropped on any early return.
+        let load = tokio::task::spawn_blocking(move || {
+            let graph = loader::load(&directory, &targets, &options).map_err(load_failure)?.graph;
+            let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
+            Ok::<_, Failure>((graph, keys))
+        });
+        let start = async {
+            match &remotes {
+                Remotes::Embedded(cache_dir) => EmbeddedWorker::start(cache_dir).await.map(Some).map_err(|e| {
                     Failure::new("APP", "EMBEDDED_WORKER", format!("{e}; or build on a remote with --remote grpc://HOST:PORT"))
-                })?;
-                let spec = worker.endpoint().clone();
-                (spec.clone(), vec![spec], Some(worker))
+                }),
+                Remotes::Configured(..) => Ok(None),
             }
+        };
+        let (loaded, started) = tokio::join!(load, start);
+        let (graph, keys) = loaded.map_err(|e| Failure::new("APP", "INTERNAL", e.to_string()))??;
+        let embedded = started?;
+        let (storage, executors) = match (remotes, &embedded) {
+            (Remotes::Configured(storage, executors), _) => (storage, executors),
+            (Remotes::Embedded(_), Some(worker)) => (worker.endpoint().clone(), vec![worker.endpoint().clone()]),
+            (Remotes::Embedded(_), None) => return Err(Failure::new("APP", "INTERNAL", "the embedded worker did not start")),
         };
         let storage_url = storage.url.clone();
         let storage = RemoteClient::connect(storage).await.map_err(remote_failure)?;
