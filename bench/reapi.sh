@@ -4,8 +4,10 @@
 # Runs the neutral Python client ../shared/peers/reapi_bench.py against each
 # server in one run, then the Rust load generator (bench/reapi-load) for the
 # rows where the Python client is the bottleneck (ByteStream of one 256 MiB
-# blob; Execute of trivial actions at concurrency 8 and one at a time), and
-# prints one table with weir-worker's ratio to each peer.
+# blob; Execute of trivial actions at concurrency 8 and one at a time) or
+# sequential (Action Cache updates: the Python client makes one call at a
+# time, reapi-load 8 at once), and prints one table with weir-worker's ratio
+# to each peer.
 #
 # Usage: bench/reapi.sh [--quick] [--servers weir,casd,buildgrid]
 #   --quick    small sizes (a smoke run of a minute or two, figures not comparable)
@@ -78,9 +80,11 @@ wait_port() {  # port seconds
 if [ "$QUICK" = 1 ]; then
   PY_ARGS=(--fmb-repeats 5 --blobs 1000 --stream-mib 32 --ac-ops 200 --exec-actions 40)
   LOAD_STREAM=(--mib 32 --repeats 1); LOAD_EXEC=(--actions 40 --concurrency 8); LOAD_EXEC1=(--actions 20 --concurrency 1)
+  LOAD_AC=(--ops 200 --concurrency 8)
 else
   PY_ARGS=()
   LOAD_STREAM=(--mib 256 --repeats 3); LOAD_EXEC=(--actions 400 --concurrency 8); LOAD_EXEC1=(--actions 100 --concurrency 1)
+  LOAD_AC=(--ops 2000 --concurrency 8)
 fi
 
 # ---- peers (installed once, reused) -----------------------------------------
@@ -153,6 +157,9 @@ for s in "${ORDER[@]}"; do
   echo "== reapi-load stream against $s"
   "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" stream "${LOAD_STREAM[@]}" \
     | tee "$OUT/load-stream-$s.txt" || echo "reapi.sh: reapi-load stream failed for $s" >&2
+  echo "== reapi-load ac against $s"
+  "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" ac "${LOAD_AC[@]}" \
+    | tee "$OUT/load-ac-$s.txt" || echo "reapi.sh: reapi-load ac failed for $s" >&2
   if [ "$s" != casd ]; then
     echo "== reapi-load exec against $s"
     "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" exec "${LOAD_EXEC[@]}" \
@@ -185,6 +192,7 @@ py = {s: load("py", "REAPI_BENCH_JSON ", s) for s in servers}
 ls = {s: load("load-stream", "REAPI_LOAD_JSON ", s) for s in servers}
 le = {s: load("load-exec", "REAPI_LOAD_JSON ", s) for s in servers}
 le1 = {s: load("load-exec1", "REAPI_LOAD_JSON ", s) for s in servers}
+la = {s: load("load-ac", "REAPI_LOAD_JSON ", s) for s in servers}
 
 def get(d, *path):
     for k in path:
@@ -215,6 +223,8 @@ rows = [
     ("Execute c=8 (py), p50 ms", py, ("exec", "p50_ms"), False),
     ("ByteStream Write (rust), MB/s", ls, ("stream", "write_mb_s"), True),
     ("ByteStream Read (rust), MB/s", ls, ("stream", "read_mb_s"), True),
+    ("AC Update c=8 (rust), ops/s", la, ("ac", "update_per_s"), True),
+    ("AC Get hit c=8 (rust), ops/s", la, ("ac", "get_per_s"), True),
     ("Execute c=8 (rust), actions/s", le, ("exec", "actions_per_s"), True),
     ("Execute c=8 (rust), p50 ms", le, ("exec", "p50_ms"), False),
     ("Execute c=1 (rust), p50 ms", le1, ("exec", "p50_ms"), False),

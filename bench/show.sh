@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Time `weir show` against BuildStream 2.8.1's `bst show` on the same
-# generated projects (issue 4, "Speed and memory"). A benchmark, not a test.
+# generated projects (issue 4, "Speed and memory"), and with cache keys
+# (issue 5, "Speed"). A benchmark, not a test.
 #
 # Usage: bench/show.sh [--weir-only] [--sizes "1000 10000 50000"]
 #                      [--dense-sizes "2000"] [--huge] [--bst-max N]
+#                      [--key-sizes "10000"] [--key-dense-sizes "5000"]
 #                      [--runs R] [--workdir DIR]
 #
 #   --weir-only        do not install or run bst (weir figures only)
@@ -13,6 +15,10 @@
 #                      too long there)
 #   --bst-max N        run bst only for projects of at most N elements; bst
 #                      needs minutes at N=50000 (e.g. --bst-max 10000 skips it)
+#   --key-sizes LIST   layered sizes shown with --format '%{name} %{full-key}'
+#                      (default "10000"; "" for none)
+#   --key-dense-sizes LIST
+#                      dense sizes shown with keys (default "5000"; "" for none)
 #   --runs R           runs per measurement, the median is reported (default 1)
 #   --workdir DIR      scratch directory (default: a fresh mktemp -d, kept)
 #
@@ -23,12 +29,14 @@
 #   CARGO_TARGET_DIR   cargo target directory for the release build of weir
 #   WEIR               use this weir executable instead of building one
 #
-# Both tools run `show --format '%{name}' target.bst` from the project
+# Both tools run `show --format '%{name}' target.bst` (and, for the key
+# sizes, `show --format '%{name} %{full-key}' target.bst`) from the project
 # directory with an empty user configuration; bst gets a fresh cache
 # directory each run (as show_bench.sh's "cold" mode), weir has no cache.
 # Wall time and peak RSS come from /usr/bin/time -v (for bst: its largest
 # single process, bst itself or buildbox-casd). The outputs of the two tools
-# are compared line by line; a mismatch is reported in the table.
+# are compared line by line; a mismatch is reported in the table and makes
+# the script exit with status 1 (for keys: different keys are a bug).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +50,8 @@ SIZES="1000 10000 50000"
 DENSE_SIZES="2000"
 HUGE=0
 BST_MAX=0   # 0 = no limit
+KEY_SIZES="10000"
+KEY_DENSE_SIZES="5000"
 RUNS=1
 WORKDIR=
 
@@ -54,6 +64,8 @@ while [ $# -gt 0 ]; do
         --dense-sizes) DENSE_SIZES=${2?--dense-sizes needs a list}; shift ;;
         --huge) HUGE=1 ;;
         --bst-max) BST_MAX=${2?--bst-max needs a number}; shift ;;
+        --key-sizes) KEY_SIZES=${2?--key-sizes needs a list}; shift ;;
+        --key-dense-sizes) KEY_DENSE_SIZES=${2?--key-dense-sizes needs a list}; shift ;;
         --runs) RUNS=${2?--runs needs a number}; shift ;;
         --workdir) WORKDIR=${2?--workdir needs a directory}; shift ;;
         -h|--help) usage 0 ;;
@@ -98,17 +110,22 @@ export XDG_CONFIG_HOME=$WORKDIR/config   # empty: default user configuration
 mkdir -p "$XDG_CONFIG_HOME"
 
 # --- measuring ---------------------------------------------------------------
-# measure TOOL PROJ TAG RUN: runs one `show`, prints "wall_s cpu_s rss_MiB",
+# The --format string of a mode: "name" or "keys".
+format_of() {
+    if [ "$1" = keys ]; then echo '%{name} %{full-key}'; else echo '%{name}'; fi
+}
+
+# measure TOOL PROJ TAG RUN FORMAT: runs one `show`, prints "wall_s cpu_s rss_MiB",
 # or "FAIL" when the tool failed (its stderr is kept in the workdir).
 measure() {
-    local tool=$1 proj=$2 tag=$3 run=$4
+    local tool=$1 proj=$2 tag=$3 run=$4 format=$5
     local out=$WORKDIR/$tool-$tag-$run.out err=$WORKDIR/$tool-$tag-$run.err tv=$WORKDIR/$tool-$tag-$run.time
     local cmd
     if [ "$tool" = weir ]; then
-        cmd=("$WEIR" show --format '%{name}' target.bst)
+        cmd=("$WEIR" show --format "$format" target.bst)
     else
         rm -rf "$WORKDIR/bst-cache-$tag-$run"
-        cmd=(env XDG_CACHE_HOME="$WORKDIR/bst-cache-$tag-$run" "$BST" --no-colors show --format '%{name}' target.bst)
+        cmd=(env XDG_CACHE_HOME="$WORKDIR/bst-cache-$tag-$run" "$BST" --no-colors show --format "$format" target.bst)
     fi
     if ! (cd "$proj" && /usr/bin/time -v -o "$tv" "${cmd[@]}" >"$out" 2>"$err"); then
         log "$tool failed on $tag (run $run): $(tail -1 "$err")"
@@ -123,11 +140,11 @@ measure() {
         END { printf "%.2f %.2f %.0f\n", wall, user + sys, rss }' "$tv"
 }
 
-# median_of TOOL PROJ TAG: median wall time, CPU time and peak RSS over $RUNS runs.
+# median_of TOOL PROJ TAG FORMAT: median wall time, CPU time and peak RSS over $RUNS runs.
 median_of() {
-    local tool=$1 proj=$2 tag=$3 r line rows=""
+    local tool=$1 proj=$2 tag=$3 format=$4 r line rows=""
     for r in $(seq 1 "$RUNS"); do
-        line=$(measure "$tool" "$proj" "$tag" "$r")
+        line=$(measure "$tool" "$proj" "$tag" "$r" "$format")
         [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
         rows+="$line"$'\n'
     done
@@ -144,36 +161,48 @@ ratio() {
 
 # --- the runs ----------------------------------------------------------------
 main() {
-    local jobs=() job shape n mode tag proj
+    local jobs=() job shape n mode fmt format tag proj mismatches=0
     local w_wall w_cpu w_rss b_wall b_cpu b_rss same bst_note
-    for n in $SIZES; do jobs+=("layered $n bst"); done
-    for n in $DENSE_SIZES; do jobs+=("dense $n bst"); done
-    if [ "$HUGE" -eq 1 ]; then jobs+=("layered 100000 weir-only"); fi
+    for n in $SIZES; do jobs+=("layered $n bst name"); done
+    for n in $DENSE_SIZES; do jobs+=("dense $n bst name"); done
+    if [ "$HUGE" -eq 1 ]; then jobs+=("layered 100000 weir-only name"); fi
+    for n in $KEY_SIZES; do jobs+=("layered $n bst keys"); done
+    for n in $KEY_DENSE_SIZES; do jobs+=("dense $n bst keys"); done
 
     local results=$WORKDIR/results.tsv
-    printf 'shape\tN\tweir_wall_s\tweir_cpu_s\tweir_us_per_elt\tweir_rss_MiB\tbst_wall_s\tbst_cpu_s\tbst_rss_MiB\tspeedup_wall\tspeedup_cpu\tmemory_ratio\tsame_output\n' >"$results"
+    printf 'format\tshape\tN\tweir_wall_s\tweir_cpu_s\tweir_us_per_elt\tweir_rss_MiB\tbst_wall_s\tbst_cpu_s\tbst_rss_MiB\tspeedup_wall\tspeedup_cpu\tmemory_ratio\tsame_output\n' >"$results"
     for job in "${jobs[@]}"; do
-        read -r shape n mode <<<"$job"
-        tag=$shape-$n
-        proj=$WORKDIR/proj-$tag
-        log "generating $tag"
-        python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$tag.json"
+        read -r shape n mode fmt <<<"$job"
+        format=$(format_of "$fmt")
+        tag=$shape-$n-$fmt
+        proj=$WORKDIR/proj-$shape-$n
+        if [ ! -f "$proj/.generated" ]; then
+            log "generating $shape-$n"
+            python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$shape-$n.json"
+            touch "$proj/.generated"
+        fi
 
-        log "weir show on $tag"
-        read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag")"
+        log "weir show --format '$format' on $shape-$n"
+        read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag" "$format")"
         b_wall=-; b_cpu=-; b_rss=-; same=-; bst_note=
         if [ "$WEIR_ONLY" -eq 1 ] || [ "$mode" != bst ]; then
             bst_note="(weir only)"
         elif [ "$BST_MAX" -ne 0 ] && [ "$n" -gt "$BST_MAX" ]; then
             bst_note="(skipped: --bst-max $BST_MAX)"
         else
-            log "bst show on $tag"
-            read -r b_wall b_cpu b_rss <<<"$(median_of bst "$proj" "$tag")"
+            log "bst show --format '$format' on $shape-$n"
+            read -r b_wall b_cpu b_rss <<<"$(median_of bst "$proj" "$tag" "$format")"
             if [ "$w_wall" != FAIL ] && [ "$b_wall" != FAIL ]; then
-                if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then same=yes; else same=NO; fi
+                if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then
+                    same=yes
+                else
+                    same=NO
+                    mismatches=$((mismatches + 1))
+                    log "outputs differ on $tag: diff $WORKDIR/weir-$tag-1.out $WORKDIR/bst-$tag-1.out"
+                fi
             fi
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fmt" "$shape" "$n" \
             "$w_wall" "$w_cpu" "$(ratio "$w_wall" "$n" '%.6f' | awk '{ print ($1 == "-") ? "-" : sprintf("%.0f", $1 * 1000000) }')" "$w_rss" \
             "${bst_note:-$b_wall}" "$b_cpu" "$b_rss" \
             "$(ratio "$b_wall" "$w_wall" '%.1fx')" "$(ratio "$b_cpu" "$w_cpu" '%.1fx')" "$(ratio "$w_rss" "$b_rss" '%.3f')" \
@@ -181,12 +210,17 @@ main() {
     done
 
     echo
-    echo "weir show vs bst show --format '%{name}' target.bst, median of $RUNS run(s)."
+    echo "weir show vs bst show target.bst, format name = '%{name}', keys = '%{name} %{full-key}';"
+    echo "median of $RUNS run(s)."
     echo "speedup = bst / weir (wall and user+sys CPU); memory_ratio = weir peak RSS / bst peak RSS;"
     echo "weir_us_per_elt (wall) stays flat across N when loading is linear. On a shared machine"
     echo "wall times include waiting for a core: the CPU columns are the steadier comparison."
     column -t -s $'\t' "$results" 2>/dev/null || cat "$results"
     log "workdir (projects, outputs, timings): $WORKDIR"
+    if [ "$mismatches" -gt 0 ]; then
+        echo "FAIL: $mismatches output(s) differ between weir and bst" >&2
+        return 1
+    fi
 }
 
 main

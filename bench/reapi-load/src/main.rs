@@ -1,7 +1,8 @@
 //! `reapi-load`: a Rust REAPI load generator for the benchmark rows where
 //! the Python client (`../shared/peers/reapi_bench.py`) is the bottleneck:
-//! ByteStream Write + Read of one big blob, and Execute of many trivial
-//! actions at a fixed concurrency.
+//! ByteStream Write + Read of one big blob, Execute of many trivial
+//! actions at a fixed concurrency, and Action Cache updates at a fixed
+//! concurrency (the Python client's are sequential).
 //!
 //! Key decision: it measures what the Python client measures, the same way
 //! (same resource names, same trivial `/bin/true` actions with an empty input
@@ -16,8 +17,10 @@
 //! | [`target`] | the validated loopback endpoint and its gRPC channel |
 //! | [`stream`] | the ByteStream Write/Read measurement |
 //! | [`execute`] | the Execute measurement |
+//! | [`action_cache`] | the concurrent Action Cache measurement |
 //! | [`latency`] | percentiles of a set of durations |
 
+mod action_cache;
 mod execute;
 mod latency;
 mod stream;
@@ -53,6 +56,8 @@ enum Test {
     Stream(stream::StreamArgs),
     /// Execute N distinct trivial actions with concurrency C.
     Exec(execute::ExecArgs),
+    /// UpdateActionResult then GetActionResult of N actions with concurrency C.
+    Ac(action_cache::AcArgs),
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -61,6 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let result = match &args.test {
         Test::Stream(test) => stream::run(channel, &args.instance, test).await?,
         Test::Exec(test) => execute::run(channel, &args.instance, test).await?,
+        Test::Ac(test) => action_cache::run(channel, &args.instance, test).await?,
     };
     let mut json = serde_json::json!({ "label": args.label, "target": args.target, "instance": args.instance });
     if let (Some(out), serde_json::Value::Object(fields)) = (json.as_object_mut(), result) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::event::{BuildEvent, EventSink};
@@ -71,6 +71,32 @@ pub struct Job {
     pub attempt: u32,
     /// The cache was already asked (before scheduling) and has no artifact.
     pub known_missing: bool,
+    /// The build slot the element holds while its action runs (empty for
+    /// elements that run none).
+    pub slot: BuildSlot,
+}
+
+/// One of the `--builders` slots, held by an element's task from before its
+/// action starts. The runner gives it back as soon as the action has
+/// succeeded ([`BuildSlot::release`]), so the next action starts while this
+/// element's outputs and artifact record are still being stored; a failed
+/// element keeps it until the queue has decided whether to stop.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSlot(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl BuildSlot {
+    fn hold(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(permit);
+        }
+    }
+
+    /// Gives the slot back (nothing if it is not held).
+    pub fn release(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.take();
+        }
+    }
 }
 
 impl Job {
@@ -96,7 +122,7 @@ pub trait ElementRunner: Send + Sync + 'static {
         use futures::StreamExt;
         futures::stream::iter(0..plan.len())
             .map(move |index| {
-                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0, known_missing: false };
+                let job = Job { plan: plan.clone(), index, deps: Vec::new(), attempt: 0, known_missing: false, slot: BuildSlot::default() };
                 async move { self.lookup(&job).await }
             })
             .buffered(PREFETCH_LOOKUPS)
@@ -207,7 +233,7 @@ impl<R: ElementRunner> BuildQueue<R> {
         let mut results: Vec<Option<ElementResult>> = (0..count).map(|_| None).collect();
         let mut running: JoinSet<(usize, ElementResult)> = JoinSet::new();
         let mut stopping = false;
-        let gate = Arc::new(Gate { slots: Semaphore::new(self.options.builders.max(1)), stopped: AtomicBool::new(false) });
+        let gate = Arc::new(Gate { slots: Arc::new(Semaphore::new(self.options.builders.max(1))), stopped: AtomicBool::new(false) });
         for element in plan.elements() {
             self.events.emit(BuildEvent::Queued { element: element.name.clone(), key: element.keys.strong.clone() });
         }
@@ -242,7 +268,7 @@ impl<R: ElementRunner> BuildQueue<R> {
             while !stopping && !cancelled && running.len() < self.options.builders.max(1) + EXTRA_LOOKUPS {
                 let Some(index) = ready.pop_first() else { break };
                 let deps = plan.staged(index).iter().filter_map(|&d| results[d].as_ref().and_then(|r| r.artifact()).cloned()).collect();
-                let job = Job { plan: plan.clone(), index, deps, attempt: 0, known_missing: missing[index] };
+                let job = Job { plan: plan.clone(), index, deps, attempt: 0, known_missing: missing[index], slot: BuildSlot::default() };
                 let (runner, events, options, gate) = (self.runner.clone(), self.events.clone(), self.options.clone(), gate.clone());
                 running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options, &gate).await) });
             }
@@ -318,7 +344,7 @@ impl<R: ElementRunner> BuildQueue<R> {
 /// `builders` actions run; lookups and tree-only elements take none) and the
 /// `quit` flag.
 struct Gate {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     stopped: AtomicBool,
 }
 
@@ -329,7 +355,6 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
     let element = job.element().clone();
     loop {
         let attempt = job.attempt;
-        let mut slot = None;
         let lookup = if job.known_missing && attempt == 0 { Ok(None) } else { runner.lookup(&job).await };
         let outcome = match lookup {
             Ok(Some(artifact)) => {
@@ -338,8 +363,8 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
             }
             Ok(None) => {
                 if runner.runs_action(&job) {
-                    let Ok(permit) = gate.slots.acquire().await else { return ElementResult::Skipped };
-                    slot = Some(permit);
+                    let Ok(permit) = gate.slots.clone().acquire_owned().await else { return ElementResult::Skipped };
+                    job.slot.hold(permit);
                 }
                 if gate.stopped.load(Ordering::SeqCst) {
                     return ElementResult::Skipped;
@@ -352,6 +377,7 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
         };
         match outcome {
             Ok((artifact, elapsed)) => {
+                job.slot.release();
                 events.emit(BuildEvent::Finished {
                     element: element.name.clone(),
                     key: element.keys.strong.clone(),
@@ -360,7 +386,7 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
                 return ElementResult::Built(artifact);
             }
             Err(error) if error.is_retryable() && attempt < options.max_retries => {
-                drop(slot);
+                job.slot.release();
                 events.emit(BuildEvent::Retrying { element: element.name.clone(), attempt: attempt + 1, error: error.to_string() });
                 let delay = options.backoff.saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(30));
                 tokio::time::sleep(delay).await;
@@ -370,7 +396,7 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
                 if options.on_error == OnError::Quit {
                     gate.stopped.store(true, Ordering::SeqCst);
                 }
-                drop(slot);
+                job.slot.release();
                 let (exit_code, log_tail, logs) = match &error {
                     BuildError::CommandFailed { exit_code, log_tail, logs, .. } => {
                         (Some(*exit_code), log_tail.clone(), logs.iter().map(|d| d.to_string()).collect())

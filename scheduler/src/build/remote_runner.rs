@@ -321,6 +321,10 @@ impl RemoteRunner {
                 logs: [stdout, stderr].into_iter().flatten().collect(),
             });
         }
+        // The action succeeded: the next one may start while this element's
+        // outputs and record are stored (a failure keeps the slot until the
+        // queue has decided whether to stop).
+        job.slot.release();
         Ok(RanAction { result, stdout, stderr, action: action_digest, cached_result })
     }
 

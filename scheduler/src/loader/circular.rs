@@ -80,9 +80,16 @@ impl Session {
         for &i in &order {
             level[i] = self.elements[i].deps.iter().map(|d| level[d.element.index()] + 1).max().unwrap_or(0);
         }
+        let nodes = (0..n)
+            .map(|i| Node {
+                labels: std::array::from_fn(|l| Label { post: labels[l].post[i], low: labels[l].low[i], start: labels[l].start[i] }),
+                level: level[i],
+            })
+            .collect();
+        drop(labels);
         let mut reach = Reachability {
-            labels,
-            level,
+            nodes,
+            edges: Edges::new(&self.elements),
             stamp: vec![0; n],
             generation: 0,
             stack: Vec::new(),
@@ -96,10 +103,10 @@ impl Session {
             let elements = &self.elements;
             timsort_by(&mut deps, |a, b| {
                 let (ea, eb) = (a.element, b.element);
-                if reach.depends(elements, ea, eb) {
+                if reach.depends(ea, eb) {
                     return Ordering::Greater;
                 }
-                if reach.depends(elements, eb, ea) {
+                if reach.depends(eb, ea) {
                     return Ordering::Less;
                 }
                 if a.dep_type != b.dep_type {
@@ -186,22 +193,67 @@ impl Labels {
         Labels { post, low, start }
     }
 
-    /// Whether `b` is in `x`'s depth-first subtree (then `x` certainly depends on it).
-    fn surely_reaches(&self, x: usize, b: usize) -> bool {
-        self.start[x] <= self.post[b] && self.post[b] < self.post[x]
+}
+
+/// One element's numbers in one labelling (see [`Labels`]).
+#[derive(Debug, Clone, Copy)]
+struct Label {
+    post: u32,
+    low: u32,
+    start: u32,
+}
+
+impl Label {
+    /// Whether `b` is in this element's depth-first subtree (then it certainly depends on `b`).
+    fn surely_reaches(&self, b: &Label) -> bool {
+        self.start <= b.post && b.post < self.post
     }
 
-    /// Whether `x` may depend on `b` (false means it certainly does not).
-    fn may_reach(&self, x: usize, b: usize) -> bool {
-        self.low[x] <= self.post[b] && self.post[b] < self.post[x]
+    /// Whether this element may depend on `b` (false means it certainly does not).
+    fn may_reach(&self, b: &Label) -> bool {
+        self.low <= b.post && b.post < self.post
     }
+}
+
+/// Every element's direct dependencies, as two flat arrays (the searches
+/// walk these instead of the loader's much larger dependency records).
+struct Edges {
+    /// Element x's dependencies are `targets[start[x]..start[x + 1]]`.
+    start: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Edges {
+    fn new(elements: &[super::session::LoadElement]) -> Edges {
+        let mut start = Vec::with_capacity(elements.len() + 1);
+        let mut targets = Vec::new();
+        start.push(0);
+        for element in elements {
+            targets.extend(element.deps.iter().map(|d| d.element.0));
+            start.push(targets.len() as u32);
+        }
+        Edges { start, targets }
+    }
+
+    fn of(&self, x: usize) -> &[u32] {
+        &self.targets[self.start[x] as usize..self.start[x + 1] as usize]
+    }
+}
+
+/// Everything the pruning reads about one element, side by side (one
+/// memory access per element instead of one per labelling and number).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    labels: [Label; 4],
+    /// Height above the leaves: a dependency is always strictly lower.
+    level: u32,
 }
 
 /// Answers "does a (transitively) depend on b" with searches pruned by four
 /// labellings and the height above the leaves.
 struct Reachability {
-    labels: [Labels; 4],
-    level: Vec<u32>,
+    nodes: Vec<Node>,
+    edges: Edges,
     stamp: Vec<u32>,
     generation: u32,
     stack: Vec<usize>,
@@ -211,14 +263,16 @@ struct Reachability {
 
 impl Reachability {
     fn may_reach(&self, x: usize, b: usize) -> bool {
-        self.level[x] > self.level[b] && self.labels.iter().all(|l| l.may_reach(x, b))
+        let (x, b) = (&self.nodes[x], &self.nodes[b]);
+        x.level > b.level && x.labels.iter().zip(&b.labels).all(|(lx, lb)| lx.may_reach(lb))
     }
 
     fn surely_reaches(&self, x: usize, b: usize) -> bool {
-        self.labels.iter().any(|l| l.surely_reaches(x, b))
+        let (x, b) = (&self.nodes[x], &self.nodes[b]);
+        x.labels.iter().zip(&b.labels).any(|(lx, lb)| lx.surely_reaches(lb))
     }
 
-    fn depends(&mut self, elements: &[super::session::LoadElement], a: ElementId, b: ElementId) -> bool {
+    fn depends(&mut self, a: ElementId, b: ElementId) -> bool {
         let (a, b) = (a.index(), b.index());
         if a == b || !self.may_reach(a, b) {
             return false;
@@ -230,20 +284,20 @@ impl Reachability {
         if let Some(&known) = self.memo.get(&key) {
             return known;
         }
-        let found = self.search(elements, a, b);
+        let found = self.search(a, b);
         self.memo.insert(key, found);
         found
     }
 
-    fn search(&mut self, elements: &[super::session::LoadElement], a: usize, b: usize) -> bool {
+    fn search(&mut self, a: usize, b: usize) -> bool {
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         self.stack.clear();
         self.stack.push(a);
         self.stamp[a] = generation;
         while let Some(x) = self.stack.pop() {
-            for dep in &elements[x].deps {
-                let d = dep.element.index();
+            for &d in self.edges.of(x) {
+                let d = d as usize;
                 if d == b || self.surely_reaches(d, b) {
                     return true;
                 }

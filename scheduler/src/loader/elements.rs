@@ -79,7 +79,9 @@ impl Session {
 
     fn load_dependencies(&mut self, element: ElementId) -> LoadResult<()> {
         let project = self.element(element).project;
-        let specs = self.element(element).dep_specs.clone();
+        // Not needed once resolved (the element's data was prepared when its
+        // file was read).
+        let specs = std::mem::take(&mut self.elements[element.index()].dep_specs);
         let mut deps: Vec<LoadedDep> = Vec::with_capacity(specs.len());
         for spec in specs {
             let path = spec.reference();
@@ -114,15 +116,12 @@ impl Session {
         }
         let project = self.project(id);
         let path = project.element_path.join(name);
-        if let Some(parsed) = self.prefetch.as_ref().and_then(|p| p.take(&path)) {
-            let full_name = format!("{}{name}", project.prefix());
-            let file = self.sources.add(full_name.clone());
-            return self.add_file(id, name, full_name, file, parsed.into_map(file));
-        }
-        if path.is_dir() {
-            return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
-        }
+        // Read first: a directory fails to read, and only then is it told
+        // apart from a missing file (one system call less per element).
         let Ok(text) = std::fs::read_to_string(&path) else {
+            if path.is_dir() {
+                return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
+            }
             let message = match &project.junction {
                 Some(j) => format!("Could not find element '{name}' in project referred to by junction element '{}'", j.full_name),
                 None => format!("Could not find element '{name}' in elements directory '{}'", project.element_path.display()),
@@ -159,7 +158,6 @@ impl Session {
         node.validate_keys(ELEMENT_KEYS)?;
         let kind_node = node.req_scalar("kind")?.clone();
         let dep_specs = parse_dependencies(&node)?;
-        self.hint_dependencies(id, &dep_specs);
         let mut link_target = None;
         if kind_node.value.as_ref() == "link" {
             if let Some(first) = dep_specs.first() {
@@ -209,21 +207,6 @@ impl Session {
             self.elements[element.index()].prepared = Some(Box::new(prepared));
         }
         Ok(element)
-    }
-
-    /// Names the files of `specs` not loaded yet (in project `id`, no
-    /// junction) to the prefetching helper.
-    fn hint_dependencies(&self, id: ProjectId, specs: &[super::dependency::DepSpec]) {
-        let Some(prefetch) = &self.prefetch else { return };
-        let state = &self.states[id.0 as usize];
-        let project = self.project(id);
-        let wanted = specs
-            .iter()
-            .filter(|spec| spec.junction.is_none() && check_element_name(&spec.name, None).is_ok())
-            .map(|spec| normalise(&spec.name))
-            .filter(|name| !state.files.contains_key(name) && !state.resolved.contains_key(name))
-            .map(|name| project.element_path.join(name));
-        prefetch.hint(wanted.collect::<Vec<_>>().into_iter());
     }
 
     /// Expands a scalar of a first-pass element (link target) with the

@@ -6,12 +6,14 @@
 //! Key decision: elements are visited depth-first from the targets with an
 //! explicit stack (enter: own data; exit: dependency configuration and
 //! preflight), so the first error met is the one BuildStream reports, and
-//! deep graphs cannot overflow the stack.
+//! deep graphs cannot overflow the stack. What every element of a kind
+//! shares (defaults, base sections, base variables) is composed once per
+//! kind ([`KindBase`]); each element adds only its own parts.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::kind_base::KindBase;
+use super::kind_base::{compose_public, Expanded, KindBase, Section};
 use super::kinds::{KindBehaviour, KindInfo};
 use super::session::Session;
 use crate::graph::{Dependency, Element, ElementId, SourceData};
@@ -48,7 +50,11 @@ fn empty(span: Span) -> Map {
 
 /// An element's section: the kind's shared start (`base`) ← the element's own.
 fn section(base: &LoadResult<Map>, file: crate::yaml::FileId, node: &Map, key: &str) -> LoadResult<Map> {
-    let mut out = KindBase::take(base, file)?;
+    compose_own(KindBase::take(base, file)?, node, key)
+}
+
+/// `out` ← the element's own `key` section.
+fn compose_own(mut out: Map, node: &Map, key: &str) -> LoadResult<Map> {
     if let Some(e) = node.get_map(key)? {
         compose(e.clone(), &mut out)?;
     }
@@ -128,12 +134,16 @@ impl Session {
         };
         let Prepared { mut element, kind, vars } = prepared;
         element.id = gid;
-        let mut dependencies = Vec::with_capacity(self.element(id).deps.len());
-        for dep in &self.element(id).deps {
-            let mut configs = dep.configs.clone();
+        // The element is entered once: its loaded dependencies hand over
+        // their configurations and paths.
+        let (elements, sources) = (&mut self.elements, &self.sources);
+        let loaded = &mut elements[id.index()].deps;
+        let mut dependencies = Vec::with_capacity(loaded.len());
+        for dep in loaded.iter_mut() {
+            let mut configs = std::mem::take(&mut dep.configs);
             if let Some(vars) = &vars {
                 for c in &mut configs {
-                    vars.expand_map(c, &self.sources)?;
+                    vars.expand_map(c, sources)?;
                 }
             }
             dependencies.push(Dependency {
@@ -141,7 +151,7 @@ impl Session {
                 dep_type: dep.dep_type,
                 strict: dep.strict,
                 configs,
-                path: dep.path.clone(),
+                path: std::mem::take(&mut dep.path),
                 span: dep.span,
             });
         }
@@ -160,16 +170,16 @@ impl Session {
         let node = std::mem::replace(&mut self.elements[id.index()].node, Map::new(kind_span));
         let span = node.span;
         let file = span.file;
-        let base = self.kind_base(project_id, first_pass, &kind)?;
+        let base = self.kind_base(project_id, first_pass, &kind, file)?;
         let defaults = &base.defaults;
         let pass = self.pass_of(project_id, first_pass)?;
 
         // Variables.
-        let (variables_base, shared_vars) = match &base.variables {
-            Ok((map, shared)) => (Ok(map.clone()), Some(shared)),
-            Err(e) => (Err(e.clone()), None),
+        let (base_variables, shared_vars) = match &base.variables {
+            Ok((map, shared)) => (map, shared),
+            Err(e) => return Err(e.clone()),
         };
-        let mut variables = section(&variables_base, file, &node, "variables")?;
+        let mut variables = compose_own(base_variables.clone(), &node, "variables")?;
         for protected in PROTECTED {
             if let Some(n) = variables.get(protected) {
                 if !n.span().is_synthetic() {
@@ -185,17 +195,20 @@ impl Session {
         if variables.get_bool("notparallel")? == Some(true) {
             crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
         }
-        let vars = match shared_vars {
-            Some(shared) => Variables::with_base(&variables, shared)?,
-            None => Variables::new(&variables)?,
-        };
+        let vars = Variables::with_base(&variables, shared_vars)?;
         if !first_pass {
             vars.check(&self.sources)?;
         }
 
         // Environment.
-        let mut environment = section(&base.environment, file, &node, "environment")?;
-        vars.expand_map(&mut environment, &self.sources)?;
+        let environment = match Expanded::reuse(&base.environment_expanded, &node, "environment", &vars) {
+            Some(shared) => Section::Shared(shared),
+            None => {
+                let mut environment = section(&base.environment, file, &node, "environment")?;
+                vars.expand_map(&mut environment, &self.sources)?;
+                Section::Own(environment)
+            }
+        };
         let mut nocache: BTreeSet<String> = BTreeSet::new();
         if !first_pass {
             nocache.extend(pass.environment_nocache.iter().cloned());
@@ -207,16 +220,15 @@ impl Session {
         }
 
         // Public data with composed split rules.
-        let mut public = node.get_map("public")?.cloned().unwrap_or_else(|| empty(span));
-        let mut splits = KindBase::take(&base.splits, file)?;
-        if let Some(rules) = split_rules(&public)? {
-            compose(rules.clone(), &mut splits)?;
-        }
-        let mut bst = public.get_map("bst")?.cloned().unwrap_or_else(|| empty(span));
-        bst.insert("split-rules", Node::Map(splits));
-        public.insert("bst", Node::Map(bst));
-        check_trailing_directives(&public)?;
-        vars.expand_map(&mut public, &self.sources)?;
+        let public = match Expanded::reuse(&base.public_expanded, &node, "public", &vars) {
+            Some(shared) => Section::Shared(shared),
+            None => {
+                let own = node.get_map("public")?.cloned().unwrap_or_else(|| empty(span));
+                let mut public = compose_public(own, KindBase::take(&base.splits, file)?, empty(span))?;
+                vars.expand_map(&mut public, &self.sources)?;
+                Section::Own(public)
+            }
+        };
 
         // Configuration.
         let mut config = section(&base.config, file, &node, "config")?;
@@ -232,8 +244,14 @@ impl Session {
         }
 
         // Sandbox.
-        let mut sandbox = section(&base.sandbox, file, &node, "sandbox")?;
-        vars.expand_map(&mut sandbox, &self.sources)?;
+        let sandbox = match Expanded::reuse(&base.sandbox_expanded, &node, "sandbox", &vars) {
+            Some(shared) => Section::Shared(shared),
+            None => {
+                let mut sandbox = section(&base.sandbox, file, &node, "sandbox")?;
+                vars.expand_map(&mut sandbox, &self.sources)?;
+                Section::Own(sandbox)
+            }
+        };
 
         let sources = self.instantiate_sources(project_id, first_pass, &name, &node, &vars)?;
 
@@ -251,10 +269,10 @@ impl Session {
             first_pass,
             variables,
             config: self.interner.intern(config),
-            environment: self.interner.intern(environment),
+            environment: environment.intern(&mut self.interner),
             environment_nocache: nocache.into_iter().collect(),
-            public: self.interner.intern(public),
-            sandbox: self.interner.intern(sandbox),
+            public: public.intern(&mut self.interner),
+            sandbox: sandbox.intern(&mut self.interner),
             sources,
             dependencies: Vec::new(),
             span,

@@ -17,7 +17,6 @@ pub mod junctions;
 pub mod kind_base;
 pub mod kinds;
 pub mod names;
-pub mod prefetch;
 pub mod projects;
 pub mod refs;
 pub mod session;
@@ -177,7 +176,6 @@ impl PhaseTimer {
 fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Result<Graph, LoadError> {
     let mut timer = PhaseTimer::new();
     let top = session.load_project(directory, None)?;
-    session.prefetch = prefetch::Prefetch::start();
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
     for target in &targets {
@@ -186,7 +184,6 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
         }
         ids.push(session.resolve_element(top, target, None)?);
     }
-    session.prefetch = None;
     timer.done("load files");
     session.check_cycles(&ids)?;
     timer.done("cycle check");

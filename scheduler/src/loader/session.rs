@@ -30,9 +30,9 @@ pub struct LoadedDep {
     pub dep_type: DepType,
     /// `strict`.
     pub strict: bool,
-    /// Unexpanded configurations.
+    /// Unexpanded configurations (moved to the graph's dependency on instantiation).
     pub configs: Vec<Map>,
-    /// The reference as written.
+    /// The reference as written (moved to the graph's dependency on instantiation).
     pub path: String,
     /// Provenance of the entry.
     pub span: Span,
@@ -59,7 +59,7 @@ pub struct LoadElement {
     pub first_pass: bool,
     /// The file it was read from.
     pub file: FileId,
-    /// Dependencies as written.
+    /// Dependencies as written (taken once they are resolved).
     pub dep_specs: Vec<DepSpec>,
     /// Dependencies once resolved.
     pub deps: Vec<LoadedDep>,
@@ -88,8 +88,9 @@ pub struct ProjectState {
     pub second_in_progress: bool,
     /// Element kinds resolved for this project.
     pub kinds: FxHashMap<String, Arc<KindInfo>>,
-    /// What elements of each kind start from, per (first pass, kind).
-    pub kind_bases: FxHashMap<(bool, String), crate::yaml::LoadResult<Arc<super::kind_base::KindBase>>>,
+    /// What elements of each kind start from, per kind, for the second
+    /// pass (`[0]`) and the first (`[1]`).
+    pub kind_bases: [FxHashMap<String, crate::yaml::LoadResult<Arc<super::kind_base::KindBase>>>; 2],
     /// `project.refs` once read (outer `None`: not read yet).
     pub refs: Option<Option<Map>>,
     /// Shallow reads of element files (kind, link target) for path matching.
@@ -137,8 +138,6 @@ pub struct Session {
     pub(crate) interner: crate::yaml::interner::MapInterner,
     /// Running external plugins by executable path.
     pub(crate) plugins: HashMap<PathBuf, ExternalPlugin>,
-    /// Element files read and parsed ahead on a helper thread.
-    pub(crate) prefetch: Option<super::prefetch::Prefetch>,
 }
 
 impl std::fmt::Debug for Session {
@@ -175,7 +174,6 @@ impl Session {
             links_in_progress: HashSet::new(),
             plugins: HashMap::new(),
             interner: Default::default(),
-            prefetch: None,
         })
     }
 

@@ -79,6 +79,29 @@ impl Iterator for Parts<'_> {
     }
 }
 
+/// The names referenced in the scalars of `map` (each once).
+pub fn references_in(map: &Map) -> Vec<String> {
+    fn walk(node: &Node, out: &mut Vec<String>) {
+        match node {
+            Node::Scalar(s) => {
+                for part in (Parts { bytes: s.value.as_bytes(), literal_start: 0, i: 0, pending: None }) {
+                    if let Part::Ref(range) = part {
+                        let name = &s.value[range];
+                        if !out.iter().any(|n| n == name) {
+                            out.push(name.to_string());
+                        }
+                    }
+                }
+            }
+            Node::Seq(seq) => seq.items.iter().for_each(|n| walk(n, out)),
+            Node::Map(m) => m.entries.values().for_each(|n| walk(n, out)),
+        }
+    }
+    let mut out = Vec::new();
+    map.entries.values().for_each(|n| walk(n, &mut out));
+    out
+}
+
 /// Whether `text` holds any `%{name}` reference.
 pub fn has_references(text: &str) -> bool {
     text.contains("%{") && split(text).iter().any(|p| matches!(p, Part::Ref(_)))
@@ -358,6 +381,12 @@ impl Variables {
         .with_detail(detail.trim_end().to_string())
     }
 
+    /// Whether `name` is defined and has the base table's value (see
+    /// [`Variables::with_base`]).
+    pub fn is_from_base(&self, name: &str) -> bool {
+        self.index.get(name).is_some_and(|i| self.defs.borrow()[i].from_base)
+    }
+
     /// Substitutes references in `text` (the node at `span`).
     pub fn expand_str(&self, text: &str, span: Span, sources: &SourceMap) -> LoadResult<Arc<str>> {
         if !text.contains("%{") {
@@ -449,6 +478,47 @@ mod tests {
         let v = vars(&text);
         v.check(&sources).unwrap();
         assert_eq!(v.get("var5000", &sources).unwrap().as_deref(), Some("base"));
+    }
+
+    /// An element table: `base` with `own` composed on top.
+    fn element_table(base: &Map, own: &str) -> Map {
+        let mut table = base.clone();
+        crate::yaml::compose(parse(own, FileId(2)).unwrap(), &mut table).unwrap();
+        table
+    }
+
+    #[test]
+    fn a_base_table_shares_exactly_the_values_an_element_does_not_change() {
+        let sources = SourceMap::new();
+        let base_map = parse("a: x\nb: '%{a}-b'\nc: '%{d}'\ne: lit\nf: '%{e}/f'\n", FileId(1)).unwrap();
+        let mut interned = 0;
+        let base = VariablesBase::new(&base_map, &sources, |v| {
+            interned += 1;
+            v
+        });
+        // `c` refers to an undefined variable: not resolved in the base.
+        assert_eq!(interned, 4);
+        let table = element_table(&base_map, "a: y\nd: z\n");
+        let shared = Variables::with_base(&table, &base).unwrap();
+        let plain = Variables::new(&table).unwrap();
+        assert_eq!(shared.resolved(&sources).unwrap(), plain.resolved(&sources).unwrap());
+        assert_eq!(shared.get("b", &sources).unwrap().as_deref(), Some("y-b"));
+        assert_eq!(shared.get("c", &sources).unwrap().as_deref(), Some("z"));
+        let from_base: Vec<bool> = ["a", "b", "c", "d", "e", "f"].iter().map(|n| shared.is_from_base(n)).collect();
+        assert_eq!(from_base, [false, false, false, false, true, true]);
+    }
+
+    #[test]
+    fn a_base_table_leaves_the_errors_to_the_element() {
+        let sources = SourceMap::new();
+        let base_map = parse("a: '%{b}'\nb: x\nc: '%{missing}'\n", FileId(1)).unwrap();
+        let base = VariablesBase::new(&base_map, &sources, |v| v);
+        for own in ["b: '%{a}'\n", "d: '%{c}'\n"] {
+            let table = element_table(&base_map, own);
+            let shared = Variables::with_base(&table, &base).unwrap().check(&sources).unwrap_err();
+            let plain = Variables::new(&table).unwrap().check(&sources).unwrap_err();
+            assert_eq!((shared.reason(), &shared.message, &shared.detail), (plain.reason(), &plain.message, &plain.detail), "{own}");
+        }
     }
 
     #[test]

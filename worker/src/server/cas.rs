@@ -52,7 +52,26 @@ impl CasService {
         self.state.instances.check_with_function(&request.instance_name, request.digest_function)?;
         let digests = request.blob_digests.iter().map(Digest::try_from).collect::<Result<Vec<_>, _>>()?;
         let missing = self.state.find_missing(&digests).await?;
-        Ok(FindMissingBlobsResponse { missing_blob_digests: missing.iter().map(Digest::to_proto).collect() })
+        // `missing` is a subsequence of `digests`: answer with the client's own
+        // (validated) protos rather than formatting each hash again.
+        let mut wanted = missing.iter().peekable();
+        let missing_blob_digests = digests
+            .iter()
+            .zip(request.blob_digests)
+            .filter_map(|(digest, proto)| {
+                if wanted.peek() == Some(&digest) {
+                    wanted.next();
+                    Some(proto)
+                } else {
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        if wanted.next().is_some() {
+            // A store answered out of order: fall back to formatting.
+            return Ok(FindMissingBlobsResponse { missing_blob_digests: missing.iter().map(Digest::to_proto).collect() });
+        }
+        Ok(FindMissingBlobsResponse { missing_blob_digests })
     }
 
     async fn inner_batch_update(&self, request: BatchUpdateBlobsRequest) -> Result<BatchUpdateBlobsResponse, ServerError> {
@@ -66,7 +85,7 @@ impl CasService {
         }
         // Parse and decompress every entry (a bad one fails alone), then
         // store the good ones in one call, so the store can group them.
-        let prepared: Vec<(Option<weir_proto::reapi::Digest>, Result<(Digest, Bytes), ServerError>)> =
+        let prepared: Vec<PreparedEntry> =
             futures::stream::iter(request.requests)
                 .map(|entry| async move {
                     let batch_update_blobs_request::Request { digest: proto, data, compressor } = entry;
@@ -197,6 +216,10 @@ impl CasService {
         Ok(pages)
     }
 }
+
+/// A batch upload entry as the client named it, and its parsed, decompressed
+/// blob (or why it could not be).
+type PreparedEntry = (Option<weir_proto::reapi::Digest>, Result<(Digest, Bytes), ServerError>);
 
 /// The compressor of a batch entry (identity and zstd are accepted).
 fn batch_compressor(value: i32) -> Result<Option<Compressor>, ServerError> {

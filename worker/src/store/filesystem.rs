@@ -2,9 +2,15 @@
 //!
 //! Why it exists: the durable CAS of a worker, and the source of hard links
 //! when the runner stages an input root. Layout: `PATH/objects/HH/HASH_SIZE`
-//! (HH the first two hex digits), uploads written to `PATH/tmp/` and renamed
-//! into place, so a reader or a crash (even `kill -9`) never sees a partial
-//! blob: a file under `objects/` is complete or absent. Content is hashed
+//! (HH the first two hex digits). An upload is written to a temporary file
+//! `.tmp*` in its blob's shard directory and renamed into place, so a reader
+//! or a crash (even `kill -9`) never sees a partial blob: a file named
+//! `HASH_SIZE` is complete or absent, and temporary files left by a crash are
+//! deleted at the next start. (Temporary files live beside their blob rather
+//! than in one directory so that new inodes are spread over the block
+//! groups of the 256 shard directories, and the rename stays within one
+//! directory: with one `tmp/` directory, ext4's inode allocation for that
+//! directory's group dominated the cost of storing small blobs.) Content is hashed
 //! before it is written; streamed uploads ([`FilesystemWriter`]) hash and
 //! write chunk by chunk as they arrive.
 //!
@@ -75,7 +81,6 @@ pub struct FilesystemStore {
 /// and its upload writers.
 pub(super) struct Shelf {
     objects: PathBuf,
-    tmp: PathBuf,
     verify_reads: bool,
     fsync: bool,
     stored: AtomicU64,
@@ -91,6 +96,13 @@ impl Shelf {
     /// Whether uploads are synced to disk before they become visible.
     pub(super) fn fsync(&self) -> bool {
         self.fsync
+    }
+
+    /// A new temporary file beside the blob `digest` (see the module doc).
+    pub(super) fn temp_file_for(&self, digest: &Digest) -> Result<tempfile::NamedTempFile, StoreError> {
+        let path = self.path_of(digest);
+        let shard = path.parent().unwrap_or(&self.objects);
+        Ok(tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(shard)?)
     }
 
     /// Records that `digest` was just made visible: counted once, then indexed.
@@ -113,7 +125,7 @@ impl Shelf {
         if actual != digest {
             return Err(StoreError::DigestMismatch { expected: digest, actual });
         }
-        let mut file = tempfile::NamedTempFile::new_in(&self.tmp)?;
+        let mut file = self.temp_file_for(&digest)?;
         file.write_all(data)?;
         if self.fsync {
             file.as_file().sync_all()?;
@@ -136,7 +148,6 @@ impl FilesystemStore {
     /// `spec.path`), discarding uploads left half-written by a previous run.
     pub fn open(spec: &FilesystemSpec, root: &Path) -> Result<Self, StoreError> {
         let objects = root.join("objects");
-        let tmp = root.join("tmp");
         fs::create_dir_all(&objects)?;
         // All 256 shards up front: a write never has to create its directory.
         for shard in 0..=255u8 {
@@ -145,16 +156,16 @@ impl FilesystemStore {
                 fs::create_dir(&dir)?;
             }
         }
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
+        // Uploads of earlier versions went to `tmp/`: discard any left there.
+        let old_tmp = root.join("tmp");
+        if old_tmp.exists() {
+            fs::remove_dir_all(&old_tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
-        let held = scan(&objects)?;
+        let held = scan(&objects, Leftovers::Delete)?;
         let stored = held.iter().map(Digest::size).sum();
         Ok(FilesystemStore {
             shelf: Arc::new(Shelf {
                 objects,
-                tmp,
                 verify_reads: spec.verify_reads,
                 fsync: spec.fsync,
                 stored: AtomicU64::new(stored),
@@ -223,8 +234,20 @@ fn blob_path(objects: &Path, digest: &Digest) -> PathBuf {
     path
 }
 
+/// The name prefix of temporary upload files.
+const TEMP_PREFIX: &str = ".tmp";
+
+/// What [`scan`] does with temporary upload files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    /// Delete them (at start-up: they are what a crash left).
+    Delete,
+    /// Skip them (while serving: uploads in progress).
+    Skip,
+}
+
 /// Every blob under `objects` (file names `HASH_SIZE` in shard directories).
-fn scan(objects: &Path) -> Result<Vec<Digest>, StoreError> {
+fn scan(objects: &Path, leftovers: Leftovers) -> Result<Vec<Digest>, StoreError> {
     let mut out = Vec::new();
     for shard in fs::read_dir(objects)? {
         let shard = shard?;
@@ -232,7 +255,14 @@ fn scan(objects: &Path) -> Result<Vec<Digest>, StoreError> {
             continue;
         }
         for entry in fs::read_dir(shard.path())? {
-            let name = entry?.file_name();
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                if leftovers == Leftovers::Delete {
+                    fs::remove_file(entry.path())?;
+                }
+                continue;
+            }
             let parsed = name
                 .to_str()
                 .and_then(|n| n.split_once('_'))
@@ -290,6 +320,12 @@ fn file_chunks(file: fs::File, start: u64, end: u64, chunk: usize) -> ChunkStrea
 impl BlobStore for FilesystemStore {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
         Ok(self.shelf.index.missing(digests))
+    }
+
+    /// Confirms an index hit with a `stat` (one blob: cheap), so that an
+    /// upload is never skipped for a file deleted behind the store's back.
+    async fn has(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.shelf.index.contains(digest) && self.local_path(digest).is_some())
     }
 
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
@@ -373,7 +409,7 @@ impl BlobStore for FilesystemStore {
     }
 
     fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
-        let file = tempfile::NamedTempFile::new_in(&self.shelf.tmp)?;
+        let file = self.shelf.temp_file_for(digest)?;
         Ok(Some(Box::new(FilesystemWriter::new(*digest, file, self.shelf.clone()))))
     }
 
@@ -395,7 +431,7 @@ impl BlobStore for FilesystemStore {
 
     async fn list(&self) -> Result<Vec<Digest>, StoreError> {
         let objects = self.shelf.objects.clone();
-        Self::blocking(move || scan(&objects)).await
+        Self::blocking(move || scan(&objects, Leftovers::Skip)).await
     }
 }
 
@@ -404,6 +440,15 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+
+    /// Temporary upload files anywhere under the store's directory.
+    fn temp_files(dir: &Path) -> usize {
+        fs::read_dir(dir.join("objects"))
+            .unwrap()
+            .flat_map(|shard| fs::read_dir(shard.unwrap().path()).unwrap())
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .count()
+    }
 
     fn open(dir: &Path, verify_reads: bool) -> FilesystemStore {
         let spec = FilesystemSpec { path: dir.to_path_buf(), verify_reads, fsync: false };
@@ -431,7 +476,7 @@ mod tests {
         let digest = Digest::of(b"good");
         assert!(matches!(store.write(&digest, Bytes::from_static(b"evil")).await, Err(StoreError::DigestMismatch { .. })));
         assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(temp_files(dir.path()), 0, "temporary files left behind");
     }
 
     #[tokio::test]
@@ -480,7 +525,7 @@ mod tests {
         writer.append(Bytes::from_static(b"unexpected")).await.unwrap();
         assert!(matches!(writer.commit().await, Err(StoreError::DigestMismatch { .. })));
         assert!(!store.has(&wanted).await.unwrap());
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporary files left behind");
+        assert_eq!(temp_files(dir.path()), 0, "temporary files left behind");
     }
 
     /// Deterministic bytes that differ at every offset (for range checks).
@@ -556,6 +601,7 @@ mod tests {
         let digest = Digest::of(b"vanishing");
         store.write(&digest, Bytes::from_static(b"vanishing")).await.unwrap();
         fs::remove_file(store.path_of(&digest)).unwrap();
+        assert!(!store.has(&digest).await.unwrap(), "has() trusted a stale index entry");
         store.write(&digest, Bytes::from_static(b"vanishing")).await.unwrap();
         assert_eq!(store.read(&digest, 0, None).await.unwrap(), Bytes::from_static(b"vanishing"));
     }
@@ -582,7 +628,7 @@ mod tests {
         writer.commit().await.unwrap();
         let back = collect(store.read_chunks(&digest, 0, None, 1 << 20).await.unwrap()).await.unwrap().concat();
         assert!(back == data, "content differs after a streamed upload");
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(temp_files(dir.path()), 0, "temporary files left behind");
     }
 
     #[tokio::test]
@@ -606,5 +652,21 @@ mod tests {
         let missing = store.find_missing(&digests).await.unwrap();
         assert_eq!(missing, vec![Digest::of(b"something else"); 8]);
         assert_eq!(store.read(&digests[1], 0, None).await.unwrap(), Bytes::from(pattern(100_001)));
+    }
+
+    #[tokio::test]
+    async fn temporary_files_left_by_a_crash_are_deleted_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"interrupted");
+        let mut writer = store.begin_write(&digest).unwrap().unwrap();
+        writer.append(Bytes::from_static(b"interr")).await.unwrap();
+        // A crash: the writer is never committed nor dropped.
+        std::mem::forget(writer);
+        assert_eq!(temp_files(dir.path()), 1);
+        assert!(store.list().await.unwrap().is_empty(), "a temporary file listed as a blob");
+        let reopened = open(dir.path(), false);
+        assert_eq!(temp_files(dir.path()), 0);
+        assert_eq!(reopened.find_missing(&[digest]).await.unwrap(), vec![digest]);
     }
 }

@@ -160,6 +160,16 @@ impl BlobStore for MetricsStore {
         result
     }
 
+    async fn has(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let result = self.inner.has(digest).await;
+        self.count(&result);
+        if let Ok(held) = &result {
+            self.counters.queried.fetch_add(1, Ordering::Relaxed);
+            self.counters.missing.fetch_add(u64::from(!held), Ordering::Relaxed);
+        }
+        result
+    }
+
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
         let result = self.inner.read(digest, offset, limit).await;
         self.count(&result);

@@ -11,14 +11,14 @@
 //! adopted when seen.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_proto::Digest;
 
-use super::{BlobStore, ByteSize, ChunkStream, Store, StoreError, StoreSpec};
+use super::{BlobStore, BlobWriter, ByteSize, ChunkStream, Store, StoreError, StoreSpec};
 
 /// Configuration of a [`SizeLimitedStore`].
 ///
@@ -84,14 +84,61 @@ impl Lru {
 pub struct SizeLimitedStore {
     inner: Store,
     max: u64,
-    lru: Mutex<Lru>,
+    lru: Arc<Mutex<Lru>>,
+}
+
+fn with_lru<T>(lru: &Mutex<Lru>, f: impl FnOnce(&mut Lru) -> T) -> Result<T, StoreError> {
+    let mut lru = lru.lock().map_err(|_| StoreError::Io(std::io::Error::other("LRU lock poisoned")))?;
+    Ok(f(&mut lru))
+}
+
+/// Removes least recently used blobs from `inner` until `lru` is under `max`.
+async fn evict(lru: &Mutex<Lru>, inner: &Store, max: u64) -> Result<(), StoreError> {
+    let victims = with_lru(lru, |lru| lru.victims(max))?;
+    for digest in victims {
+        tracing::debug!(%digest, "evicting");
+        inner.remove(&digest).await?;
+    }
+    Ok(())
+}
+
+/// A streamed upload through a [`SizeLimitedStore`]: the inner store's
+/// writer, with the blob counted and the budget enforced on commit.
+struct LimitedWriter {
+    inner: Box<dyn BlobWriter>,
+    digest: Digest,
+    store: Store,
+    max: u64,
+    lru: Arc<Mutex<Lru>>,
+}
+
+#[async_trait]
+impl BlobWriter for LimitedWriter {
+    fn committed(&self) -> u64 {
+        self.inner.committed()
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.inner.append(data).await
+    }
+
+    async fn reset(&mut self) -> Result<(), StoreError> {
+        self.inner.reset().await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let LimitedWriter { inner, digest, store, max, lru } = *self;
+        inner.commit().await?;
+        with_lru(&lru, |lru| lru.touch(digest))?;
+        evict(&lru, &store, max).await
+    }
 }
 
 impl SizeLimitedStore {
     /// Wraps an already built store, adopting the blobs it lists (if it can
     /// list them) and evicting down to the budget.
     pub async fn new(spec: &SizeLimitedSpec, inner: Store) -> Result<Self, StoreError> {
-        let store = SizeLimitedStore { inner, max: spec.max_size.bytes(), lru: Mutex::new(Lru::default()) };
+        let store = SizeLimitedStore { inner, max: spec.max_size.bytes(), lru: Arc::default() };
         match store.inner.list().await {
             Ok(existing) => {
                 store.with_lru(|lru| existing.into_iter().for_each(|d| lru.touch(d)))?;
@@ -109,8 +156,7 @@ impl SizeLimitedStore {
     }
 
     fn with_lru<T>(&self, f: impl FnOnce(&mut Lru) -> T) -> Result<T, StoreError> {
-        let mut lru = self.lru.lock().map_err(|_| StoreError::Io(std::io::Error::other("LRU lock poisoned")))?;
-        Ok(f(&mut lru))
+        with_lru(&self.lru, f)
     }
 
     /// Updates the recency of `digest` after a read of it: touched when it
@@ -131,12 +177,7 @@ impl SizeLimitedStore {
     }
 
     async fn evict(&self) -> Result<(), StoreError> {
-        let victims = self.with_lru(|lru| lru.victims(self.max))?;
-        for digest in victims {
-            tracing::debug!(%digest, "evicting");
-            self.inner.remove(&digest).await?;
-        }
-        Ok(())
+        evict(&self.lru, &self.inner, self.max).await
     }
 }
 
@@ -184,6 +225,23 @@ impl BlobStore for SizeLimitedStore {
 
     fn local_path(&self, digest: &Digest) -> Option<std::path::PathBuf> {
         self.inner.local_path(digest)
+    }
+
+    /// Streams into the inner store's writer when it has one (so an upload
+    /// through this store is not buffered in memory); counted on commit.
+    fn begin_write(&self, digest: &Digest) -> Result<Option<Box<dyn BlobWriter>>, StoreError> {
+        if digest.size() > self.max {
+            return Err(StoreError::Full(*digest));
+        }
+        Ok(self.inner.begin_write(digest)?.map(|inner| {
+            Box::new(LimitedWriter {
+                inner,
+                digest: *digest,
+                store: self.inner.clone(),
+                max: self.max,
+                lru: self.lru.clone(),
+            }) as Box<dyn BlobWriter>
+        }))
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, StoreError> {
@@ -250,5 +308,25 @@ mod tests {
         let store = limited(8, inner.clone()).await;
         assert_eq!(store.total_bytes(), 8);
         assert_eq!(inner.list().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_are_counted_and_evict() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs_spec = crate::store::FilesystemSpec { path: dir.path().to_path_buf(), verify_reads: false, fsync: false };
+        let inner: Store = Arc::new(crate::store::FilesystemStore::open(&fs_spec, dir.path()).unwrap());
+        let spec = SizeLimitedSpec { max_size: ByteSize::new(100), inner: Box::new(StoreSpec::Memory(MemorySpec::default())) };
+        let store: Store = Arc::new(SizeLimitedStore::new(&spec, inner.clone()).await.unwrap());
+        let (a, b) = (vec![b'a'; 60], vec![b'b'; 60]);
+        let (da, db) = (Digest::of(&a), Digest::of(&b));
+        for (digest, data) in [(da, &a), (db, &b)] {
+            let mut writer = store.begin_write(&digest).unwrap().expect("the filesystem store streams");
+            writer.append(Bytes::copy_from_slice(data)).await.unwrap();
+            writer.commit().await.unwrap();
+        }
+        assert_eq!(inner.find_missing(&[da, db]).await.unwrap(), vec![da], "the older blob was not evicted");
+        assert_eq!(store.stored_bytes(), Some(60));
+        let too_big = Digest::new(*da.hash_bytes(), 101);
+        assert!(matches!(store.begin_write(&too_big), Err(StoreError::Full(_))));
     }
 }
