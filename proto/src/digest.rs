@@ -97,7 +97,13 @@ impl Digest {
 
     /// The hash as 64 lower-case hex digits.
     pub fn hash_hex(&self) -> String {
-        hex::encode(self.hash)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(HASH_LEN * 2);
+        for byte in self.hash {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+        out
     }
 
     /// The size of the blob in bytes.
@@ -111,13 +117,24 @@ impl Digest {
     }
 }
 
+/// Lowercase hex only (REAPI's canonical form), decoded in one pass: every
+/// digest off the wire goes through here.
 fn parse_hash(hash: &str) -> Result<[u8; HASH_LEN], DigestError> {
     let invalid = || DigestError::InvalidHash { hash: hash.chars().take(80).collect() };
-    if hash.len() != HASH_LEN * 2 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    let bytes = hash.as_bytes();
+    if bytes.len() != HASH_LEN * 2 {
         return Err(invalid());
     }
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
     let mut out = [0u8; HASH_LEN];
-    hex::decode_to_slice(hash, &mut out).map_err(|_| invalid())?;
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else { return Err(invalid()) };
+        *byte = high << 4 | low;
+    }
     Ok(out)
 }
 
