@@ -39,6 +39,10 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
+    /// The build stopped (`--on-error quit`, cancellation) before the
+    /// element's action could start; the element counts as skipped.
+    #[error("the build stopped before this element's action started")]
+    Stopped,
     /// A warning that the element's project lists in `fatal-warnings`
     /// (overlapping or unstaged files), with BuildStream's message.
     #[error("{element}: {message}")]

@@ -76,24 +76,47 @@ pub struct Job {
     pub slot: BuildSlot,
 }
 
-/// One of the `--builders` slots, held by an element's task from before its
-/// action starts. The runner gives it back as soon as the action has
-/// succeeded ([`BuildSlot::release`]), so the next action starts while this
-/// element's outputs and artifact record are still being stored; a failed
-/// element keeps it until the queue has decided whether to stop.
-#[derive(Debug, Clone, Default)]
-pub struct BuildSlot(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+/// An element's claim on one of the `--builders` slots. The runner takes
+/// the slot ([`BuildSlot::acquire`]) only right before its action starts,
+/// so inputs are staged and uploaded while other actions run, and gives it
+/// back as soon as the action has succeeded ([`BuildSlot::release`]), so
+/// the next action starts while this element's outputs and record are
+/// stored. A failed element keeps it until the queue has decided whether to
+/// stop (`--on-error quit`: nothing starts after a failure).
+#[derive(Clone, Default)]
+pub struct BuildSlot {
+    gate: Option<Arc<Gate>>,
+    permit: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl std::fmt::Debug for BuildSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildSlot").finish_non_exhaustive()
+    }
+}
 
 impl BuildSlot {
-    fn hold(&self, permit: OwnedSemaphorePermit) {
-        if let Ok(mut slot) = self.0.lock() {
+    fn new(gate: Arc<Gate>) -> Self {
+        BuildSlot { gate: Some(gate), permit: Arc::default() }
+    }
+
+    /// Waits for a free slot and holds it; [`BuildError::Stopped`] when the
+    /// build stopped meanwhile. A job outside a build run has no limit.
+    pub async fn acquire(&self) -> Result<(), BuildError> {
+        let Some(gate) = &self.gate else { return Ok(()) };
+        let permit = gate.slots.clone().acquire_owned().await.map_err(|_| BuildError::Stopped)?;
+        if gate.stopped.load(Ordering::SeqCst) {
+            return Err(BuildError::Stopped);
+        }
+        if let Ok(mut slot) = self.permit.lock() {
             *slot = Some(permit);
         }
+        Ok(())
     }
 
     /// Gives the slot back (nothing if it is not held).
     pub fn release(&self) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.permit.lock() {
             slot.take();
         }
     }
@@ -127,11 +150,6 @@ pub trait ElementRunner: Send + Sync + 'static {
             })
             .buffered(PREFETCH_LOOKUPS)
             .collect()
-    }
-    /// Whether building the element runs a remote action (and so takes one
-    /// of the `--builders` slots); elements assembled from trees alone do not.
-    fn runs_action(&self, _job: &Job) -> bool {
-        true
     }
     /// Builds the element and stores its artifact; `events` receives
     /// warnings such as overlaps.
@@ -268,7 +286,7 @@ impl<R: ElementRunner> BuildQueue<R> {
             while !stopping && !cancelled && running.len() < self.options.builders.max(1) + EXTRA_LOOKUPS {
                 let Some(index) = ready.pop_first() else { break };
                 let deps = plan.staged(index).iter().filter_map(|&d| results[d].as_ref().and_then(|r| r.artifact()).cloned()).collect();
-                let job = Job { plan: plan.clone(), index, deps, attempt: 0, known_missing: missing[index], slot: BuildSlot::default() };
+                let job = Job { plan: plan.clone(), index, deps, attempt: 0, known_missing: missing[index], slot: BuildSlot::new(gate.clone()) };
                 let (runner, events, options, gate) = (self.runner.clone(), self.events.clone(), self.options.clone(), gate.clone());
                 running.spawn(async move { (index, run_element(runner.as_ref(), job, events.as_ref(), &options, &gate).await) });
             }
@@ -343,7 +361,7 @@ impl<R: ElementRunner> BuildQueue<R> {
 /// Shared by the element tasks of one run: the build slots (so at most
 /// `builders` actions run; lookups and tree-only elements take none) and the
 /// `quit` flag.
-struct Gate {
+pub(crate) struct Gate {
     slots: Arc<Semaphore>,
     stopped: AtomicBool,
 }
@@ -362,10 +380,6 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
                 return ElementResult::Cached(artifact);
             }
             Ok(None) => {
-                if runner.runs_action(&job) {
-                    let Ok(permit) = gate.slots.clone().acquire_owned().await else { return ElementResult::Skipped };
-                    job.slot.hold(permit);
-                }
                 if gate.stopped.load(Ordering::SeqCst) {
                     return ElementResult::Skipped;
                 }
@@ -376,6 +390,7 @@ async fn run_element<R: ElementRunner>(runner: &R, mut job: Job, events: &dyn Ev
             Err(error) => Err(error),
         };
         match outcome {
+            Err(BuildError::Stopped) => return ElementResult::Skipped,
             Ok((artifact, elapsed)) => {
                 job.slot.release();
                 events.emit(BuildEvent::Finished {
@@ -441,13 +456,13 @@ mod tests {
     }
 
     impl ElementRunner for FakeRunner {
-        fn runs_action(&self, _: &Job) -> bool {
-            !self.no_action
-        }
         async fn lookup(&self, job: &Job) -> Result<Option<Artifact>, BuildError> {
             Ok(self.cached.contains(&job.element().name).then(|| artifact(job)))
         }
         async fn build(&self, job: &Job, _: &dyn EventSink) -> Result<Artifact, BuildError> {
+            if !self.no_action {
+                job.slot.acquire().await?;
+            }
             let name = job.element().name.clone();
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_running.fetch_max(now, Ordering::SeqCst);

@@ -296,6 +296,7 @@ impl RemoteRunner {
         inputs.insert(Digest::of(&command), Blob::Data(command));
         inputs.insert(action_digest, Blob::Data(action));
         self.cas().upload(&inputs).await?;
+        job.slot.acquire().await?;
 
         let avoid = self.last_endpoint.lock().ok().and_then(|l| l.get(&job.index).copied());
         let endpoint = self.placement.choose(platform, if job.attempt == 0 { None } else { avoid }).ok_or_else(|| BuildError::NoEndpoint {
@@ -438,17 +439,6 @@ impl ElementRunner for RemoteRunner {
             }
         }
         found
-    }
-
-    fn runs_action(&self, job: &Job) -> bool {
-        match &job.element().recipe {
-            Recipe::Commands(_) => true,
-            Recipe::Compose(recipe) => {
-                recipe.integrate
-                    && job.plan.staged(job.index).iter().any(|&i| !job.plan.elements()[i].public.integration_commands.is_empty())
-            }
-            Recipe::Import { .. } | Recipe::Stack | Recipe::Filter { .. } => false,
-        }
     }
 
     async fn build(&self, job: &Job, events: &dyn EventSink) -> Result<Artifact, BuildError> {
