@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod events;
 pub mod peers;
 
 /// Directory that holds the workspace's binaries (`target/<profile>`).

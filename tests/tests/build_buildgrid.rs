@@ -197,23 +197,8 @@ fn weir(project: &Path, cache_home: &Path, args: &[&str]) -> Output {
     )
 }
 
-/// The `--json` events of a `weir build`.
-fn events(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
-}
 
-fn count(events: &[serde_json::Value], kind: &str) -> usize {
-    events.iter().filter(|e| e["event"] == kind).count()
-}
 
-/// Element → key of the `finished` and `cached` events.
-fn keys(events: &[serde_json::Value]) -> BTreeMap<String, String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "finished" || e["event"] == "cached")
-        .map(|e| (e["element"].as_str().unwrap_or_default().to_string(), e["key"].as_str().unwrap_or_default().to_string()))
-        .collect()
-}
 
 #[test]
 fn the_busybox_example_builds_through_buildgrid_as_with_the_embedded_worker() {
@@ -237,21 +222,21 @@ fn the_busybox_example_builds_through_buildgrid_as_with_the_embedded_worker() {
     // The embedded worker (namespace sandbox), in a private cache directory.
     let embedded = weir(project, &cache_home, &["build", "--json", "--cache-dir", cache_arg, "all.bst"]);
     assert!(embedded.status.success(), "{}", all_output(&embedded));
-    assert_eq!(keys(&events(&embedded)), shown, "the embedded build's keys are weir show's");
+    assert_eq!(weir_tests::events::keys(&weir_tests::events::parse(&embedded)), shown, "the embedded build's keys are weir show's");
 
     let grid = BuildGrid::start(peer, 2);
     let remote = grid.url();
     let first = weir(project, &cache_home, &["build", "--json", "--remote", &remote, "all.bst"]);
     assert!(first.status.success(), "{}\n{}", all_output(&first), grid.logs());
-    let first = events(&first);
-    assert_eq!(count(&first, "finished"), 6, "BuildGrid starts empty: everything is built\n{first:?}");
-    assert!(count(&first, "started") >= 3, "the manual, compose and script actions ran on the bots\n{first:?}");
-    assert_eq!(keys(&first), shown, "the same keys through BuildGrid");
+    let first = weir_tests::events::parse(&first);
+    assert_eq!(weir_tests::events::count(&first, "finished"), 6, "BuildGrid starts empty: everything is built\n{first:?}");
+    assert!(weir_tests::events::count(&first, "started") >= 3, "the manual, compose and script actions ran on the bots\n{first:?}");
+    assert_eq!(weir_tests::events::keys(&first), shown, "the same keys through BuildGrid");
 
     let second = weir(project, &cache_home, &["build", "--json", "--remote", &remote, "all.bst"]);
     assert!(second.status.success(), "{}\n{}", all_output(&second), grid.logs());
-    let second = events(&second);
-    assert_eq!((count(&second, "cached"), count(&second, "started"), count(&second, "finished")), (6, 0, 0), "{second:?}");
+    let second = weir_tests::events::parse(&second);
+    assert_eq!((weir_tests::events::count(&second, "cached"), weir_tests::events::count(&second, "started"), weir_tests::events::count(&second, "finished")), (6, 0, 0), "{second:?}");
 
     // Every element of the stack, checked out from BuildGrid and from the embedded cache.
     for element in shown.keys() {

@@ -81,7 +81,7 @@ impl Project {
     fn build_ok(&self, worker: &WorkerProcess, target: &str) -> Vec<serde_json::Value> {
         let run = self.weir(worker, &["build", "--json", target]);
         assert!(run.status.success(), "stderr: {}", text(&run.stderr));
-        events(&run)
+        weir_tests::events::parse(&run)
     }
 
     /// `weir artifact checkout --directory DIR ELEMENT`, which must succeed.
@@ -105,14 +105,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The `--json` events of a run.
-fn events(output: &Output) -> Vec<serde_json::Value> {
-    text(&output.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
-}
 
-fn count(events: &[serde_json::Value], kind: &str) -> usize {
-    events.iter().filter(|e| e["event"] == kind).count()
-}
 
 #[test]
 fn import_is_built_once_then_cached_and_checks_out() {
@@ -120,10 +113,10 @@ fn import_is_built_once_then_cached_and_checks_out() {
     let worker = worker(state.path());
     let project = Project::new();
     let first = project.build_ok(&worker, "base.bst");
-    assert_eq!(count(&first, "finished"), 1, "{first:?}");
+    assert_eq!(weir_tests::events::count(&first, "finished"), 1, "{first:?}");
 
     let second = project.build_ok(&worker, "base.bst");
-    assert_eq!((count(&second, "cached"), count(&second, "started")), (1, 0), "{second:?}");
+    assert_eq!((weir_tests::events::count(&second, "cached"), weir_tests::events::count(&second, "started")), (1, 0), "{second:?}");
 
     let out = project.path().join("checkout");
     project.checkout(&worker, "base.bst", &out);
@@ -152,10 +145,10 @@ fn manual_elements_build_then_nothing_is_rebuilt() {
     write(project.path(), "elements/all.bst", "kind: stack\ndepends:\n- second.bst\n");
 
     let first = project.build_ok(&worker, "all.bst");
-    assert_eq!(count(&first, "finished"), 4, "{first:?}");
+    assert_eq!(weir_tests::events::count(&first, "finished"), 4, "{first:?}");
 
     let second = project.build_ok(&worker, "all.bst");
-    assert_eq!((count(&second, "cached"), count(&second, "started")), (4, 0), "{second:?}");
+    assert_eq!((weir_tests::events::count(&second, "cached"), weir_tests::events::count(&second, "started")), (4, 0), "{second:?}");
 
     let out: PathBuf = project.path().join("out");
     project.checkout(&worker, "second.bst", &out);
@@ -187,7 +180,7 @@ fn a_failing_command_reports_the_log_tail_and_exits_non_zero() {
 
     let json = project.weir(&worker, &["build", "--json", "bad.bst"]);
     assert_eq!(json.status.code(), Some(1));
-    let failed: Vec<_> = events(&json).into_iter().filter(|e| e["event"] == "failed").collect();
+    let failed: Vec<_> = weir_tests::events::parse(&json).into_iter().filter(|e| e["event"] == "failed").collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["exit_code"], 7);
     assert!(failed[0]["logs"].as_array().is_some_and(|l| !l.is_empty()), "{failed:?}");
@@ -285,7 +278,7 @@ fn a_worker_killed_mid_build_is_replaced_by_another_endpoint() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}\n{events:?}");
-    assert!(count(&events, "retrying") >= 1, "{events:?}");
+    assert!(weir_tests::events::count(&events, "retrying") >= 1, "{events:?}");
     for name in ["slow1.bst", "slow2.bst"] {
         let finished = events.iter().filter(|e| e["event"] == "finished" && e["element"] == name).count();
         assert_eq!(finished, 1, "{name}: {events:?}");
@@ -293,7 +286,7 @@ fn a_worker_killed_mid_build_is_replaced_by_another_endpoint() {
     // The artifacts are on the cache node: a build through it alone (it
     // executes nothing) finds everything.
     let replay = project.build_ok(&cache, "all.bst");
-    assert_eq!((count(&replay, "cached"), count(&replay, "started")), (4, 0), "{replay:?}");
+    assert_eq!((weir_tests::events::count(&replay, "cached"), weir_tests::events::count(&replay, "started")), (4, 0), "{replay:?}");
 }
 
 #[test]
@@ -326,7 +319,7 @@ fn a_scheduler_killed_mid_build_rebuilds_only_what_was_not_finished() {
     let replay = project.build_ok(&worker, "slow.bst");
     let started: Vec<_> = replay.iter().filter(|e| e["event"] == "started").map(|e| e["element"].as_str().unwrap_or("")).collect();
     assert_eq!(started, ["slow.bst"], "{replay:?}");
-    assert_eq!(count(&replay, "cached"), 2);
+    assert_eq!(weir_tests::events::count(&replay, "cached"), 2);
 }
 
 #[test]
@@ -344,7 +337,7 @@ fn remotes_can_come_from_a_buildstream_user_configuration() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", text(&run.stderr));
-    assert_eq!(count(&events(&run), "finished"), 2);
+    assert_eq!(weir_tests::events::count(&weir_tests::events::parse(&run), "finished"), 2);
 }
 
 #[test]
@@ -373,14 +366,6 @@ fn weir_embedded(project: &Path, cache_home: &Path, args: &[&str]) -> Output {
         .expect("weir runs")
 }
 
-/// Element name → strong key, from the `finished` and `cached` events.
-fn keys(events: &[serde_json::Value]) -> std::collections::BTreeMap<String, String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "finished" || e["event"] == "cached")
-        .map(|e| (e["element"].as_str().unwrap_or_default().to_string(), e["key"].as_str().unwrap_or_default().to_string()))
-        .collect()
-}
 
 #[test]
 fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
@@ -389,16 +374,16 @@ fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
     // No remote, no --cache-dir: the embedded worker in $XDG_CACHE_HOME/weir, namespace sandbox.
     let first = weir_embedded(project.path(), cache_home.path(), &["build", "--json", "all.bst"]);
     assert!(first.status.success(), "stderr: {}", text(&first.stderr));
-    let first = events(&first);
-    assert_eq!(count(&first, "finished"), 6, "{first:?}");
+    let first = weir_tests::events::parse(&first);
+    assert_eq!(weir_tests::events::count(&first, "finished"), 6, "{first:?}");
     let cache_dir = cache_home.path().join("weir");
     assert!(cache_dir.join("cas").is_dir(), "the CAS is under the user cache directory");
 
     let second = weir_embedded(project.path(), cache_home.path(), &["build", "--json", "all.bst"]);
     assert!(second.status.success(), "stderr: {}", text(&second.stderr));
-    let second = events(&second);
-    assert_eq!((count(&second, "finished"), count(&second, "cached")), (0, 6), "{second:?}");
-    assert_eq!(keys(&first), keys(&second));
+    let second = weir_tests::events::parse(&second);
+    assert_eq!((weir_tests::events::count(&second, "finished"), weir_tests::events::count(&second, "cached")), (0, 6), "{second:?}");
+    assert_eq!(weir_tests::events::keys(&first), weir_tests::events::keys(&second));
 
     let out = tempfile::tempdir().unwrap();
     let checkout = |element: &str, dir: &Path| {
@@ -426,8 +411,8 @@ fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
     let worker = WorkerProcess::start(state.path(), &[]);
     let remote = Project { dir: project };
     let separate = remote.build_ok(&worker, "all.bst");
-    assert_eq!(count(&separate, "finished"), 6);
-    assert_eq!(keys(&separate), keys(&first), "the same keys with either worker");
+    assert_eq!(weir_tests::events::count(&separate, "finished"), 6);
+    assert_eq!(weir_tests::events::keys(&separate), weir_tests::events::keys(&first), "the same keys with either worker");
     for element in ["image.bst", "report.bst"] {
         let dir = out.path().join(format!("separate-{element}"));
         remote.checkout(&worker, element, &dir);

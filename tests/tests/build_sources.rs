@@ -195,9 +195,6 @@ impl Project {
     }
 }
 
-fn count(events: &[serde_json::Value], kind: &str) -> usize {
-    events.iter().filter(|e| e["event"] == kind).count()
-}
 
 /// The relative paths of the files and symlinks under `root`, sorted.
 fn files(root: &Path) -> Vec<String> {
@@ -261,7 +258,7 @@ fn tar_over_http_and_remote_from_file_are_staged_then_cached_without_downloading
     assert_eq!(http["url"], format!("http://{}/dist/hello-1.0.tar.gz", server.addr), "the alias was resolved");
     assert_eq!(http["bytes"], archive.len());
     assert_eq!(server.requests(), 1);
-    assert_eq!(count(&first, "finished"), 3, "{first:?}");
+    assert_eq!(weir_tests::events::count(&first, "finished"), 3, "{first:?}");
 
     let hello = project.checkout("hello.bst");
     assert_eq!(files(&hello), ["run-tool", "src/configure", "src/src/hello.c"], "base-dir '*' stripped hello-1.0/");
@@ -275,13 +272,13 @@ fn tar_over_http_and_remote_from_file_are_staged_then_cached_without_downloading
 
     // A second build: everything cached, nothing downloaded.
     let second = project.build_ok("all.bst");
-    assert_eq!((count(&second, "fetched"), count(&second, "cached")), (0, 3), "{second:?}");
+    assert_eq!((weir_tests::events::count(&second, "fetched"), weir_tests::events::count(&second, "cached")), (0, 3), "{second:?}");
     assert_eq!(server.requests(), 1, "the second build made no request");
     // Cached elements need no sources (as in BuildStream): with the whole
     // source cache gone, nothing is downloaded for them.
     std::fs::remove_dir_all(project.cache.path().join("sources")).unwrap();
     let third = project.build_ok("all.bst");
-    assert_eq!((count(&third, "fetched"), count(&third, "cached")), (0, 3), "{third:?}");
+    assert_eq!((weir_tests::events::count(&third, "fetched"), weir_tests::events::count(&third, "cached")), (0, 3), "{third:?}");
     assert_eq!(server.requests(), 1, "no request for cached elements");
     // An element that must be built again fetches its own sources only.
     project.element(
@@ -314,7 +311,7 @@ fn a_manual_element_builds_from_a_tar_source_in_the_sandbox() {
         ),
     );
     let events = project.build_ok("hello.bst");
-    assert_eq!(count(&events, "finished"), 2, "{events:?}");
+    assert_eq!(weir_tests::events::count(&events, "finished"), 2, "{events:?}");
     let out = project.checkout("hello.bst");
     assert_eq!(std::fs::read_to_string(out.join("share/configured.txt")).unwrap(), "configured\n");
     assert_eq!(std::fs::read(out.join("share/hello.c")).unwrap(), b"int main(void) { return 0; }\n");
