@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::cachekey::sandbox::{canonicalize_arch, HostPlatform};
 use crate::fetch::FetchedSources;
-use crate::graph::{Element, ElementId, Graph, Scope};
+use crate::graph::{Element, ElementId, ExternalKey, Graph, Scope};
 use crate::yaml::{Map, Node};
 
 use super::{ArtifactKeys, BuildError, BuildPlan, CommandsRecipe, ComposeRecipe, PlanElement, PublicData, Recipe, SourceTree, SplitFilter};
@@ -81,7 +81,10 @@ pub fn recipe(
     fetched: &FetchedSources,
 ) -> Result<Recipe, BuildError> {
     let bad = |reason: String| BuildError::Element { element: element.full_name.clone(), reason };
-    match element.kind.as_str() {
+    // An external BuildElement kind (`autotools`, `cmake`, ...) builds as
+    // `manual` does: its plugin's defaults supplied the command lists.
+    let kind = if element.external_key == Some(ExternalKey::BuildElement) { "manual" } else { element.kind.as_str() };
+    match kind {
         "stack" => Ok(Recipe::Stack),
         "import" => Ok(Recipe::Import {
             sources: sources(element, project_dir, fetched)?,
@@ -336,6 +339,7 @@ mod tests {
                 .map(|(e, t)| Dependency { element: ElementId(*e), dep_type: *t, strict: false, configs: vec![], path: String::new(), span: span() })
                 .collect(),
             span: span(),
+            external_key: None,
         }
     }
 

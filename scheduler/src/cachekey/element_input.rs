@@ -46,6 +46,8 @@ pub struct ElementInput {
     pub fatal_warnings: Vec<String>,
     /// Direct dependencies in the loader's sorted order (spec §4.2), links resolved.
     pub dependencies: Vec<DependencyInput>,
+    /// How an external plugin kind's key is made (`None` for core kinds).
+    pub external: Option<crate::graph::ExternalKey>,
 }
 
 /// One source of an element.

@@ -189,6 +189,7 @@ fn element_input(
         sources,
         fatal_warnings: project.fatal_warnings.clone(),
         dependencies,
+        external: element.external_key.clone(),
     })
 }
 
@@ -253,6 +254,7 @@ mod tests {
             sources: Vec::new(),
             dependencies: Vec::new(),
             span: span(),
+            external_key: None,
         }
     }
 

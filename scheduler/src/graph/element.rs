@@ -119,6 +119,31 @@ pub struct Element {
     pub dependencies: Vec<Dependency>,
     /// Provenance of the element file's top mapping.
     pub span: Span,
+    /// For an element of an external plugin kind: how its cache key is made,
+    /// as the plugin declared it (`None` for core kinds, and for plugins that
+    /// declare nothing: such an element's key cannot be computed).
+    pub external_key: Option<ExternalKey>,
+}
+
+/// How an external plugin kind's elements are keyed, from the plugin's
+/// replies (see docs/plugin-protocol.md, `cache-key`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalKey {
+    /// The kind is a BuildElement (like `autotools` or `cmake`): the key is
+    /// made from its command lists and variables as for `manual`, and Weir
+    /// builds it as it builds `manual`.
+    BuildElement,
+    /// The plugin computed the element's `get_unique_key()` itself.
+    Plugin {
+        /// The unique key, as JSON.
+        unique_key: serde_json::Value,
+        /// `BST_RUN_COMMANDS`.
+        run_commands: bool,
+        /// `BST_STRICT_REBUILD`.
+        strict_rebuild: bool,
+        /// `BST_ARTIFACT_VERSION`.
+        artifact_version: i64,
+    },
 }
 
 impl Element {

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use element::{DepType, Dependency, Element, ElementId, SourceData};
+pub use element::{DepType, Dependency, Element, ElementId, ExternalKey, SourceData};
 pub use selection::Scope;
 
 use crate::yaml::SourceMap;

@@ -233,11 +233,13 @@ impl Session {
         // Configuration.
         let mut config = section(&base.config, file, &node, "config")?;
         vars.expand_map(&mut config, &self.sources)?;
+        let mut external_key = None;
         match &kind.behaviour {
             KindBehaviour::Core(core) => core.configure(&config)?,
             KindBehaviour::External(exe) => {
                 if let Some(plugin) = self.plugins.get_mut(exe) {
                     let reply = plugin.configure(&full_name, &config, span)?;
+                    external_key = plugin.external_key(&reply);
                     self.messages.extend(reply.messages);
                 }
             }
@@ -276,6 +278,7 @@ impl Session {
             sources,
             dependencies: Vec::new(),
             span,
+            external_key,
         };
         Ok(Prepared { element, kind, vars: has_dep_configs.then_some(vars) })
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::graph::ExternalKey;
 use crate::yaml::{LoadError, LoadResult, Map, Node, Scalar, Seq, Span};
 
 /// The protocol version this Weir speaks.
@@ -28,9 +29,30 @@ pub struct ExternalPlugin {
     pub defaults: serde_json::Map<String, Value>,
     /// Whether build dependencies may carry `config`.
     pub dependency_config: bool,
+    /// How its elements' cache keys are made (`hello` reply `cache-key`).
+    pub cache_key: CacheKeyKind,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+}
+
+/// How a plugin's elements are keyed, as its `hello` reply declares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum CacheKeyKind {
+    /// Nothing declared: keys of its elements cannot be computed.
+    #[default]
+    Unknown,
+    /// `"build-element"`: a BuildElement kind, keyed (and built) like `manual`.
+    BuildElement,
+    /// `"plugin"`: each `configure` reply carries the element's `unique-key`.
+    Plugin {
+        /// `run-commands` (`BST_RUN_COMMANDS`, default true).
+        run_commands: bool,
+        /// `strict-rebuild` (`BST_STRICT_REBUILD`, default false).
+        strict_rebuild: bool,
+        /// `artifact-version` (`BST_ARTIFACT_VERSION`, default 0).
+        artifact_version: i64,
+    },
 }
 
 /// What a plugin said about one element.
@@ -38,6 +60,8 @@ pub struct ExternalPlugin {
 pub struct ConfigureReply {
     /// Messages to show the user (stderr).
     pub messages: Vec<String>,
+    /// The element's `unique-key`, for plugins that compute keys.
+    pub unique_key: Option<Value>,
 }
 
 fn plugin_error(kind: &str, reason: &str, at: Option<Span>, message: String) -> LoadError {
@@ -83,6 +107,7 @@ impl ExternalPlugin {
             path,
             defaults: serde_json::Map::new(),
             dependency_config: false,
+            cache_key: CacheKeyKind::Unknown,
             child,
             stdin,
             stdout: BufReader::new(stdout),
@@ -99,7 +124,41 @@ impl ExternalPlugin {
             plugin.defaults = defaults.clone();
         }
         plugin.dependency_config = reply.get("dependency-config").and_then(Value::as_bool).unwrap_or(false);
+        plugin.cache_key = match reply.get("cache-key").and_then(Value::as_str) {
+            None => CacheKeyKind::Unknown,
+            Some("build-element") => CacheKeyKind::BuildElement,
+            Some("plugin") => CacheKeyKind::Plugin {
+                run_commands: reply.get("run-commands").and_then(Value::as_bool).unwrap_or(true),
+                strict_rebuild: reply.get("strict-rebuild").and_then(Value::as_bool).unwrap_or(false),
+                artifact_version: reply.get("artifact-version").and_then(Value::as_i64).unwrap_or(0),
+            },
+            Some(other) => {
+                return Err(plugin_error(
+                    kind,
+                    "plugin-protocol-error",
+                    Some(at),
+                    format!("unknown cache-key '{other}' (expected 'build-element' or 'plugin')"),
+                ))
+            }
+        };
         Ok(plugin)
+    }
+
+    /// How the element the plugin answered `reply` for is keyed; a
+    /// `plugin`-keyed kind whose reply has no `unique-key` gives `None`.
+    pub fn external_key(&self, reply: &ConfigureReply) -> Option<ExternalKey> {
+        match &self.cache_key {
+            CacheKeyKind::Unknown => None,
+            CacheKeyKind::BuildElement => Some(ExternalKey::BuildElement),
+            CacheKeyKind::Plugin { run_commands, strict_rebuild, artifact_version } => {
+                reply.unique_key.clone().map(|unique_key| ExternalKey::Plugin {
+                    unique_key,
+                    run_commands: *run_commands,
+                    strict_rebuild: *strict_rebuild,
+                    artifact_version: *artifact_version,
+                })
+            }
+        }
     }
 
     fn request(&mut self, message: &Value, at: Span) -> LoadResult<Value> {
@@ -155,7 +214,9 @@ impl ExternalPlugin {
             .and_then(Value::as_array)
             .map(|m| m.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        let Some(error) = reply.get("error") else { return Ok(ConfigureReply { messages }) };
+        let Some(error) = reply.get("error") else {
+            return Ok(ConfigureReply { messages, unique_key: reply.get("unique-key").cloned() });
+        };
         let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let path: Vec<String> = error
             .get("path")
