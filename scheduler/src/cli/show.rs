@@ -157,6 +157,19 @@ fn wants_keys(format: &str) -> bool {
     KEY_FIELDS.iter().any(|field| format.contains(&format!("%{{{field}")))
 }
 
+/// Cache keys as `show` prints them: `%{key}` is `logging: key-length`
+/// characters long (BuildStream's user configuration; 8 by default).
+struct ShownKeys<'a> {
+    keys: &'a crate::cachekey::GraphKeys,
+    key_length: usize,
+}
+
+impl crate::graph::KeyFields for ShownKeys<'_> {
+    fn field(&self, _graph: &crate::graph::Graph, element: &crate::graph::Element, field: &str) -> Option<String> {
+        self.keys.fields_with(element.id, self.key_length, &|_| false)?.field(field).map(str::to_owned)
+    }
+}
+
 /// The format fields whose values come from the cache key module.
 const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "state", "source-keys", "artifact"];
 
@@ -181,7 +194,8 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         let mut messages = loaded.messages;
         // Keys only when asked for, so that a plain `%{name}` stays fast. A
         // graph with a kind whose key Weir cannot compute (an external plugin
-        // kind) is still shown, with empty key fields and a warning.
+        // kind that declares no `cache-key`) is still shown, with empty key
+        // fields and a warning.
         let keys = if wants_keys(&format) {
             match crate::cachekey::GraphKeys::compute(&loaded.graph) {
                 Ok(keys) => Some(keys),
@@ -194,7 +208,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
             None
         };
         let text = match &keys {
-            Some(keys) => render(&loaded.graph, deps, &format, keys),
+            Some(keys) => render(&loaded.graph, deps, &format, &ShownKeys { keys, key_length: loaded.key_length }),
             None => render(&loaded.graph, deps, &format, &NoKeys),
         };
         // The process ends right after printing: freeing the graph and the

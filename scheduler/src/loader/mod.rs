@@ -75,6 +75,8 @@ pub struct Loaded {
     pub graph: Graph,
     /// Messages plugins asked to show.
     pub messages: Vec<String>,
+    /// The user configuration's `logging: key-length` (`%{key}`'s length).
+    pub key_length: usize,
 }
 
 fn summaries(session: &Session) -> Vec<ProjectSummary> {
@@ -207,8 +209,9 @@ pub fn load(directory: &Path, targets: &[String], options: &LoadOptions) -> Resu
     match load_in(&mut session, directory, targets) {
         Ok(graph) => {
             let messages = std::mem::take(&mut session.messages);
+            let key_length = session.user.key_length().unwrap_or(8);
             session.retire();
-            Ok(Loaded { graph, messages })
+            Ok(Loaded { graph, messages, key_length })
         }
         Err(e) => Err(LoadFailure::render(&e, &session.sources)),
     }

@@ -1,5 +1,6 @@
 //! The parts of BuildStream's user configuration (`-c FILE`) the loader
-//! reads: `projects: <name>: options:` and `build: max-jobs`.
+//! reads: `projects: <name>: options:`, `build: max-jobs` and
+//! `logging: key-length`.
 //!
 //! Key decision: the file is parsed with the same YAML reader as projects, so
 //! errors in it carry provenance too.
@@ -34,7 +35,22 @@ impl UserConfig {
                 self.project_options(name)?;
             }
         }
-        self.max_jobs().map(|_| ())
+        self.max_jobs()?;
+        self.key_length().map(|_| ())
+    }
+
+    /// `logging: key-length`: how many characters of a cache key `%{key}`
+    /// shows (BuildStream's default, 8, when unset).
+    pub fn key_length(&self) -> LoadResult<usize> {
+        const DEFAULT: usize = 8;
+        let Some(doc) = &self.doc else { return Ok(DEFAULT) };
+        let Some(logging) = doc.get_map("logging")? else { return Ok(DEFAULT) };
+        match logging.get_scalar("key-length")? {
+            None => Ok(DEFAULT),
+            Some(s) => s.value.parse().map_err(|_| {
+                LoadError::at(s.span, LoadErrorReason::InvalidData, "Value of 'key-length' is not of the expected type 'int'")
+            }),
+        }
     }
 
     /// `projects: <name>: options:` for project `name`.
