@@ -104,7 +104,8 @@ pub fn recipe(
                 commands,
                 environment: string_map(&element.environment),
                 platform: platform(element, host)?,
-                layout: Vec::new(),
+                // BuildElement's dependency `config: location` (all at `/` otherwise).
+                layout: Some(layout(element, index)).filter(|l| l.iter().any(|(location, _)| location != "/")).unwrap_or_default(),
             }))
         }
         "compose" => Ok(Recipe::Compose(ComposeRecipe {
@@ -394,6 +395,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(plan.elements()[2].recipe, Recipe::Stack);
+    }
+
+    #[test]
+    fn a_build_element_stages_dependencies_by_location_only_when_one_asks() {
+        let deps = [(0, DepType::Build), (1, DepType::Build)];
+        let plain = element(2, "m.bst", "manual", Map::new(span()), &deps);
+        let mut located = element(3, "n.bst", "manual", Map::new(span()), &deps);
+        located.dependencies[1].configs = vec![map(&[("location", scalar("/sysroot"))])];
+        let stack = |id, name| element(id, name, "stack", Map::new(span()), &[]);
+        let g = graph(vec![stack(0, "tools.bst"), stack(1, "target.bst"), plain, located], vec![ElementId(2), ElementId(3)]);
+        let host = HostPlatform { os: "linux".into(), arch: "x86-64".into() };
+        let plan = plan_from_graph(&g, &g.targets, &host, &FetchedSources::default(), keys).unwrap();
+        let layouts: Vec<_> = plan.elements()[2..]
+            .iter()
+            .map(|e| match &e.recipe {
+                Recipe::Commands(recipe) => recipe.layout.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(layouts, [vec![], vec![("/".to_string(), vec![0]), ("/sysroot".to_string(), vec![1])]]);
     }
 
     #[test]
