@@ -9,7 +9,9 @@
 //!   defaults give variables and command lists; the Weir plugin declares
 //!   `cache-key: build-element`;
 //! - `animal`, a plain Element with its own `get_unique_key()`; the Weir
-//!   plugin declares `cache-key: plugin` and returns the same unique key.
+//!   plugin declares `cache-key: plugin` and returns the same unique key;
+//! - `fancy`, a Source whose Weir plugin returns the unique key the Python
+//!   one computes (as a `git` plugin would).
 //!
 //! `weir show` and `bst show` must print the same keys for every element,
 //! and `weir build` must build the `shout` element like a `manual` one.
@@ -76,7 +78,53 @@ def setup():
     return AnimalElement
 "#;
 
-/// The Weir side of both kinds, in one executable (the kind comes with `hello`).
+const FANCY_PY: &str = r#"from buildstream import Source
+
+
+class FancySource(Source):
+    BST_MIN_VERSION = "2.0"
+
+    def configure(self, node):
+        node.validate_keys(["url", "ref"] + Source.COMMON_CONFIG_KEYS)
+        self.url = node.get_str("url")
+        self.ref = node.get_str("ref", None)
+
+    def preflight(self):
+        pass
+
+    def get_unique_key(self):
+        return [self.url, self.ref, {"depth": 1}]
+
+    def is_resolved(self):
+        return self.ref is not None
+
+    def is_cached(self):
+        return True
+
+    def load_ref(self, node):
+        self.ref = node.get_str("ref", None)
+
+    def get_ref(self):
+        return self.ref
+
+    def set_ref(self, ref, node):
+        node["ref"] = self.ref = ref
+
+    def track(self):
+        return self.ref
+
+    def fetch(self):
+        pass
+
+    def stage(self, directory):
+        pass
+
+
+def setup():
+    return FancySource
+"#;
+
+/// The Weir side of the three kinds, in one executable (the kind comes with `hello`).
 const WEIR_PLUGIN: &str = r#"#!/usr/bin/env python3
 import json, sys
 
@@ -99,14 +147,18 @@ for line in sys.stdin:
     what = request["request"]
     if what == "hello":
         kind = request["kind"]
-        if kind == "shout":
+        if request["type"] == "source":
+            reply = {"protocol": 1}
+        elif kind == "shout":
             reply = {"protocol": 1, "defaults": SHOUT_DEFAULTS, "cache-key": "build-element"}
         else:
             reply = {"protocol": 1, "cache-key": "plugin", "run-commands": True}
     elif what == "configure":
         config = request["config"]
         reply = {}
-        if kind == "animal":
+        if kind == "fancy":
+            reply = {"unique-key": [config["url"], config.get("ref"), {"depth": 1}]}
+        elif kind == "animal":
             unknown = [k for k in config if k not in ("name", "legs")]
             if unknown:
                 reply = {"error": {"domain": "LOAD", "reason": "INVALID_DATA", "message": "Unexpected key: " + unknown[0], "path": [unknown[0]]}}
@@ -130,18 +182,20 @@ fn project() -> tempfile::TempDir {
     let dir = busybox_example::prepared();
     let root = dir.path();
     let conf = fs::read_to_string(root.join("project.conf")).expect("project.conf");
-    write(root, "project.conf", &format!("{conf}\nplugins:\n- origin: local\n  path: plugins\n  elements:\n  - shout\n  - animal\n"));
+    write(root, "project.conf", &format!("{conf}\nplugins:\n- origin: local\n  path: plugins\n  elements:\n  - shout\n  - animal\n  sources:\n  - fancy\n"));
     write(root, "plugins/shout.py", SHOUT_PY);
     write(root, "plugins/shout.yaml", SHOUT_YAML);
     write(root, "plugins/animal.py", ANIMAL_PY);
-    for kind in ["shout", "animal"] {
+    write(root, "plugins/fancy.py", FANCY_PY);
+    for kind in ["shout", "animal", "fancy"] {
         write(root, &format!("plugins/{kind}"), WEIR_PLUGIN);
         fs::set_permissions(root.join("plugins").join(kind), fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     write(root, "elements/quiet.bst", "kind: shout\nbuild-depends:\n- base.bst\nvariables:\n  volume: quiet\n");
     write(root, "elements/loud.bst", "kind: shout\nbuild-depends:\n- base.bst\n- quiet.bst\n");
     write(root, "elements/pony.bst", "kind: animal\nconfig:\n  name: pony\n  legs: 4\n");
-    write(root, "elements/plugins.bst", "kind: stack\ndepends:\n- loud.bst\n- pony.bst\n");
+    write(root, "elements/gem.bst", "kind: import\nsources:\n- kind: fancy\n  url: https://example.com/gem.git\n  ref: 0123abcd\n");
+    write(root, "elements/plugins.bst", "kind: stack\ndepends:\n- loud.bst\n- pony.bst\n- gem.bst\n");
     dir
 }
 
@@ -179,7 +233,7 @@ fn external_kinds_have_buildstreams_keys_and_a_build_element_kind_builds() {
     // Not vacuous: the keys are there, and the two `shout` elements differ.
     let shown = text(&weir);
     let keys: Vec<&str> = shown.lines().filter_map(|l| l.split_once(' ').map(|(_, k)| k)).map(str::trim).collect();
-    assert!(keys.len() >= 5 && keys.iter().all(|k| k.len() == 64), "{keys:?}");
+    assert!(keys.len() >= 6 && keys.iter().all(|k| k.len() == 64), "{keys:?}");
 
     // The BuildElement kind builds like `manual`, in the namespace sandbox.
     let cache = tempfile::tempdir().expect("tempdir");

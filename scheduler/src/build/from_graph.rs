@@ -334,7 +334,7 @@ mod tests {
             environment_nocache: vec![],
             public: Map::new(span()).into(),
             sandbox: map(&[("build-arch", scalar("x86_64")), ("build-os", scalar("linux"))]).into(),
-            sources: vec![SourceData { kind: "local".into(), config: map(&[("path", scalar("files/src"))]), directory: None, provenance: None, span: span() }],
+            sources: vec![SourceData { kind: "local".into(), config: map(&[("path", scalar("files/src"))]), directory: None, provenance: None, span: span(), unique_key: None }],
             dependencies: deps
                 .iter()
                 .map(|(e, t)| Dependency { element: ElementId(*e), dep_type: *t, strict: false, configs: vec![], path: String::new(), span: span() })
@@ -472,6 +472,7 @@ mod tests {
             directory: directory.map(str::to_string),
             provenance: None,
             span: span(),
+            unique_key: None,
         };
         app.sources.push(tar("tar", Some("vendor")));
         app.sources.push(tar("remote", None));

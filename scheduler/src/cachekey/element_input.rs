@@ -63,6 +63,8 @@ pub struct SourceInput {
     pub project_dir: PathBuf,
     /// `url` translated through the project's aliases, for kinds that download.
     pub translated_url: Option<String>,
+    /// The unique key an external source plugin computed (other kinds: `None`).
+    pub external_key: Option<Value>,
 }
 
 /// One direct dependency of an element.

@@ -159,6 +159,7 @@ fn element_input(
                 config,
                 project_dir: project.directory.clone(),
                 translated_url,
+                external_key: source.unique_key.as_ref().map(Value::from),
             }
         })
         .collect();
@@ -266,6 +267,7 @@ mod tests {
             directory: Some("opt".into()),
             provenance: None,
             span: span(),
+            unique_key: None,
         });
         fetch.sources.push(SourceData {
             kind: "local".into(),
@@ -273,6 +275,7 @@ mod tests {
             directory: None,
             provenance: None,
             span: span(),
+            unique_key: None,
         });
         let mut build = element(1, "build.bst", "manual");
         build.dependencies.push(Dependency {

@@ -81,28 +81,13 @@ impl PluginKey {
             other => match &input.external {
                 Some(ExternalKey::BuildElement) => Ok(plain(build_element_key(input)?, true)),
                 Some(ExternalKey::Plugin { unique_key, run_commands, strict_rebuild, artifact_version }) => Ok(PluginKey {
-                    key: json_value(unique_key),
+                    key: Value::from(unique_key),
                     run_commands: *run_commands,
                     strict_rebuild: *strict_rebuild,
                     artifact_version: *artifact_version,
                 }),
                 None => Err(CacheKeyError::UnsupportedElementKind { element: name.to_owned(), kind: other.to_owned() }),
             },
-        }
-    }
-}
-
-/// A plugin's JSON unique key as a key value (numbers that are not
-/// integers keep their JSON text).
-fn json_value(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Int).unwrap_or_else(|| Value::Raw(n.to_string())),
-        serde_json::Value::String(s) => s.as_str().into(),
-        serde_json::Value::Array(items) => Value::List(items.iter().map(json_value).collect()),
-        serde_json::Value::Object(map) => {
-            Value::Map(std::sync::Arc::new(map.iter().map(|(k, v)| (std::sync::Arc::from(k.as_str()), json_value(v))).collect()))
         }
     }
 }

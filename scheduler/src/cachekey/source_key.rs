@@ -117,7 +117,10 @@ impl<'a> SourceKeys<'a> {
                 }
                 Ok(Some(Value::List(key)))
             }
-            other => Err(CacheKeyError::UnsupportedSourceKind { element: element.to_owned(), kind: other.to_owned() }),
+            other => match &source.external_key {
+                Some(key) => Ok(Some(key.clone())),
+                None => Err(CacheKeyError::UnsupportedSourceKind { element: element.to_owned(), kind: other.to_owned() }),
+            },
         }
     }
 }

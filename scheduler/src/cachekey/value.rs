@@ -75,6 +75,21 @@ impl Value {
     }
 }
 
+impl From<&serde_json::Value> for Value {
+    /// A plugin's JSON (a unique key): numbers that are not integers keep
+    /// their JSON text.
+    fn from(json: &serde_json::Value) -> Self {
+        match json {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => n.as_i64().map(Value::Int).unwrap_or_else(|| Value::Raw(n.to_string())),
+            serde_json::Value::String(s) => s.as_str().into(),
+            serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from).collect()),
+            serde_json::Value::Object(map) => Value::Map(Arc::new(map.iter().map(|(k, v)| (Arc::from(k.as_str()), Value::from(v))).collect())),
+        }
+    }
+}
+
 impl From<&str> for Value {
     fn from(text: &str) -> Self {
         Value::Str(Arc::from(text))

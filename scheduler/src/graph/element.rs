@@ -82,6 +82,9 @@ pub struct SourceData {
     pub provenance: Option<Map>,
     /// Provenance of the source entry.
     pub span: Span,
+    /// For a source of an external plugin kind: the `unique-key` its plugin
+    /// computed (`None` for core kinds and plugins that give none).
+    pub unique_key: Option<serde_json::Value>,
 }
 
 /// A loaded, instantiated element.

@@ -333,7 +333,16 @@ impl Session {
             check_trailing_directives(&config)?;
             vars.expand_map(&mut config, &self.sources)?;
             let declared = self.states[project_id.0 as usize].origins.lookup(Namespace::Source, &kind.value).is_some();
-            if !declared {
+            let mut unique_key = None;
+            if declared {
+                if let Some(exe) = self.source_plugin(project_id, &kind.value, kind.span)? {
+                    if let Some(plugin) = self.plugins.get_mut(&exe) {
+                        let reply = plugin.configure(element_name, &config, entry.span)?;
+                        unique_key = reply.unique_key;
+                        self.messages.extend(reply.messages);
+                    }
+                }
+            } else {
                 if CORE_SOURCES.contains(&kind.value.as_ref()) {
                     configure_core_source(&kind.value, &config)?;
                 } else {
@@ -345,7 +354,7 @@ impl Session {
                     ));
                 }
             }
-            out.push(SourceData { kind: kind.value.to_string(), config, directory, provenance, span: entry.span });
+            out.push(SourceData { kind: kind.value.to_string(), config, directory, provenance, span: entry.span, unique_key });
         }
         Ok(out)
     }

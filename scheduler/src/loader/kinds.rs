@@ -47,6 +47,25 @@ impl Session {
         Ok(info)
     }
 
+    /// The executable of the external source plugin `kind` declared by
+    /// project `id` with a `local` origin, started on first use; `None` when
+    /// the origin is not local or holds no executable for it (the source is
+    /// then loaded without a plugin, and its key cannot be computed).
+    pub fn source_plugin(&mut self, id: ProjectId, kind: &str, at: Span) -> LoadResult<Option<std::path::PathBuf>> {
+        let Some(Origin::Local { path }) = self.states[id.0 as usize].origins.lookup(Namespace::Source, kind).map(|(_, o)| o.clone()) else {
+            return Ok(None);
+        };
+        let exe = path.join(kind);
+        if !exe.is_file() {
+            return Ok(None);
+        }
+        if !self.plugins.contains_key(&exe) {
+            let plugin = ExternalPlugin::start(&path, kind, "source", at)?;
+            self.plugins.insert(exe.clone(), plugin);
+        }
+        Ok(Some(exe))
+    }
+
     fn resolve_kind(&mut self, id: ProjectId, kind: &str, at: Span) -> LoadResult<KindInfo> {
         let declared = self.states[id.0 as usize].origins.lookup(Namespace::Element, kind).map(|(_, o)| o.clone());
         match declared {
