@@ -14,6 +14,26 @@ pub fn peer_cache() -> PathBuf {
     })
 }
 
+/// A `bst` command for a project at `project`, with its caches, logs and
+/// configuration under the private directory `home` (a user configuration
+/// `home/buildstream.conf` naming them is written, plus `extra` lines).
+pub fn bst_command(home: &Path, project: &Path, extra: &str) -> Command {
+    let config = home.join("buildstream.conf");
+    fs::create_dir_all(home).unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+    let text = format!("cachedir: {0}/cache\nlogdir: {0}/logs\n{extra}", home.display());
+    fs::write(&config, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+    let mut command = Command::new(bst());
+    command
+        .args(["--no-colors", "--no-interactive", "-c"])
+        .arg(&config)
+        .arg("-C")
+        .arg(project)
+        .env("XDG_CACHE_HOME", home.join("xdg-cache"))
+        .env("XDG_CONFIG_HOME", home.join("xdg-config"))
+        .stdin(Stdio::null());
+    command
+}
+
 /// The `bst` executable of BuildStream 2.8.1, installed on first use by
 /// `peers/bst/setup.sh` (with Debian's busybox-static and bubblewrap). Test
 /// processes run in parallel under nextest: one installs, the others wait

@@ -78,19 +78,7 @@ fn weir_warnings(output: &Output) -> Vec<Warning> {
 }
 
 fn bst_build(project: &Path, home: &Path) -> Output {
-    let config = home.join("buildstream.conf");
-    write(home, "buildstream.conf", &format!("cachedir: {0}/cache\nlogdir: {0}/logs\n", home.display()));
-    Command::new(weir_tests::peers::bst())
-        .args(["--no-colors", "--no-interactive", "-c"])
-        .arg(&config)
-        .arg("-C")
-        .arg(project)
-        .args(["build", "comp.bst"])
-        .env("XDG_CACHE_HOME", home.join("xdg-cache"))
-        .env("XDG_CONFIG_HOME", home.join("xdg-config"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("bst runs")
+    weir_tests::peers::bst_command(home, project, "").args(["build", "comp.bst"]).output().expect("bst runs")
 }
 
 /// The `WARNING [token]: brief` messages bst printed for comp.bst, with

@@ -21,7 +21,7 @@ mod busybox_example;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const SHOUT_PY: &str = r#"from buildstream import BuildElement
 
@@ -214,20 +214,7 @@ fn external_kinds_have_buildstreams_keys_and_a_build_element_kind_builds() {
     assert!(!String::from_utf8_lossy(&weir.stderr).contains("not shown"), "{}", String::from_utf8_lossy(&weir.stderr));
 
     let home = tempfile::tempdir().expect("tempdir");
-    let config = home.path().join("buildstream.conf");
-    write(home.path(), "buildstream.conf", &format!("cachedir: {0}/cache\nlogdir: {0}/logs\n", home.path().display()));
-    let bst = Command::new(weir_tests::peers::bst())
-        .args(["--no-colors", "--no-interactive", "-c"])
-        .arg(&config)
-        .arg("-C")
-        .arg(root)
-        .args(SHOW)
-        .arg("plugins.bst")
-        .env("XDG_CACHE_HOME", home.path().join("xdg-cache"))
-        .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("bst runs");
+    let bst = weir_tests::peers::bst_command(home.path(), root, "").args(SHOW).arg("plugins.bst").output().expect("bst runs");
     assert!(bst.status.success(), "bst show: {}", String::from_utf8_lossy(&bst.stderr));
     assert_eq!(text(&weir), text(&bst), "weir's keys differ from BuildStream's");
     // Not vacuous: the keys are there, and the two `shout` elements differ.

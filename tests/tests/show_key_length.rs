@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn write(root: &Path, path: &str, text: &str) {
     let path = root.join(path);
@@ -25,25 +25,17 @@ fn short_keys_follow_the_user_configuration_like_buildstream() {
     write(&root, "a.bst", "kind: import\nsources:\n- kind: local\n  path: files\n");
     write(&root, "b.bst", "kind: stack\ndepends:\n- a.bst\n");
     for length in [12, 3] {
-        let config = dir.path().join(format!("user-{length}.conf"));
-        fs::write(&config, format!("logging:\n  key-length: {length}\n")).expect("write");
+        let home = dir.path().join(format!("home-{length}"));
+        let logging = format!("logging:\n  key-length: {length}\n");
         let args = ["show", "--format", "%{name} %{key} %{full-key}", "b.bst"];
+        let mut bst = weir_tests::peers::bst_command(&home, &root, &logging);
+        let config = home.join("buildstream.conf");
         let weir = stdout(&Command::new(weir_tests::weir_bin()).arg("-C").arg(&root).arg("-c").arg(&config).args(args).output().expect("weir"));
         for line in weir.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
             assert_eq!(fields[1].len(), length, "{line}");
             assert!(fields[2].starts_with(fields[1]), "{line}");
         }
-        let bst = Command::new(weir_tests::peers::bst())
-            .args(["--no-colors", "-c"])
-            .arg(&config)
-            .arg("-C")
-            .arg(&root)
-            .args(args)
-            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("bst");
-        assert_eq!(weir, stdout(&bst), "key-length {length}");
+        assert_eq!(weir, stdout(&bst.args(args).output().expect("bst")), "key-length {length}");
     }
 }
