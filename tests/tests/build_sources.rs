@@ -318,6 +318,27 @@ fn a_manual_element_builds_from_a_tar_source_in_the_sandbox() {
 }
 
 #[test]
+fn weir_fetch_fills_the_source_cache_so_a_build_needs_no_network() {
+    let archive = release();
+    let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));
+    let project = Project::new(&server);
+    project.element("hello.bst", &format!("kind: import\nsources:\n- kind: tar\n  url: upstream:hello-1.0.tar.gz\n  ref: {}\n", sha256(&archive)));
+    project.element("all.bst", "kind: stack\ndepends:\n- hello.bst\n");
+    // As `bst source fetch`: the targets only by default (a stack has no sources).
+    let only_target = project.weir(&["fetch", "all.bst"]);
+    assert!(only_target.status.success(), "{}", text(&only_target.stderr));
+    assert_eq!(server.requests(), 0);
+    let fetch = project.weir(&["fetch", "--deps", "all", "all.bst"]);
+    assert!(fetch.status.success(), "{}", text(&fetch.stderr));
+    assert!(text(&fetch.stderr).contains("[fetch  ] hello.bst"), "{}", text(&fetch.stderr));
+    assert_eq!(server.requests(), 1);
+    drop(server);
+    let build = project.build_ok("all.bst");
+    assert_eq!((weir_tests::events::count(&build, "fetched"), weir_tests::events::count(&build, "finished")), (0, 2), "{build:?}");
+    assert_eq!(files(&project.checkout("hello.bst")), ["configure", "src/hello.c"]);
+}
+
+#[test]
 fn a_wrong_sha256_fails_naming_the_source_and_caches_nothing() {
     let archive = release();
     let server = FileServer::start(BTreeMap::from([("hello-1.0.tar.gz".to_string(), archive.clone())]));

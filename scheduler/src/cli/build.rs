@@ -265,7 +265,7 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
 /// Where downloaded sources are cached (`<dir>/sources`): `--cache-dir`, the
 /// user configuration's `cachedir`, or the default cache directory — also
 /// when the build runs on a remote.
-fn source_cache_dir(remote: &RemoteArgs, global: &GlobalArgs) -> Result<PathBuf, Failure> {
+pub(super) fn source_cache_dir(remote: &RemoteArgs, global: &GlobalArgs) -> Result<PathBuf, Failure> {
     let configured = match (&remote.cache_dir, &global.config) {
         (None, Some(path)) => RemoteConfig::load(path).map_err(|message| Failure::new("APP", "INVALID_USER_CONFIG", message))?.cache_dir,
         _ => None,
@@ -300,7 +300,7 @@ fn summarise(plan: &BuildPlan, report: &crate::build::BuildReport, json: bool) {
 /// Prints events: JSON lines on stdout (`--json`); otherwise progress lines
 /// on stderr, under a live status line (counts, running elements, elapsed
 /// time) when stderr is a terminal.
-struct Printer {
+pub(super) struct Printer {
     json: bool,
     live: Option<Live>,
     out: std::sync::Mutex<()>,
@@ -321,7 +321,7 @@ struct LiveState {
 }
 
 impl Printer {
-    fn new(json: bool) -> Self {
+    pub(super) fn new(json: bool) -> Self {
         let live = (!json && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
@@ -335,7 +335,7 @@ impl Printer {
     }
 
     /// Removes the status line.
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(live) = &self.live {
             live.bar.finish_and_clear();
         }

@@ -7,6 +7,7 @@
 
 mod artifact;
 mod build;
+mod fetch;
 mod project;
 mod report;
 mod show;
@@ -89,8 +90,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Build elements that are not cached, on a REAPI remote.
     Build(build::BuildArgs),
-    /// Fetch sources of elements (not built yet).
-    Fetch(PendingArgs),
+    /// Fetch the `tar` and `remote` sources of elements into the source cache.
+    Fetch(fetch::FetchArgs),
     /// Manipulate sources (`weir source track`; not built yet).
     Source(PendingArgs),
     /// Inspect and check out artifacts.
@@ -167,7 +168,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Show(args) => show::run(&cli.global, &args),
         Command::Project(ProjectCommand::Show) => project::run(&cli.global),
         Command::Build(args) => build::run(&cli.global, &args),
-        Command::Fetch(_) => Err(Failure::unimplemented("fetch")),
+        Command::Fetch(args) => fetch::run(&cli.global, &args),
         Command::Source(_) => Err(Failure::unimplemented("source")),
         Command::Artifact(command) => artifact::run(&cli.global, &command),
         Command::Init(_) => Err(Failure::unimplemented("init")),
