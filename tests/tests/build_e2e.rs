@@ -368,6 +368,29 @@ fn weir_embedded(project: &Path, cache_home: &Path, args: &[&str]) -> Output {
 
 
 #[test]
+fn show_state_says_cached_from_the_configured_cache() {
+    let project = busybox_example::prepared();
+    let cache_home = tempfile::tempdir().unwrap();
+    let states = || -> std::collections::BTreeMap<String, String> {
+        let run = weir_embedded(project.path(), cache_home.path(), &["show", "--format", "%{name} %{state}", "all.bst"]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        text(&run.stdout).lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_string(), s.to_string())).collect()
+    };
+    // No cache yet: nothing is cached (and show creates none).
+    let before = states();
+    assert_eq!(before["base.bst"], "buildable");
+    assert_eq!(before["greeting.bst"], "waiting");
+    assert!(!cache_home.path().join("weir").exists(), "show created a cache");
+    // Build part of the graph: what was built is cached, what it unblocks is buildable.
+    let run = weir_embedded(project.path(), cache_home.path(), &["build", "greeting.bst"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let after = states();
+    assert_eq!((after["base.bst"].as_str(), after["greeting.bst"].as_str()), ("cached", "cached"));
+    assert_eq!(after["tools.bst"], "buildable");
+    assert_eq!(after["image.bst"], "waiting");
+}
+
+#[test]
 fn the_busybox_example_builds_with_the_embedded_worker_as_on_a_separate_one() {
     let project = busybox_example::prepared();
     let cache_home = tempfile::tempdir().unwrap();

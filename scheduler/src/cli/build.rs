@@ -186,6 +186,52 @@ impl Session {
     }
 }
 
+/// The elements of `graph` whose artifact (by strict key) is in the cache
+/// this command line configures, for `weir show`'s `%{state}`: `--remote`,
+/// the user configuration's remotes, or the embedded worker's cache
+/// directory if it already exists (`None` when no cache is configured; none
+/// is created just to look).
+pub(super) fn cached_elements(global: &GlobalArgs, graph: &Graph, keys: &GraphKeys) -> Result<Option<HashSet<ElementId>>, Failure> {
+    let remote = RemoteArgs {
+        instance_name: String::new(),
+        token: std::env::var("WEIR_REMOTE_TOKEN").ok(),
+        server_cert: None,
+        cache_dir: std::env::var_os("WEIR_CACHE_DIR").map(PathBuf::from),
+    };
+    let remotes = remote.remotes(global)?;
+    if let Remotes::Embedded(dir) = &remotes {
+        if !dir.join("cache.redb").is_file() {
+            return Ok(None);
+        }
+    }
+    runtime()?.block_on(async {
+        let (spec, embedded) = match remotes {
+            Remotes::Configured(storage, _) => (storage, None),
+            Remotes::Embedded(dir) => {
+                let worker = EmbeddedWorker::start(&dir).await.map_err(|e| Failure::new("APP", "EMBEDDED_WORKER", e.to_string()))?;
+                (worker.endpoint().clone(), Some(worker))
+            }
+        };
+        let cache = crate::build::ArtifactCache::new(RemoteClient::connect(spec).await.map_err(remote_failure)?);
+        let strict: Vec<(ElementId, String)> =
+            graph.elements.iter().filter_map(|e| Some((e.id, keys.keys(e.id)?.strict.clone()?))).collect();
+        let names: Vec<crate::build::artifact::ArtifactName<'_>> = strict
+            .iter()
+            .map(|(id, key)| {
+                let element = graph.element(*id);
+                crate::build::artifact::ArtifactName { project: &element.project_name, element: &element.full_name, key }
+            })
+            .collect();
+        let found = cache.lookup_many(&names).await;
+        let cached = strict.iter().zip(found).filter(|(_, found)| matches!(found, Ok(Some(_)))).map(|((id, _), _)| *id).collect();
+        drop(cache);
+        if let Some(worker) = embedded {
+            worker.stop().await;
+        }
+        Ok(Some(cached))
+    })
+}
+
 /// A load failure as the user sees it.
 pub fn load_failure(f: LoadFailure) -> Failure {
     Failure { domain: f.domain, reason: f.reason, message: f.message, detail: f.detail }

@@ -159,14 +159,18 @@ fn wants_keys(format: &str) -> bool {
 
 /// Cache keys as `show` prints them: `%{key}` is `logging: key-length`
 /// characters long (BuildStream's user configuration; 8 by default).
+/// `%{state}` is `cached` for the elements in `cached` (from the configured
+/// artifact cache; without one nothing is cached).
 struct ShownKeys<'a> {
     keys: &'a crate::cachekey::GraphKeys,
     key_length: usize,
+    cached: Option<std::collections::HashSet<crate::graph::ElementId>>,
 }
 
 impl crate::graph::KeyFields for ShownKeys<'_> {
     fn field(&self, _graph: &crate::graph::Graph, element: &crate::graph::Element, field: &str) -> Option<String> {
-        self.keys.fields_with(element.id, self.key_length, &|_| false)?.field(field).map(str::to_owned)
+        let cached = |id| self.cached.as_ref().is_some_and(|set| set.contains(&id));
+        self.keys.fields_with(element.id, self.key_length, &cached)?.field(field).map(str::to_owned)
     }
 }
 
@@ -189,6 +193,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let targets = args.targets.clone();
     let deps = args.deps;
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
+    let global = global.clone();
     let (text, messages) = with_large_stack(move || {
         let loaded = loader::load(&directory, &targets, &options).map_err(failure)?;
         let mut messages = loaded.messages;
@@ -207,8 +212,19 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         } else {
             None
         };
+        // `%{state}` says `cached` only with a cache to ask.
+        let cached = match &keys {
+            Some(keys) if format.contains("%{state}") => match super::build::cached_elements(&global, &loaded.graph, keys) {
+                Ok(cached) => cached,
+                Err(failure) => {
+                    messages.push(format!("warning: the artifact cache was not consulted for %{{state}}: {}", failure.message));
+                    None
+                }
+            },
+            _ => None,
+        };
         let text = match &keys {
-            Some(keys) => render(&loaded.graph, deps, &format, &ShownKeys { keys, key_length: loaded.key_length }),
+            Some(keys) => render(&loaded.graph, deps, &format, &ShownKeys { keys, key_length: loaded.key_length, cached }),
             None => render(&loaded.graph, deps, &format, &NoKeys),
         };
         // The process ends right after printing: freeing the graph and the
