@@ -14,6 +14,18 @@ pub fn peer_cache() -> PathBuf {
     })
 }
 
+/// Holds the exclusive lock `name` in the peer cache until dropped: test
+/// processes (nextest runs each test in its own) that install or share one
+/// peer take turns.
+pub fn lock(name: &str) -> fs::File {
+    let cache = peer_cache();
+    fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
+    let path = cache.join(format!("{name}.lock"));
+    let file = fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    file.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    file
+}
+
 /// A `bst` command for a project at `project`, with its caches, logs and
 /// configuration under the private directory `home` (a user configuration
 /// `home/buildstream.conf` naming them is written, plus `extra` lines).
@@ -44,10 +56,7 @@ pub fn bst() -> &'static Path {
         let cache = peer_cache();
         let venv = cache.join("bst-venv");
         let bst = venv.join("bin/bst");
-        fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
-        let lock_path = cache.join("bst-venv.lock");
-        let lock = fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
-        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+        let lock = lock("bst-venv");
         if !bst.exists() || !Path::new("/bin/busybox").exists() || !Path::new("/usr/bin/bwrap").exists() {
             let script = crate::shared_dir().join("peers/bst/setup.sh");
             let status = Command::new("bash")

@@ -44,15 +44,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 fn buildgrid_peer() -> &'static Path {
     static PEER: OnceLock<PathBuf> = OnceLock::new();
     PEER.get_or_init(|| {
-        let cache = std::env::var_os("WEIR_PEER_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/weir-peers")
-        });
-        let dir = cache.join("buildgrid");
+        let dir = weir_tests::peers::peer_cache().join("buildgrid");
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         // Test processes run in parallel (nextest): one installs, the others wait.
-        let lock_path = cache.join("buildgrid.lock");
-        let lock = fs::File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
-        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+        let lock = weir_tests::peers::lock("buildgrid");
         if !dir.join("bgd-venv/bin/bgd").exists() || !postgres_installed() {
             let script = weir_tests::shared_dir().join("peers/buildgrid/setup.sh");
             let output = run(Command::new("bash").arg(&script).arg(&dir), Duration::from_secs(540));

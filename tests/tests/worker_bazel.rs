@@ -13,24 +13,15 @@ mod worker_process;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 
 use worker_process::WorkerProcess;
 
-/// Bazel clients share an output root: run one smoke test at a time.
-static BAZEL: Mutex<()> = Mutex::new(());
-
-fn peer_dir() -> PathBuf {
-    let base = match std::env::var_os("WEIR_PEER_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/weir-peers"),
-    };
-    base.join("bazel")
-}
-
-/// The installed Bazel clients, installing them first if needed.
-fn bazel_clients() -> Vec<PathBuf> {
-    let dir = peer_dir();
+/// The installed Bazel clients, installing them first if needed. The
+/// returned lock is held for the whole test: the tests run in separate
+/// processes, and both install into and share the clients' output roots.
+fn bazel_clients() -> (Vec<PathBuf>, std::fs::File) {
+    let lock = weir_tests::peers::lock("bazel");
+    let dir = weir_tests::peers::peer_cache().join("bazel");
     if !dir.join("bin/bazel2").exists() {
         std::fs::create_dir_all(&dir).expect("creates the peer cache directory");
         let status = Command::new("bash")
@@ -43,7 +34,7 @@ fn bazel_clients() -> Vec<PathBuf> {
     let mut clients: Vec<PathBuf> = ["bazel2", "bazel4"].iter().map(|n| dir.join("bin").join(n)).filter(|p| p.exists()).collect();
     clients.sort();
     assert!(!clients.is_empty(), "no Bazel client in {}", dir.display());
-    clients
+    (clients, lock)
 }
 
 /// Runs smoke.sh and asserts every check passed.
@@ -71,8 +62,7 @@ fn smoke(bazel: &PathBuf, worker: &WorkerProcess, mode: &str, instance: Option<&
 
 #[test]
 fn bazel_uses_weir_worker_as_remote_cache() {
-    let clients = bazel_clients();
-    let _serial = BAZEL.lock().unwrap_or_else(|e| e.into_inner());
+    let (clients, _serial) = bazel_clients();
     for bazel in &clients {
         let dir = tempfile::tempdir().unwrap();
         let worker = WorkerProcess::start(dir.path(), &["--role", "cache"]);
@@ -82,8 +72,7 @@ fn bazel_uses_weir_worker_as_remote_cache() {
 
 #[test]
 fn bazel_uses_weir_worker_as_remote_executor_with_an_instance_name() {
-    let clients = bazel_clients();
-    let _serial = BAZEL.lock().unwrap_or_else(|e| e.into_inner());
+    let (clients, _serial) = bazel_clients();
     for bazel in &clients {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("worker.yaml");
