@@ -18,6 +18,8 @@
 #   CARGO_TARGET_DIR  cargo target dir for the release build (default target/)
 #   WEIR_WORKER_BIN, REAPI_LOAD_BIN  use these binaries instead of building
 #   BENCH_OUT         directory for logs and JSON (default: a new temp dir)
+#   SETTLE_SECONDS    pause (after a sync) before each server is measured,
+#                     so each starts from the same disk state (default 10)
 #
 # Servers (all on 127.0.0.1, free ports, private state under BENCH_OUT):
 #   weir-worker    release build, filesystem store (the default), --sandbox host
@@ -151,6 +153,11 @@ fi
 ORDER=()
 for s in weir casd buildgrid; do has "$s" && ORDER+=("$s"); done
 for s in "${ORDER[@]}"; do
+  # Every server starts from the same disk state: dirty pages written and
+  # the previous run's deleted files settled (ext4 avoids reusing inodes
+  # freed in the last seconds, which slows the first writer after a clean-up).
+  sync
+  sleep "${SETTLE_SECONDS:-10}"
   echo "== reapi_bench.py against $s (${ADDR[$s]})"
   "$BGD_PY" "$SHARED/peers/reapi_bench.py" --target "${ADDR[$s]}" --label "$s" "${PY_ARGS[@]}" \
     | tee "$OUT/py-$s.txt" || echo "reapi.sh: reapi_bench.py reported failures for $s" >&2
