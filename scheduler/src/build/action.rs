@@ -99,6 +99,11 @@ fn quote(text: &str) -> String {
 fn script(recipe: &CommandsRecipe) -> String {
     // One log in order: the commands' stderr goes with their stdout.
     let mut script = String::from("exec 2>&1\n");
+    // Integration of the dependencies, in `/` (the input root).
+    for command in recipe.integration_commands.iter().map(|c| c.trim_end()).filter(|c| !c.trim().is_empty()) {
+        script.push_str(&format!("printf '%s\\n' {} >&2\n", quote(&format!("Running integration command {command}"))));
+        script.push_str(&format!("sh -e -c {}\n", quote(command)));
+    }
     let build_root = relative(&recipe.build_root);
     if !build_root.is_empty() {
         script.push_str(&format!("cd {}\n", quote(&build_root)));

@@ -106,6 +106,8 @@ pub fn recipe(
                 platform: platform(element, host)?,
                 // BuildElement's dependency `config: location` (all at `/` otherwise).
                 layout: Some(layout(element, index)).filter(|l| l.iter().any(|(location, _)| location != "/")).unwrap_or_default(),
+                integrate: true,
+                integration_commands: Vec::new(),
             }))
         }
         "compose" => Ok(Recipe::Compose(ComposeRecipe {
@@ -143,6 +145,8 @@ pub fn recipe(
                 environment: string_map(&element.environment),
                 platform: platform(element, host)?,
                 layout: layout(element, index),
+                integrate: false,
+                integration_commands: Vec::new(),
             }))
         }
         other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: compose, filter, import, manual, script, stack)"))),

@@ -51,6 +51,13 @@ pub struct CommandsRecipe {
     /// entry stages the runtime closure of the listed plan indices under the
     /// path. Empty: every staged dependency at `/` (BuildElements).
     pub layout: Vec<(String, Vec<usize>)>,
+    /// Whether the dependencies staged at `/` are integrated first (their
+    /// `integration-commands` run in `/` before the commands), as
+    /// BuildStream's BuildElement does; `script` elements do not.
+    pub integrate: bool,
+    /// The integration commands to run first (filled in when the action is
+    /// made, from the dependencies actually staged at `/`).
+    pub integration_commands: Vec<String>,
 }
 
 /// How a `compose` element is built.

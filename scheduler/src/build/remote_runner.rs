@@ -258,6 +258,15 @@ impl RemoteRunner {
         self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
         let (input_root, inputs) = encode_staging(&element.name, &staging, blobs)?;
 
+        let integrated;
+        let recipe = if recipe.integrate {
+            let mut with_integration = recipe.clone();
+            with_integration.integration_commands = integration_commands(job, recipe);
+            integrated = with_integration;
+            &integrated
+        } else {
+            recipe
+        };
         let spec = ActionSpec::new(recipe, input_root);
         let ran = self.run_action(job, &spec, &recipe.platform, inputs).await?;
         let metadata = ran.result.execution_metadata.clone().unwrap_or_default();
@@ -510,6 +519,19 @@ impl Drop for CancelOnDrop {
 
 /// The direct build dependencies of a job as `(element, strong key)` (as
 /// BuildStream's artifact records them; the staged closure follows from them).
+/// The integration commands of the dependencies a BuildElement stages at
+/// `/`, in staging order (BuildStream's "Integrating sandbox").
+fn integration_commands(job: &Job, recipe: &CommandsRecipe) -> Vec<String> {
+    let elements = job.plan.elements();
+    let at_root: Vec<usize> = if recipe.layout.is_empty() {
+        job.plan.staged(job.index).to_vec()
+    } else {
+        let roots: Vec<usize> = recipe.layout.iter().filter(|(location, _)| location == "/").flat_map(|(_, roots)| roots.iter().copied()).collect();
+        job.plan.runtime_closure(&roots)
+    };
+    at_root.iter().filter_map(|&i| elements.get(i)).flat_map(|e| e.public.integration_commands.iter().cloned()).collect()
+}
+
 /// Turns the staging warnings of the job's dependencies into events, or
 /// into an error for the first one the element's project makes fatal.
 fn report_staging(job: &Job, staging: &Staging, events: &dyn EventSink) -> Result<(), BuildError> {

@@ -1,0 +1,52 @@
+//! A BuildElement (`manual`) integrates the dependencies it stages at `/`
+//! before its own commands run, as BuildStream's BuildElement does
+//! ("Integrating sandbox"): their `public: bst: integration-commands` run
+//! in `/` first. The same element is built by `weir build` and by
+//! BuildStream 2.8.1, and the checked-out artifacts must be the same.
+//!
+//! `examples/busybox`'s `greeting.bst` declares the integration command
+//! `ls /usr/share/greeting > /usr/share/greeting/index`; the element here
+//! copies that index into its artifact, which it can only do if the
+//! integration ran.
+
+mod busybox_example;
+
+use std::fs;
+use std::process::Command;
+
+const INDEXED: &str = "kind: manual\nbuild-depends:\n- base.bst\n- greeting.bst\nconfig:\n  install-commands:\n  - mkdir -p \"%{install-root}\"\n  - cp /usr/share/greeting/index \"%{install-root}/index\"\n";
+
+#[test]
+fn a_build_element_runs_its_dependencies_integration_commands_first_like_buildstream() {
+    let project = busybox_example::prepared();
+    let root = project.path();
+    fs::write(root.join("elements/indexed.bst"), INDEXED).expect("write");
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let weir = |args: &[&str]| {
+        let run = Command::new(weir_tests::weir_bin())
+            .current_dir(root)
+            .args(args)
+            .env_remove("WEIR_REMOTE")
+            .env("WEIR_CACHE_DIR", cache.path())
+            .output()
+            .expect("weir runs");
+        assert!(run.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&run.stderr));
+    };
+    weir(&["build", "indexed.bst"]);
+    let ours = root.join("weir-checkout");
+    weir(&["artifact", "checkout", "--directory", ours.to_str().expect("utf-8 path"), "indexed.bst"]);
+
+    let home = tempfile::tempdir().expect("tempdir");
+    let bst = |args: &[&str]| {
+        let run = weir_tests::peers::bst_command(home.path(), root, "").args(args).output().expect("bst runs");
+        assert!(run.status.success(), "bst {args:?}: {}", String::from_utf8_lossy(&run.stderr));
+    };
+    bst(&["build", "indexed.bst"]);
+    let theirs = root.join("bst-checkout");
+    bst(&["artifact", "checkout", "--directory", theirs.to_str().expect("utf-8 path"), "indexed.bst"]);
+
+    let index = fs::read_to_string(ours.join("index")).expect("weir's index");
+    assert!(index.lines().any(|l| l == "message.txt"), "the integration command listed the greeting: {index:?}");
+    assert_eq!(busybox_example::snapshot(&ours), busybox_example::snapshot(&theirs), "the same artifact as BuildStream's");
+}
