@@ -108,6 +108,7 @@ pub fn recipe(
                 layout: Some(layout(element, index)).filter(|l| l.iter().any(|(location, _)| location != "/")).unwrap_or_default(),
                 integrate: true,
                 integration_commands: Vec::new(),
+                digest_environment: digest_environment(element, index),
             }))
         }
         "compose" => Ok(Recipe::Compose(ComposeRecipe {
@@ -147,10 +148,26 @@ pub fn recipe(
                 layout: layout(element, index),
                 integrate: false,
                 integration_commands: Vec::new(),
+                digest_environment: Vec::new(),
             }))
         }
         other => Err(bad(format!("element kind '{other}' cannot be built yet (supported: compose, filter, import, manual, script, stack)"))),
     }
+}
+
+/// BuildElement's `digest-environment` dependency configuration: variable
+/// → build dependencies (plan indices), variables sorted.
+fn digest_environment(element: &Element, index: &HashMap<ElementId, usize>) -> Vec<(String, Vec<usize>)> {
+    let mut by_variable: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for dep in element.dependencies.iter().filter(|d| d.dep_type.is_build()) {
+        let Some(&plan_index) = index.get(&dep.element) else { continue };
+        for config in &dep.configs {
+            if let Some(Node::Scalar(variable)) = config.get("digest-environment") {
+                by_variable.entry(variable.value.to_string()).or_default().push(plan_index);
+            }
+        }
+    }
+    by_variable.into_iter().collect()
 }
 
 /// `script`'s layout: each build dependency at its `config: location`

@@ -58,6 +58,10 @@ pub struct CommandsRecipe {
     /// The integration commands to run first (filled in when the action is
     /// made, from the dependencies actually staged at `/`).
     pub integration_commands: Vec<String>,
+    /// BuildElement's `digest-environment`: variable → the build
+    /// dependencies (plan indices) whose staged runtime closure's CAS digest
+    /// (`hash/size`) the variable is set to.
+    pub digest_environment: Vec<(String, Vec<usize>)>,
 }
 
 /// How a `compose` element is built.

@@ -258,12 +258,18 @@ impl RemoteRunner {
         self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
         let (input_root, inputs) = encode_staging(&element.name, &staging, blobs)?;
 
-        let integrated;
-        let recipe = if recipe.integrate {
-            let mut with_integration = recipe.clone();
-            with_integration.integration_commands = integration_commands(job, recipe);
-            integrated = with_integration;
-            &integrated
+        let completed;
+        let recipe = if recipe.integrate || !recipe.digest_environment.is_empty() {
+            let mut full = recipe.clone();
+            if recipe.integrate {
+                full.integration_commands = integration_commands(job, recipe);
+            }
+            for (variable, roots) in &recipe.digest_environment {
+                let digest = self.closure_digest(job, roots).await?;
+                full.environment.insert(variable.clone(), format!("{}/{}", digest.hash_hex(), digest.size()));
+            }
+            completed = full;
+            &completed
         } else {
             recipe
         };
@@ -355,6 +361,21 @@ impl RemoteRunner {
             }
         }
         out
+    }
+
+    /// The CAS digest of the runtime closure of `roots` staged alone at `/`
+    /// (BuildElement's `digest-environment`, a "subsandbox" in BuildStream).
+    async fn closure_digest(&self, job: &Job, roots: &[usize]) -> Result<Digest, BuildError> {
+        let staged = job.plan.staged(job.index);
+        let mut staging = Staging::new();
+        for index in job.plan.runtime_closure(roots) {
+            let Some(dep) = staged.iter().position(|&s| s == index).and_then(|p| job.deps.get(p)) else { continue };
+            let root = dep.files_digest()?;
+            let tree = self.tree(root).await?;
+            staging.stage_tree(&dep.element, "", root, &tree)?;
+        }
+        // Only the digest is needed: the tree itself is not part of the action.
+        Ok(staging.build(&job.element().name)?.root_digest())
     }
 
     /// The stdout and stderr of a result as CAS digests (inline output is uploaded).
