@@ -1,4 +1,4 @@
-//! A BuildElement (`manual`) integrates the dependencies it stages at `/`
+//! A BuildElement (`manual`), and a `script` element likewise, integrates the dependencies it stages at `/`
 //! before its own commands run, as BuildStream's BuildElement does
 //! ("Integrating sandbox"): their `public: bst: integration-commands` run
 //! in `/` first. The same element is built by `weir build` and by
@@ -20,6 +20,8 @@ use std::process::Command;
 
 const INDEXED: &str = "kind: manual\nbuild-depends:\n- base.bst\n- greeting.bst\nconfig:\n  install-commands:\n  - mkdir -p \"%{install-root}\"\n  - cp /usr/share/greeting/index \"%{install-root}/index\"\n";
 
+const SCRIPTED: &str = "kind: script\nbuild-depends:\n- base.bst\n- greeting.bst\nconfig:\n  commands:\n  - mkdir -p \"%{install-root}\"\n  - cp /usr/share/greeting/index \"%{install-root}/index\"\n";
+
 const DIGESTED: &str = "kind: manual\nbuild-depends:\n- base.bst\n- filename: greeting.bst\n  config:\n    digest-environment: GREETING_DIGEST\nconfig:\n  install-commands:\n  - mkdir -p \"%{install-root}\"\n  - echo \"$GREETING_DIGEST\" > \"%{install-root}/digest\"\n";
 
 #[test]
@@ -28,6 +30,7 @@ fn a_build_element_runs_its_dependencies_integration_commands_first_like_buildst
     let root = project.path();
     fs::write(root.join("elements/indexed.bst"), INDEXED).expect("write");
     fs::write(root.join("elements/digested.bst"), DIGESTED).expect("write");
+    fs::write(root.join("elements/scripted.bst"), SCRIPTED).expect("write");
 
     let cache = tempfile::tempdir().expect("tempdir");
     let weir = |args: &[&str]| {
@@ -40,7 +43,9 @@ fn a_build_element_runs_its_dependencies_integration_commands_first_like_buildst
             .expect("weir runs");
         assert!(run.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&run.stderr));
     };
-    weir(&["build", "indexed.bst", "digested.bst"]);
+    weir(&["build", "indexed.bst", "digested.bst", "scripted.bst"]);
+    let our_script = root.join("weir-script");
+    weir(&["artifact", "checkout", "--directory", our_script.to_str().expect("utf-8 path"), "scripted.bst"]);
     let ours = root.join("weir-checkout");
     weir(&["artifact", "checkout", "--directory", ours.to_str().expect("utf-8 path"), "indexed.bst"]);
     let our_digest = root.join("weir-digest");
@@ -51,7 +56,9 @@ fn a_build_element_runs_its_dependencies_integration_commands_first_like_buildst
         let run = weir_tests::peers::bst_command(home.path(), root, "").args(args).output().expect("bst runs");
         assert!(run.status.success(), "bst {args:?}: {}", String::from_utf8_lossy(&run.stderr));
     };
-    bst(&["build", "indexed.bst", "digested.bst"]);
+    bst(&["build", "indexed.bst", "digested.bst", "scripted.bst"]);
+    let their_script = root.join("bst-script");
+    bst(&["artifact", "checkout", "--directory", their_script.to_str().expect("utf-8 path"), "scripted.bst"]);
     let theirs = root.join("bst-checkout");
     bst(&["artifact", "checkout", "--directory", theirs.to_str().expect("utf-8 path"), "indexed.bst"]);
     let their_digest = root.join("bst-digest");
@@ -60,6 +67,8 @@ fn a_build_element_runs_its_dependencies_integration_commands_first_like_buildst
     let index = fs::read_to_string(ours.join("index")).expect("weir's index");
     assert!(index.lines().any(|l| l == "message.txt"), "the integration command listed the greeting: {index:?}");
     assert_eq!(busybox_example::snapshot(&ours), busybox_example::snapshot(&theirs), "the same artifact as BuildStream's");
+    assert!(our_script.join("index").is_file(), "the script element integrated its dependencies too");
+    assert_eq!(busybox_example::snapshot(&our_script), busybox_example::snapshot(&their_script), "the script's artifact as BuildStream's");
     let digest = fs::read_to_string(our_digest.join("digest")).expect("weir's digest");
     assert_eq!(digest.trim().len(), 64 + 1 + digest.trim().split('/').nth(1).map_or(0, str::len), "hash/size: {digest:?}");
     assert_eq!(digest, fs::read_to_string(their_digest.join("digest")).expect("bst's digest"), "digest-environment as BuildStream sets it");

@@ -146,7 +146,7 @@ pub fn recipe(
                 environment: string_map(&element.environment),
                 platform: platform(element, host)?,
                 layout: layout(element, index),
-                integrate: false,
+                integrate: true,
                 integration_commands: Vec::new(),
                 digest_environment: Vec::new(),
             }))

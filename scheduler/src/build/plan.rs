@@ -53,7 +53,7 @@ pub struct CommandsRecipe {
     pub layout: Vec<(String, Vec<usize>)>,
     /// Whether the dependencies staged at `/` are integrated first (their
     /// `integration-commands` run in `/` before the commands), as
-    /// BuildStream's BuildElement does; `script` elements do not.
+    /// BuildStream's BuildElement and ScriptElement do.
     pub integrate: bool,
     /// The integration commands to run first (filled in when the action is
     /// made, from the dependencies actually staged at `/`).
