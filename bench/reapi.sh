@@ -150,6 +150,15 @@ if has buildgrid; then
 fi
 
 # ---- measure ----------------------------------------------------------------
+# run_load SERVER NAME MODE ARGS...: one reapi-load measurement of SERVER,
+# kept in $OUT/load-NAME-SERVER.txt for the table.
+run_load() {
+  local s=$1 name=$2 mode=$3
+  shift 3
+  echo "== reapi-load $name ($mode $*) against $s"
+  "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" "$mode" "$@" \
+    | tee "$OUT/load-$name-$s.txt" || echo "reapi.sh: reapi-load $name failed for $s" >&2
+}
 ORDER=()
 for s in weir casd buildgrid; do has "$s" && ORDER+=("$s"); done
 for s in "${ORDER[@]}"; do
@@ -161,19 +170,11 @@ for s in "${ORDER[@]}"; do
   echo "== reapi_bench.py against $s (${ADDR[$s]})"
   "$BGD_PY" "$SHARED/peers/reapi_bench.py" --target "${ADDR[$s]}" --label "$s" "${PY_ARGS[@]}" \
     | tee "$OUT/py-$s.txt" || echo "reapi.sh: reapi_bench.py reported failures for $s" >&2
-  echo "== reapi-load stream against $s"
-  "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" stream "${LOAD_STREAM[@]}" \
-    | tee "$OUT/load-stream-$s.txt" || echo "reapi.sh: reapi-load stream failed for $s" >&2
-  echo "== reapi-load ac against $s"
-  "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" ac "${LOAD_AC[@]}" \
-    | tee "$OUT/load-ac-$s.txt" || echo "reapi.sh: reapi-load ac failed for $s" >&2
+  run_load "$s" stream stream "${LOAD_STREAM[@]}"
+  run_load "$s" ac ac "${LOAD_AC[@]}"
   if [ "$s" != casd ]; then
-    echo "== reapi-load exec against $s"
-    "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" exec "${LOAD_EXEC[@]}" \
-      | tee "$OUT/load-exec-$s.txt" || echo "reapi.sh: reapi-load exec failed for $s" >&2
-    echo "== reapi-load exec (one at a time) against $s"
-    "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" exec "${LOAD_EXEC1[@]}" \
-      | tee "$OUT/load-exec1-$s.txt" || echo "reapi.sh: reapi-load exec c=1 failed for $s" >&2
+    run_load "$s" exec exec "${LOAD_EXEC[@]}"
+    run_load "$s" exec1 exec "${LOAD_EXEC1[@]}"
   fi
 done
 
