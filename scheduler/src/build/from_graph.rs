@@ -106,7 +106,6 @@ pub fn recipe(
                 platform: platform(element, host)?,
                 // BuildElement's dependency `config: location` (all at `/` otherwise).
                 layout: Some(layout(element, index)).filter(|l| l.iter().any(|(location, _)| location != "/")).unwrap_or_default(),
-                integrate: true,
                 integration_commands: Vec::new(),
                 digest_environment: digest_environment(element, index),
             }))
@@ -146,7 +145,6 @@ pub fn recipe(
                 environment: string_map(&element.environment),
                 platform: platform(element, host)?,
                 layout: layout(element, index),
-                integrate: true,
                 integration_commands: Vec::new(),
                 digest_environment: Vec::new(),
             }))

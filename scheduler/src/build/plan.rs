@@ -51,12 +51,9 @@ pub struct CommandsRecipe {
     /// entry stages the runtime closure of the listed plan indices under the
     /// path. Empty: every staged dependency at `/` (BuildElements).
     pub layout: Vec<(String, Vec<usize>)>,
-    /// Whether the dependencies staged at `/` are integrated first (their
-    /// `integration-commands` run in `/` before the commands), as
-    /// BuildStream's BuildElement and ScriptElement do.
-    pub integrate: bool,
-    /// The integration commands to run first (filled in when the action is
-    /// made, from the dependencies actually staged at `/`).
+    /// The integration commands to run first, in `/`: those of the
+    /// dependencies staged at `/`, as BuildStream's BuildElement and
+    /// ScriptElement integrate them (filled in when the action is made).
     pub integration_commands: Vec<String>,
     /// BuildElement's `digest-environment`: variable → the build
     /// dependencies (plan indices) whose staged runtime closure's CAS digest

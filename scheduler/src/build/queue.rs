@@ -32,8 +32,9 @@ pub enum OnError {
     Continue,
 }
 
-/// Cache lookups in flight beyond the `builders` builds (lookups are cheap
-/// RPCs; a no-op build of a large, fully cached graph is bound by them).
+/// Element tasks in flight beyond the `builders` slots: they look up,
+/// stage and upload while the slots run actions (a slot is taken only for
+/// `Execute`, see [`BuildSlot`]).
 const EXTRA_LOOKUPS: usize = 64;
 
 /// Cache lookups in flight while prefetching.
@@ -126,6 +127,11 @@ impl Job {
     /// The element.
     pub fn element(&self) -> &super::PlanElement {
         &self.plan.elements()[self.index]
+    }
+
+    /// The artifact of the staged dependency at plan index `index`, if it is one.
+    pub fn dependency(&self, index: usize) -> Option<&Artifact> {
+        self.plan.staged(self.index).iter().position(|&s| s == index).and_then(|p| self.deps.get(p))
     }
 }
 

@@ -198,8 +198,7 @@ impl RemoteRunner {
     /// `filter`: the one build dependency's files that its split rules select.
     async fn build_filter(&self, job: &Job, source: usize, filter: &SplitFilter) -> Result<Digest, BuildError> {
         let element = job.element();
-        let staged = job.plan.staged(job.index);
-        let dep = staged.iter().position(|&s| s == source).and_then(|p| job.deps.get(p)).ok_or_else(|| BuildError::Element {
+        let dep = job.dependency(source).ok_or_else(|| BuildError::Element {
             element: element.name.clone(),
             reason: "the filtered dependency's artifact is not available".into(),
         })?;
@@ -258,21 +257,15 @@ impl RemoteRunner {
         self.stage_sources(&element.name, &recipe.sources, &build_root, &mut staging, &mut blobs).await?;
         let (input_root, inputs) = encode_staging(&element.name, &staging, blobs)?;
 
-        let completed;
-        let recipe = if recipe.integrate || !recipe.digest_environment.is_empty() {
-            let mut full = recipe.clone();
-            if recipe.integrate {
-                full.integration_commands = integration_commands(job, recipe);
-            }
-            for (variable, roots) in &recipe.digest_environment {
-                let digest = self.closure_digest(job, roots).await?;
-                full.environment.insert(variable.clone(), format!("{}/{}", digest.hash_hex(), digest.size()));
-            }
-            completed = full;
-            &completed
-        } else {
-            recipe
-        };
+        // What only the staged dependencies tell: their integration commands
+        // and the `digest-environment` values.
+        let mut recipe = recipe.clone();
+        recipe.integration_commands = integration_commands(job, &recipe);
+        for (variable, roots) in &recipe.digest_environment {
+            let digest = self.closure_digest(job, roots).await?;
+            recipe.environment.insert(variable.clone(), format!("{}/{}", digest.hash_hex(), digest.size()));
+        }
+        let recipe = &recipe;
         let spec = ActionSpec::new(recipe, input_root);
         let ran = self.run_action(job, &spec, &recipe.platform, inputs).await?;
         let metadata = ran.result.execution_metadata.clone().unwrap_or_default();
@@ -347,15 +340,13 @@ impl RemoteRunner {
     /// The staged dependency artifacts with the location each goes to, in
     /// staging order: everything at `/` unless the recipe has a layout.
     fn layout<'a>(&self, job: &'a Job, recipe: &CommandsRecipe) -> Vec<(String, &'a Artifact)> {
-        let staged = job.plan.staged(job.index);
         if recipe.layout.is_empty() {
             return job.deps.iter().map(|dep| (String::new(), dep)).collect();
         }
-        let artifact_of = |index: usize| staged.iter().position(|&s| s == index).and_then(|p| job.deps.get(p));
         let mut out = Vec::new();
         for (location, roots) in &recipe.layout {
             for index in job.plan.runtime_closure(roots) {
-                if let Some(artifact) = artifact_of(index) {
+                if let Some(artifact) = job.dependency(index) {
                     out.push((relative(location), artifact));
                 }
             }
@@ -366,10 +357,9 @@ impl RemoteRunner {
     /// The CAS digest of the runtime closure of `roots` staged alone at `/`
     /// (BuildElement's `digest-environment`, a "subsandbox" in BuildStream).
     async fn closure_digest(&self, job: &Job, roots: &[usize]) -> Result<Digest, BuildError> {
-        let staged = job.plan.staged(job.index);
         let mut staging = Staging::new();
         for index in job.plan.runtime_closure(roots) {
-            let Some(dep) = staged.iter().position(|&s| s == index).and_then(|p| job.deps.get(p)) else { continue };
+            let Some(dep) = job.dependency(index) else { continue };
             let root = dep.files_digest()?;
             let tree = self.tree(root).await?;
             staging.stage_tree(&dep.element, "", root, &tree)?;

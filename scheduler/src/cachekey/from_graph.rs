@@ -68,11 +68,25 @@ impl GraphKeys {
     }
 }
 
-/// `weir show`'s per-element key fields: `%{full-key}`, `%{key}`,
-/// `%{strict-key}`, `%{weak-key}`, `%{source-keys}`, `%{artifact}`, `%{state}`.
-impl crate::graph::KeyFields for GraphKeys {
+/// `weir show`'s key fields (`%{full-key}`, `%{key}`, `%{strict-key}`,
+/// `%{weak-key}`, `%{source-keys}`, `%{artifact}`, `%{state}`) through
+/// [`crate::graph::KeyFields`]: `%{key}` is `key_length` characters long
+/// (the user configuration's `logging: key-length`), and `%{state}` is
+/// `cached` for the elements in `cached` (those the configured artifact
+/// cache holds; without one nothing is cached).
+pub struct ShownKeys<'a> {
+    /// The keys.
+    pub keys: &'a GraphKeys,
+    /// `%{key}`'s length.
+    pub key_length: usize,
+    /// The elements whose artifact is cached, when a cache was asked.
+    pub cached: Option<std::collections::HashSet<ElementId>>,
+}
+
+impl crate::graph::KeyFields for ShownKeys<'_> {
     fn field(&self, _graph: &Graph, element: &Element, field: &str) -> Option<String> {
-        self.fields(element.id)?.field(field).map(str::to_owned)
+        let cached = |id| self.cached.as_ref().is_some_and(|set| set.contains(&id));
+        self.keys.fields_with(element.id, self.key_length, &cached)?.field(field).map(str::to_owned)
     }
 }
 
@@ -339,7 +353,7 @@ mod tests {
         assert!(super::super::canonical::is_key(&build.weak_key));
         assert_eq!(build.full_key, build.strict_key);
         let graph = graph();
-        let lookup: &dyn crate::graph::KeyFields = &keys;
+        let lookup: &dyn crate::graph::KeyFields = &ShownKeys { keys: &keys, key_length: DEFAULT_KEY_LENGTH, cached: None };
         assert_eq!(lookup.field(&graph, graph.element(ElementId(1)), "full-key"), Some(build.full_key.clone()));
         assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "source-keys"), Some(fetch.source_keys.clone()));
         assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "name"), None);

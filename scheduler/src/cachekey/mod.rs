@@ -33,7 +33,7 @@ use std::path::PathBuf;
 pub use artifact_name::artifact_name;
 pub use canonical::{generate_key, is_key};
 pub use element_input::{DependencyInput, ElementInput, SourceInput};
-pub use from_graph::GraphKeys;
+pub use from_graph::{GraphKeys, ShownKeys};
 pub use key_fields::KeyFields;
 pub use key_table::{ElementKeys, KeyTable};
 pub use plugin_key::PluginKey;

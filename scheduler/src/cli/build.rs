@@ -59,6 +59,24 @@ enum Remotes {
     Embedded(PathBuf),
 }
 
+impl Remotes {
+    /// The storage endpoint, the execution endpoints and, when no remote is
+    /// configured, the embedded worker serving both (started here; it stops
+    /// when dropped).
+    async fn endpoints(self) -> Result<(EndpointSpec, Vec<EndpointSpec>, Option<EmbeddedWorker>), Failure> {
+        match self {
+            Remotes::Configured(storage, executors) => Ok((storage, executors, None)),
+            Remotes::Embedded(cache_dir) => {
+                let worker = EmbeddedWorker::start(&cache_dir).await.map_err(|e| {
+                    Failure::new("APP", "EMBEDDED_WORKER", format!("{e}; or build on a remote with --remote grpc://HOST:PORT"))
+                })?;
+                let spec = worker.endpoint().clone();
+                Ok((spec.clone(), vec![spec], Some(worker)))
+            }
+        }
+    }
+}
+
 impl RemoteArgs {
     /// `--remote` URLs (the first stores; every one may execute), else the
     /// user configuration's remotes (`-c FILE`), else the embedded worker in
@@ -144,22 +162,9 @@ impl Session {
             let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
             Ok::<_, Failure>((graph, keys))
         });
-        let start = async {
-            match &remotes {
-                Remotes::Embedded(cache_dir) => EmbeddedWorker::start(cache_dir).await.map(Some).map_err(|e| {
-                    Failure::new("APP", "EMBEDDED_WORKER", format!("{e}; or build on a remote with --remote grpc://HOST:PORT"))
-                }),
-                Remotes::Configured(..) => Ok(None),
-            }
-        };
-        let (loaded, started) = tokio::join!(load, start);
+        let (loaded, started) = tokio::join!(load, remotes.endpoints());
         let (graph, keys) = loaded.map_err(|e| Failure::new("APP", "INTERNAL", e.to_string()))??;
-        let embedded = started?;
-        let (storage, executors) = match (remotes, &embedded) {
-            (Remotes::Configured(storage, executors), _) => (storage, executors),
-            (Remotes::Embedded(_), Some(worker)) => (worker.endpoint().clone(), vec![worker.endpoint().clone()]),
-            (Remotes::Embedded(_), None) => return Err(Failure::new("APP", "INTERNAL", "the embedded worker did not start")),
-        };
+        let (storage, executors, embedded) = started?;
         let storage_url = storage.url.clone();
         let storage = RemoteClient::connect(storage).await.map_err(remote_failure)?;
         let mut connected = Vec::with_capacity(executors.len());
@@ -191,13 +196,12 @@ impl Session {
 /// the user configuration's remotes, or the embedded worker's cache
 /// directory if it already exists (`None` when no cache is configured; none
 /// is created just to look).
-pub(super) fn cached_elements(global: &GlobalArgs, graph: &Graph, keys: &GraphKeys) -> Result<Option<HashSet<ElementId>>, Failure> {
-    let remote = RemoteArgs {
-        instance_name: String::new(),
-        token: std::env::var("WEIR_REMOTE_TOKEN").ok(),
-        server_cert: None,
-        cache_dir: std::env::var_os("WEIR_CACHE_DIR").map(PathBuf::from),
-    };
+pub(super) fn cached_elements(
+    global: &GlobalArgs,
+    remote: &RemoteArgs,
+    graph: &Graph,
+    keys: &GraphKeys,
+) -> Result<Option<HashSet<ElementId>>, Failure> {
     let remotes = remote.remotes(global)?;
     if let Remotes::Embedded(dir) = &remotes {
         if !dir.join("cache.redb").is_file() {
@@ -205,13 +209,7 @@ pub(super) fn cached_elements(global: &GlobalArgs, graph: &Graph, keys: &GraphKe
         }
     }
     runtime()?.block_on(async {
-        let (spec, embedded) = match remotes {
-            Remotes::Configured(storage, _) => (storage, None),
-            Remotes::Embedded(dir) => {
-                let worker = EmbeddedWorker::start(&dir).await.map_err(|e| Failure::new("APP", "EMBEDDED_WORKER", e.to_string()))?;
-                (worker.endpoint().clone(), Some(worker))
-            }
-        };
+        let (spec, _, embedded) = remotes.endpoints().await?;
         let cache = crate::build::ArtifactCache::new(RemoteClient::connect(spec).await.map_err(remote_failure)?);
         let strict: Vec<(ElementId, String)> =
             graph.elements.iter().filter_map(|e| Some((e.id, keys.keys(e.id)?.strict.clone()?))).collect();
@@ -235,6 +233,11 @@ pub(super) fn cached_elements(global: &GlobalArgs, graph: &Graph, keys: &GraphKe
 /// A load failure as the user sees it.
 pub fn load_failure(f: LoadFailure) -> Failure {
     Failure { domain: f.domain, reason: f.reason, message: f.message, detail: f.detail }
+}
+
+/// A source fetch failure as the user sees it.
+pub fn source_failure(e: crate::fetch::FetchError) -> Failure {
+    Failure::new("SOURCE", e.reason(), e.to_string())
 }
 
 /// A remote failure as the user sees it.
@@ -264,7 +267,6 @@ async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode, Failur
     let session = Session::open(global, &args.remote, &args.targets).await?;
     let host = HostPlatform::detect();
     let printer = Arc::new(Printer::new(args.json));
-    let source_failure = |e: crate::fetch::FetchError| Failure::new("SOURCE", e.reason(), e.to_string());
     let fetch = crate::fetch::FetchStep::new(&source_cache_dir(&args.remote, global)?);
     let fetched = fetch.locate(&session.graph, &session.graph.targets).map_err(source_failure)?;
     let plan = plan_from_graph(&session.graph, &session.graph.targets, &host, &fetched, |id| session.artifact_keys(id)).map_err(build_failure)?;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::build::{runtime, source_cache_dir, Printer, RemoteArgs};
+use super::build::{runtime, source_cache_dir, source_failure, Printer, RemoteArgs};
 use super::show::{load_options, project_directory};
 use super::{DepsMode, Failure, GlobalArgs};
 use crate::graph::{ElementId, Scope};
@@ -34,15 +34,8 @@ pub struct FetchArgs {
 pub fn run(global: &GlobalArgs, args: &FetchArgs) -> Result<ExitCode, Failure> {
     let directory = project_directory(global)?;
     let graph = loader::load(&directory, &args.targets, &load_options(global)).map_err(super::build::load_failure)?.graph;
-    let scope = match args.deps {
-        DepsMode::None => Scope::None,
-        DepsMode::Build => Scope::Build,
-        DepsMode::Run => Scope::Run,
-        DepsMode::All => Scope::All,
-    };
-    let selected: HashSet<ElementId> = graph.select(&graph.targets, scope).into_iter().collect();
+    let selected: HashSet<ElementId> = graph.select(&graph.targets, Scope::from(args.deps)).into_iter().collect();
     let step = crate::fetch::FetchStep::new(&source_cache_dir(&args.remote, global)?);
-    let source_failure = |e: crate::fetch::FetchError| Failure::new("SOURCE", e.reason(), e.to_string());
     let printer = Printer::new(false);
     runtime()?
         .block_on(step.fetch(&graph, &graph.targets, &printer, |element| selected.contains(&element.id)))

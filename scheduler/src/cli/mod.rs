@@ -113,6 +113,9 @@ pub struct ShowArgs {
     /// Format string for each element (`%{name}`, `%{vars}`, `%{config}`, `%{public}`, `%{env}`, `%{full-key}`, `%{key}`, `%{state}`).
     #[arg(short = 'f', long = "format", value_name = "FORMAT")]
     pub format: Option<String>,
+    /// The artifact cache `%{state}` asks (as for `weir build`).
+    #[command(flatten)]
+    pub remote: build::RemoteArgs,
     /// Element targets (default: the project's default targets).
     #[arg(value_name = "ELEMENT")]
     pub targets: Vec<String>,
@@ -129,6 +132,17 @@ pub enum DepsMode {
     Run,
     /// Everything the targets depend on.
     All,
+}
+
+impl From<DepsMode> for crate::graph::Scope {
+    fn from(mode: DepsMode) -> Self {
+        match mode {
+            DepsMode::None => crate::graph::Scope::None,
+            DepsMode::Build => crate::graph::Scope::Build,
+            DepsMode::Run => crate::graph::Scope::Run,
+            DepsMode::All => crate::graph::Scope::All,
+        }
+    }
 }
 
 /// Project-level commands.

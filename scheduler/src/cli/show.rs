@@ -127,12 +127,7 @@ fn pad_value(value: &str, spec: Option<&str>) -> String {
 
 /// The text `show` prints for the selected elements.
 pub fn render(graph: &Graph, deps: DepsMode, format: &str, keys: &dyn KeyFields) -> String {
-    let scope = match deps {
-        DepsMode::None => Scope::None,
-        DepsMode::Build => Scope::Build,
-        DepsMode::Run => Scope::Run,
-        DepsMode::All => Scope::All,
-    };
+    let scope = Scope::from(deps);
     let selected = graph.select(&graph.targets, scope);
     let lines: Vec<String> = selected.iter().map(|&id| format_element(graph, graph.element(id), format, keys)).collect();
     let mut out = lines.join("\n");
@@ -157,23 +152,6 @@ fn wants_keys(format: &str) -> bool {
     KEY_FIELDS.iter().any(|field| format.contains(&format!("%{{{field}")))
 }
 
-/// Cache keys as `show` prints them: `%{key}` is `logging: key-length`
-/// characters long (BuildStream's user configuration; 8 by default).
-/// `%{state}` is `cached` for the elements in `cached` (from the configured
-/// artifact cache; without one nothing is cached).
-struct ShownKeys<'a> {
-    keys: &'a crate::cachekey::GraphKeys,
-    key_length: usize,
-    cached: Option<std::collections::HashSet<crate::graph::ElementId>>,
-}
-
-impl crate::graph::KeyFields for ShownKeys<'_> {
-    fn field(&self, _graph: &crate::graph::Graph, element: &crate::graph::Element, field: &str) -> Option<String> {
-        let cached = |id| self.cached.as_ref().is_some_and(|set| set.contains(&id));
-        self.keys.fields_with(element.id, self.key_length, &cached)?.field(field).map(str::to_owned)
-    }
-}
-
 /// The format fields whose values come from the cache key module.
 const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "state", "source-keys", "artifact"];
 
@@ -194,6 +172,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let deps = args.deps;
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
     let global = global.clone();
+    let remote = args.remote.clone();
     let (text, messages) = with_large_stack(move || {
         let loaded = loader::load(&directory, &targets, &options).map_err(failure)?;
         let mut messages = loaded.messages;
@@ -214,7 +193,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         };
         // `%{state}` says `cached` only with a cache to ask.
         let cached = match &keys {
-            Some(keys) if format.contains("%{state}") => match super::build::cached_elements(&global, &loaded.graph, keys) {
+            Some(keys) if format.contains("%{state}") => match super::build::cached_elements(&global, &remote, &loaded.graph, keys) {
                 Ok(cached) => cached,
                 Err(failure) => {
                     messages.push(format!("warning: the artifact cache was not consulted for %{{state}}: {}", failure.message));
@@ -224,7 +203,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
             _ => None,
         };
         let text = match &keys {
-            Some(keys) => render(&loaded.graph, deps, &format, &ShownKeys { keys, key_length: loaded.key_length, cached }),
+            Some(keys) => render(&loaded.graph, deps, &format, &crate::cachekey::ShownKeys { keys, key_length: loaded.key_length, cached }),
             None => render(&loaded.graph, deps, &format, &NoKeys),
         };
         // The process ends right after printing: freeing the graph and the

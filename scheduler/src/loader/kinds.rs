@@ -55,26 +55,28 @@ impl Session {
         let Some(Origin::Local { path }) = self.states[id.0 as usize].origins.lookup(Namespace::Source, kind).map(|(_, o)| o.clone()) else {
             return Ok(None);
         };
-        let exe = path.join(kind);
-        if !exe.is_file() {
+        if !path.join(kind).is_file() {
             return Ok(None);
         }
+        self.running_plugin(&path, kind, "source", at).map(Some)
+    }
+
+    /// The executable `path/kind`, started (one process per executable, for
+    /// the whole run) on first use.
+    fn running_plugin(&mut self, path: &std::path::Path, kind: &str, namespace: &str, at: Span) -> LoadResult<std::path::PathBuf> {
+        let exe = path.join(kind);
         if !self.plugins.contains_key(&exe) {
-            let plugin = ExternalPlugin::start(&path, kind, "source", at)?;
+            let plugin = ExternalPlugin::start(path, kind, namespace, at)?;
             self.plugins.insert(exe.clone(), plugin);
         }
-        Ok(Some(exe))
+        Ok(exe)
     }
 
     fn resolve_kind(&mut self, id: ProjectId, kind: &str, at: Span) -> LoadResult<KindInfo> {
         let declared = self.states[id.0 as usize].origins.lookup(Namespace::Element, kind).map(|(_, o)| o.clone());
         match declared {
             Some(Origin::Local { path }) => {
-                let exe = path.join(kind);
-                if !self.plugins.contains_key(&exe) {
-                    let plugin = ExternalPlugin::start(&path, kind, "element", at)?;
-                    self.plugins.insert(exe.clone(), plugin);
-                }
+                let exe = self.running_plugin(&path, kind, "element", at)?;
                 let plugin = &self.plugins[&exe];
                 Ok(KindInfo {
                     name: kind.to_string(),
