@@ -276,7 +276,7 @@ async fn command_past_its_timeout_is_killed_with_deadline_exceeded() {
     let started = Instant::now();
     let (_, response) = h.execute(action, false).await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(code(&response), tonic::Code::DeadlineExceeded as i32);
+    assert_eq!(code(&response), tonic::Code::DeadlineExceeded as i32, "{:?}", response.status);
     let result = response.result.expect("partial result with stdout");
     assert_eq!(h.read(result.stdout_digest.as_ref().unwrap()).await, b"started\n");
 }
@@ -617,7 +617,7 @@ async fn namespace_sandbox_collects_outputs_and_kills_on_timeout() {
         .await;
     let started = Instant::now();
     let (_, response) = h.execute(action, false).await;
-    assert_eq!(code(&response), tonic::Code::DeadlineExceeded as i32);
+    assert_eq!(code(&response), tonic::Code::DeadlineExceeded as i32, "{:?}", response.status);
     assert!(started.elapsed() < Duration::from_secs(10), "the whole namespace was killed");
 }
 

@@ -7,24 +7,28 @@
 //! | [`input_tree`] | fetching and validating every `Directory` of an input root, then staging it |
 //! | [`executable_copies`] | one shared executable copy per executable input blob, hard-linked into roots |
 //! | [`sandbox`] | the sandbox kinds (`host`, `namespace`), spawning and killing the process, [`probe`] |
-//! | [`namespace`] | the child-side Linux namespace set-up (user, mount, pid, net, uts, ipc) |
+//! | [`namespace`] | starting a command in new Linux namespaces (user, mount, pid, net, uts, ipc) with one `clone` |
+//! | [`exec_image`] | a command's program, argv and environment prepared for `execve`, with the `PATH` search |
+//! | [`pidfd_child`] | waiting for, killing and reaping a cloned child through its pidfd |
 //! | [`outputs`] | collecting output files, directories (as `Tree`s) and symlinks and uploading them |
 //!
 //! Key decisions: every `Directory` of the input root is fetched and validated
 //! before a single file is written, so a bad tree never leaves anything on
 //! disk; the filesystem work (staging, collection, clean-up) runs on tokio's
-//! blocking pool, while the process itself is awaited by tokio's child reaper,
-//! so no thread is held per running action. Timeouts and cancellation kill the
+//! blocking pool, while the process itself is awaited asynchronously (tokio's
+//! child reaper, or its pidfd), so no thread is held per running action. Timeouts and cancellation kill the
 //! whole process group (in the namespace sandbox that takes the pid namespace,
 //! and every process in it, down with it).
 //!
 //! This module does not decide *whether* to run (cache lookups, deduplication,
 //! slots): that is [`crate::execution`].
 
+pub mod exec_image;
 pub mod executable_copies;
 pub mod input_tree;
 pub mod namespace;
 pub mod outputs;
+pub mod pidfd_child;
 pub mod sandbox;
 
 use std::fmt;
@@ -303,10 +307,7 @@ impl Runner {
         let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
         let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
         let root = dir.join("root");
-        let stdout_path = dir.join("stdout");
-        let stderr_path = dir.join("stderr");
         let staged = {
-            let (stdout_path, stderr_path) = (stdout_path.clone(), stderr_path.clone());
             let dir = dir.to_path_buf();
             let root = root.clone();
             let outputs = outputs.clone();
@@ -318,7 +319,7 @@ impl Runner {
                 let linked = tree.stage(&root, Some(&executables))?;
                 outputs.prepare(&root)?;
                 let mount_points = sandbox.prepare_root(&root)?;
-                let stdio = sandbox::Stdio::create(&stdout_path, &stderr_path)?;
+                let stdio = sandbox::Stdio::create()?;
                 let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
                 Ok((linked, mount_points, stdio, setup))
             })
@@ -331,7 +332,7 @@ impl Runner {
         }
 
         metadata.execution_start_timestamp = Some(timestamp(SystemTime::now()));
-        let child = sandbox::spawn(&root, &request.command, outputs.working_dir(), stdio, setup)?;
+        let child = sandbox::spawn(&root, &request.command, outputs.working_dir(), &stdio, setup.as_ref())?;
         let (status, ended) = wait(child, request.timeout, &mut cancel).await;
         metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
         let modified = if linked.is_empty() && mount_points.is_empty() {
@@ -352,7 +353,7 @@ impl Runner {
         metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
         let collected = {
             let root = root.clone();
-            run_blocking(move || outputs.collect(&root, &stdout_path, &stderr_path)).await?
+            run_blocking(move || outputs.collect(&root, &stdio.stdout, &stdio.stderr)).await?
         };
         let mut result = collected.upload(&self.store).await?;
         result.exit_code = sandbox::exit_code(status);

@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -111,12 +111,13 @@ impl OutputSpec {
         Ok(())
     }
 
-    /// Collects the outputs present under `root` after the run, and the
-    /// command's stdout and stderr files. Blocking.
-    pub fn collect(&self, root: &Path, stdout: &Path, stderr: &Path) -> Result<Collected, RunnerError> {
+    /// Collects the outputs present under `root` after the run, and what
+    /// the command wrote to `stdout` and `stderr` (read from their start).
+    /// Blocking.
+    pub fn collect(&self, root: &Path, stdout: &fs::File, stderr: &fs::File) -> Result<Collected, RunnerError> {
         let mut collected = Collected::default();
-        collected.result.stdout_digest = Some(collected.add_file(stdout.to_path_buf())?.to_proto());
-        collected.result.stderr_digest = Some(collected.add_file(stderr.to_path_buf())?.to_proto());
+        collected.result.stdout_digest = Some(collected.add_stream(stdout, "stdout")?.to_proto());
+        collected.result.stderr_digest = Some(collected.add_stream(stderr, "stderr")?.to_proto());
         for output in &self.outputs {
             collected.collect(root, output)?;
         }
@@ -186,6 +187,16 @@ impl Collected {
         let digest = Digest::of_reader(file).map_err(|e| RunnerError::io(format!("reading {}", path.display()), e))?;
         self.uploads.push(Upload::Path(digest, path));
         Ok(digest)
+    }
+
+    fn add_stream(&mut self, file: &fs::File, name: &str) -> Result<Digest, RunnerError> {
+        let mut content = Vec::new();
+        let mut reader = file;
+        reader
+            .seek(io::SeekFrom::Start(0))
+            .and_then(|_| reader.read_to_end(&mut content))
+            .map_err(|e| RunnerError::io(format!("reading the command's {name}"), e))?;
+        Ok(self.add_bytes(content))
     }
 
     fn add_bytes(&mut self, bytes: Vec<u8>) -> Digest {
@@ -365,7 +376,8 @@ mod tests {
         fs::write(temp.path().join("stdout"), b"hello\n").unwrap();
         fs::write(temp.path().join("stderr"), b"").unwrap();
 
-        let collected = spec.collect(&root, &temp.path().join("stdout"), &temp.path().join("stderr")).unwrap();
+        let (stdout, stderr) = (fs::File::open(temp.path().join("stdout")).unwrap(), fs::File::open(temp.path().join("stderr")).unwrap());
+        let collected = spec.collect(&root, &stdout, &stderr).unwrap();
         let result = &collected.result;
         assert_eq!(result.stdout_digest, Some(Digest::of(b"hello\n").to_proto()));
         assert_eq!(result.output_files.len(), 1);
@@ -396,8 +408,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().join("root");
         fs::create_dir_all(root.join("d")).unwrap();
-        fs::write(temp.path().join("o"), b"").unwrap();
-        let out = temp.path().join("o");
+        let out = tempfile::tempfile().unwrap();
         let spec = OutputSpec::from_command(&command(&[], &["d"], &[], "")).unwrap();
         assert!(matches!(spec.collect(&root, &out, &out), Err(RunnerError::InvalidOutput { .. })));
         std::os::unix::fs::symlink("d", root.join("l")).unwrap();
@@ -417,8 +428,7 @@ mod tests {
         let root = temp.path().join("root");
         fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let out = temp.path().join("o");
-        fs::write(&out, b"").unwrap();
+        let out = tempfile::tempfile().unwrap();
         let spec = OutputSpec::from_command(&command(&["escape/secret"], &[], &[], "")).unwrap();
         assert!(matches!(spec.collect(&root, &out, &out), Err(RunnerError::InvalidOutput { .. })));
         let spec = OutputSpec::from_command(&command(&["escape/new/file"], &[], &[], "")).unwrap();

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -24,7 +25,9 @@ use std::str::FromStr;
 
 use weir_proto::reapi::Command;
 
+use super::exec_image::ExecImage;
 use super::namespace::NamespaceSetup;
+use super::pidfd_child::PidfdChild;
 use super::RunnerError;
 
 /// Where commands run.
@@ -70,22 +73,38 @@ impl FromStr for SandboxKind {
     }
 }
 
-/// The files that receive a command's stdout and stderr.
+/// Where a command's stdin, stdout and stderr go: `/dev/null`, and two
+/// memory files (`memfd`) that the runner reads back after the run.
+///
+/// Memory files rather than files in the action directory: capturing the
+/// output then creates and deletes no inode on the worker's disk, which on
+/// a busy worker is a noticeable part of each action's cost.
 #[derive(Debug)]
 pub(crate) struct Stdio {
-    stdout: File,
-    stderr: File,
+    stdin: File,
+    /// The command's stdout.
+    pub stdout: File,
+    /// The command's stderr.
+    pub stderr: File,
 }
 
 impl Stdio {
-    /// Creates both files. Blocking.
-    pub fn create(stdout: &Path, stderr: &Path) -> Result<Self, RunnerError> {
-        Ok(Stdio { stdout: output_file(stdout)?, stderr: output_file(stderr)? })
+    /// Opens `/dev/null` and creates both memory files.
+    pub fn create() -> Result<Self, RunnerError> {
+        let memory_file = |name: &std::ffi::CStr| {
+            nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map(File::from)
+                .map_err(|e| RunnerError::io("creating a memory file for the command's output", e.into()))
+        };
+        Ok(Stdio {
+            stdin: File::open("/dev/null").map_err(|e| RunnerError::io("opening /dev/null", e))?,
+            stdout: memory_file(c"stdout")?,
+            stderr: memory_file(c"stderr")?,
+        })
     }
 
-    fn try_clone(&self) -> Result<Self, RunnerError> {
-        let clone = |file: &File| file.try_clone().map_err(|e| RunnerError::io("duplicating an output file handle", e));
-        Ok(Stdio { stdout: clone(&self.stdout)?, stderr: clone(&self.stderr)? })
+    fn raw(&self) -> [RawFd; 3] {
+        [self.stdin.as_raw_fd(), self.stdout.as_raw_fd(), self.stderr.as_raw_fd()]
     }
 }
 
@@ -139,77 +158,87 @@ impl SandboxKind {
 /// `setup` describes. Must be called on a runtime thread (see the module doc).
 ///
 /// A start that fails with ETXTBSY is tried again a few times: while one
-/// action's executable input is being written, a process forked for another
-/// action at that moment holds the write handle until it execs (or, for the
-/// namespace sandbox's intermediate process, until it exits), so an exec of
-/// that file can briefly fail although nothing is wrong with the action.
+/// action's executable input is being written, a process that another part
+/// of the worker forks at that moment holds the write handle until it
+/// execs, so an exec of that file can briefly fail although nothing is
+/// wrong with the action.
 pub(crate) fn spawn(
     root: &Path,
     command: &Command,
     working_dir: &str,
-    stdio: Stdio,
-    setup: Option<NamespaceSetup>,
+    stdio: &Stdio,
+    setup: Option<&NamespaceSetup>,
 ) -> Result<SandboxedChild, RunnerError> {
     const TEXT_BUSY_RETRIES: u32 = 6;
-    let program = command.arguments.first().cloned().unwrap_or_default();
-    let start = |stdio: Stdio, setup: Option<NamespaceSetup>| {
-        let mut process = std::process::Command::new(&program);
-        process
-            .args(command.arguments.iter().skip(1))
-            .env_clear()
-            .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
-            .stdin(std::process::Stdio::null())
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr)
-            .process_group(0);
+    let image = ExecImage::new(command).map_err(|e| RunnerError::InvalidCommand(e.to_string()))?;
+    let start = || -> io::Result<ChildProcess> {
         match setup {
+            Some(setup) => setup.spawn(&image, stdio.raw()).map(ChildProcess::Namespace),
             None => {
-                process.current_dir(root.join(working_dir));
-            }
-            Some(setup) => {
-                // SAFETY: `enter` only makes raw system calls on data prepared
-                // beforehand; it does not allocate or take locks.
-                unsafe {
-                    process.pre_exec(move || setup.enter());
-                }
+                let mut process = std::process::Command::new(image.program());
+                process
+                    .args(command.arguments.iter().skip(1))
+                    .env_clear()
+                    .envs(command.environment_variables.iter().map(|v| (&v.name, &v.value)))
+                    .stdin(std::process::Stdio::null())
+                    .stdout(stdio.stdout.try_clone()?)
+                    .stderr(stdio.stderr.try_clone()?)
+                    .process_group(0)
+                    .current_dir(root.join(working_dir));
+                let mut process = tokio::process::Command::from(process);
+                process.kill_on_drop(true);
+                process.spawn().map(ChildProcess::Host)
             }
         }
-        let mut process = tokio::process::Command::from(process);
-        process.kill_on_drop(true);
-        process.spawn()
     };
     let mut attempt = 0;
     loop {
-        match start(stdio.try_clone()?, setup.clone()) {
-            Ok(child) => {
-                let group = child.id().and_then(|id| i32::try_from(id).ok());
-                return Ok(SandboxedChild { child, group });
-            }
+        match start() {
+            Ok(child) => return Ok(child.into()),
             Err(source) if source.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
                 attempt += 1;
                 // 2, 4, ... 64 ms: the writer finishes a copy in far less.
                 std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
             }
-            Err(source) => return Err(RunnerError::Spawn { program, source }),
+            Err(source) => return Err(RunnerError::Spawn { program: image.program().to_owned(), source }),
         }
     }
 }
 
-fn output_file(path: &Path) -> Result<File, RunnerError> {
-    File::create(path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))
-}
-
-/// A running command in its own process group.
+/// A running command, leader of its own process group.
 #[derive(Debug)]
 pub(crate) struct SandboxedChild {
-    child: tokio::process::Child,
+    process: ChildProcess,
+    /// The process group, taken at start: the leader's id is gone once it
+    /// has been reaped, while the group may live on.
     group: Option<i32>,
+}
+
+#[derive(Debug)]
+enum ChildProcess {
+    /// Started on the host by tokio.
+    Host(tokio::process::Child),
+    /// Pid 1 of its own namespaces.
+    Namespace(PidfdChild),
+}
+
+impl From<ChildProcess> for SandboxedChild {
+    fn from(process: ChildProcess) -> Self {
+        let group = match &process {
+            ChildProcess::Host(child) => child.id().and_then(|id| i32::try_from(id).ok()),
+            ChildProcess::Namespace(child) => Some(child.id()),
+        };
+        SandboxedChild { process, group }
+    }
 }
 
 impl SandboxedChild {
     /// Waits for the command to exit. Cancel-safe.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.child.wait().await
+        match &mut self.process {
+            ChildProcess::Host(child) => child.wait().await,
+            ChildProcess::Namespace(child) => child.wait().await,
+        }
     }
 
     /// Kills the whole process group with SIGKILL (also after the leader
@@ -218,7 +247,12 @@ impl SandboxedChild {
         if let Some(group) = self.group {
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
         }
-        let _ = self.child.start_kill();
+        match &mut self.process {
+            ChildProcess::Host(child) => {
+                let _ = child.start_kill();
+            }
+            ChildProcess::Namespace(child) => child.kill(),
+        }
     }
 }
 
@@ -249,17 +283,11 @@ pub fn probe(kind: SandboxKind, scratch: &Path) -> Result<(), RunnerError> {
         .map_err(|e| RunnerError::io(format!("creating a probe directory in {}", scratch.display()), e))?;
     kind.prepare_root(root.path())?;
     let setup = NamespaceSetup::new(root.path(), "", false).map_err(|e| unavailable("preparing", &e))?.probe_only();
-    let mut command = std::process::Command::new("/weir-sandbox-probe");
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0);
-    // SAFETY: as in `spawn`: raw system calls on prepared data only.
-    unsafe {
-        command.pre_exec(move || setup.enter());
-    }
-    let status = command.status().map_err(|e| unavailable("entering the namespaces", &e))?;
+    let stdio = Stdio::create()?;
+    let image = ExecImage::new(&Command { arguments: vec!["/weir-sandbox-probe".into()], ..Default::default() })
+        .map_err(|e| unavailable("preparing", &e))?;
+    let child = setup.spawn(&image, stdio.raw()).map_err(|e| unavailable("entering the namespaces", &e))?;
+    let status = child.wait_blocking().map_err(|e| unavailable("waiting for the probe", &e))?;
     if !status.success() {
         return Err(unavailable("checking pid 1 and /proc", &format!("probe exited with {status}")));
     }
