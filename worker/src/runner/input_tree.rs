@@ -37,6 +37,7 @@ use weir_proto::reapi::Directory;
 use weir_proto::Digest;
 
 use super::executable_copies::ExecutableCopies;
+use super::directory_pool::{create_dir, DirectoryPool};
 use super::RunnerError;
 use crate::store::{Store, StoreError};
 
@@ -149,12 +150,17 @@ impl InputTree {
     }
 
     /// Writes the tree into `dest`, which must not exist yet, linking
-    /// executables from `copies` when given; returns what was hard-linked.
-    /// Blocking.
-    pub fn stage(&self, dest: &Path, copies: Option<&ExecutableCopies>) -> Result<LinkedInputs, RunnerError> {
-        fs::create_dir(dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
+    /// executables from `copies` and taking directories from `dirs` when
+    /// given; returns what was hard-linked. Blocking.
+    pub fn stage(
+        &self,
+        dest: &Path,
+        copies: Option<&ExecutableCopies>,
+        dirs: Option<&DirectoryPool>,
+    ) -> Result<LinkedInputs, RunnerError> {
+        create_dir(dirs, dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
         let mut linked = LinkedInputs::default();
-        self.stage_directory(&self.root, dest, copies, &mut linked)?;
+        self.stage_directory(&self.root, dest, (copies, dirs), &mut linked)?;
         Ok(linked)
     }
 
@@ -162,7 +168,7 @@ impl InputTree {
         &self,
         digest: &Digest,
         dest: &Path,
-        copies: Option<&ExecutableCopies>,
+        (copies, dirs): (Option<&ExecutableCopies>, Option<&DirectoryPool>),
         linked: &mut LinkedInputs,
     ) -> Result<(), RunnerError> {
         let directory = self
@@ -194,8 +200,8 @@ impl InputTree {
         }
         for child in &directory.directories {
             let path = dest.join(&child.name);
-            fs::create_dir(&path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?;
-            self.stage_directory(&child_digest(child.digest.as_ref())?, &path, copies, linked)?;
+            create_dir(dirs, &path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?;
+            self.stage_directory(&child_digest(child.digest.as_ref())?, &path, (copies, dirs), linked)?;
         }
         Ok(())
     }
@@ -422,7 +428,7 @@ mod tests {
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let temp = tempfile::tempdir().unwrap();
         let dest = temp.path().join("root");
-        tree.stage(&dest, None).unwrap();
+        tree.stage(&dest, None, None).unwrap();
         assert_eq!(fs::read(dest.join("data/a.txt")).unwrap(), b"alpha");
         assert_eq!(fs::read(dest.join("data/up")).unwrap(), b"#!/bin/sh\necho hi\n");
         assert_eq!(fs::read_link(dest.join("data/up")).unwrap(), Path::new("../run.sh"));
@@ -438,7 +444,7 @@ mod tests {
         let root = sample_tree(&store).await;
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let dest = temp.path().join("root");
-        let linked = tree.stage(&dest, None).unwrap();
+        let linked = tree.stage(&dest, None, None).unwrap();
         assert_eq!(linked.len(), 1, "one non-executable blob is linked");
         let staged = fs::metadata(dest.join("data/a.txt")).unwrap();
         let stored = fs::metadata(store.local_path(&Digest::of(b"alpha")).unwrap()).unwrap();
@@ -458,8 +464,8 @@ mod tests {
         let copies = ExecutableCopies::new(temp.path().join("executables"), 1 << 20).unwrap();
         let root = sample_tree(&store).await;
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
-        let first = tree.stage(&temp.path().join("one"), Some(&copies)).unwrap();
-        tree.stage(&temp.path().join("two"), Some(&copies)).unwrap();
+        let first = tree.stage(&temp.path().join("one"), Some(&copies), None).unwrap();
+        tree.stage(&temp.path().join("two"), Some(&copies), None).unwrap();
         let one = fs::metadata(temp.path().join("one/run.sh")).unwrap();
         let two = fs::metadata(temp.path().join("two/run.sh")).unwrap();
         assert_eq!(one.ino(), two.ino(), "both roots link the same copy");
@@ -523,12 +529,12 @@ mod tests {
         let tree = InputTree::fetch(&store, root, false).await.unwrap();
         let temp = tempfile::tempdir().unwrap();
         let dest = temp.path().join("root");
-        tree.stage(&dest, None).unwrap();
+        tree.stage(&dest, None, None).unwrap();
         assert_eq!(fs::read(dest.join("nothing")).unwrap(), b"");
         assert_eq!(fs::read_dir(dest.join("empty")).unwrap().count(), 0);
         // An input root that is itself the empty directory stages as an empty directory.
         let tree = InputTree::fetch(&store, empty, false).await.unwrap();
-        tree.stage(&temp.path().join("bare"), None).unwrap();
+        tree.stage(&temp.path().join("bare"), None, None).unwrap();
         assert_eq!(fs::read_dir(temp.path().join("bare")).unwrap().count(), 0);
     }
 

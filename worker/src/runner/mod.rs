@@ -5,6 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`input_tree`] | fetching and validating every `Directory` of an input root, then staging it |
+//! | [`directory_pool`] | empty directories of finished actions, renamed into the next staged trees |
 //! | [`executable_copies`] | one shared executable copy per executable input blob, hard-linked into roots |
 //! | [`sandbox`] | the sandbox kinds (`host`, `namespace`), spawning and killing the process, [`probe`] |
 //! | [`namespace`] | starting a command in new Linux namespaces (user, mount, pid, net, uts, ipc) with one `clone` |
@@ -23,6 +24,7 @@
 //! This module does not decide *whether* to run (cache lookups, deduplication,
 //! slots): that is [`crate::execution`].
 
+pub mod directory_pool;
 pub mod exec_image;
 pub mod executable_copies;
 pub mod input_tree;
@@ -43,6 +45,7 @@ use weir_proto::reapi::{ActionResult, Command, ExecutedActionMetadata};
 use weir_proto::Digest;
 
 use crate::store::{Store, StoreError};
+use directory_pool::{remove_tree_plainly, DirectoryPool};
 
 pub use input_tree::InputTree;
 pub use outputs::OutputSpec;
@@ -245,6 +248,7 @@ pub struct Runner {
     config: RunnerConfig,
     next_id: AtomicU64,
     executables: Arc<executable_copies::ExecutableCopies>,
+    directories: Arc<DirectoryPool>,
 }
 
 impl fmt::Debug for Runner {
@@ -264,9 +268,18 @@ impl Runner {
         let copies_dir = config.work_dir.join(format!("executables-{}", std::process::id()));
         let executables = executable_copies::ExecutableCopies::new(&copies_dir, executable_copies::DEFAULT_MAX_BYTES)
             .map_err(|e| RunnerError::io(format!("creating {}", copies_dir.display()), e))?;
+        let pool_dir = config.work_dir.join(format!("dirs-{}", std::process::id()));
+        let directories = DirectoryPool::new(&pool_dir, directory_pool::DEFAULT_CAPACITY)
+            .map_err(|e| RunnerError::io(format!("creating {}", pool_dir.display()), e))?;
         let work_dir = config.work_dir.clone();
         std::thread::spawn(move || remove_stale_action_dirs(&work_dir));
-        Ok(Runner { store, config, next_id: AtomicU64::new(0), executables: Arc::new(executables) })
+        Ok(Runner {
+            store,
+            config,
+            next_id: AtomicU64::new(0),
+            executables: Arc::new(executables),
+            directories: Arc::new(directories),
+        })
     }
 
     /// The directory of one run: `PID-HASHPREFIX-N` under the work directory.
@@ -286,7 +299,8 @@ impl Runner {
         let result = self.run_in(&dir, request, cancel).await;
         if !self.config.keep_work_dirs {
             // Removal can take a while for big trees; nobody waits for it.
-            tokio::task::spawn_blocking(move || remove_tree(&dir));
+            let directories = self.directories.clone();
+            tokio::task::spawn_blocking(move || directories.remove_tree(&dir));
         }
         result
     }
@@ -314,11 +328,12 @@ impl Runner {
             let sandbox = self.config.sandbox;
             let network = request.network;
             let executables = self.executables.clone();
+            let directories = self.directories.clone();
             run_blocking(move || {
-                std::fs::create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
-                let linked = tree.stage(&root, Some(&executables))?;
-                outputs.prepare(&root)?;
-                let mount_points = sandbox.prepare_root(&root)?;
+                directories.create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
+                let linked = tree.stage(&root, Some(&executables), Some(&directories))?;
+                outputs.prepare(&root, Some(&directories))?;
+                let mount_points = sandbox.prepare_root(&root, Some(&directories))?;
                 let stdio = sandbox::Stdio::create()?;
                 let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
                 Ok((linked, mount_points, stdio, setup))
@@ -338,8 +353,9 @@ impl Runner {
         let modified = if linked.is_empty() && mount_points.is_empty() {
             input_tree::ModifiedInputs::default()
         } else {
+            let directories = self.directories.clone();
             run_blocking(move || {
-                SandboxKind::clean_root(&mount_points);
+                SandboxKind::clean_root(&mount_points, &directories);
                 Ok(linked.modified())
             })
             .await?
@@ -433,9 +449,9 @@ fn remove_stale_action_dirs(work_dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(pid) = name.strip_prefix("executables-") {
+        if let Some(pid) = name.strip_prefix("executables-").or_else(|| name.strip_prefix("dirs-")) {
             if gone(pid) {
-                remove_tree(&entry.path());
+                remove_tree_plainly(&entry.path());
             }
             continue;
         }
@@ -448,34 +464,7 @@ fn remove_stale_action_dirs(work_dir: &Path) {
             && hash.bytes().all(|b| b.is_ascii_hexdigit())
             && n.bytes().all(|b| b.is_ascii_digit());
         if ours && gone(pid) {
-            remove_tree(&entry.path());
-        }
-    }
-}
-
-/// Removes an action directory, making read-only directories writable first.
-fn remove_tree(dir: &Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => return,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-        Err(_) => {}
-    }
-    make_writable(dir);
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove action directory");
-    }
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
-    if !meta.is_dir() {
-        return;
-    }
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            make_writable(&entry.path());
+            remove_tree_plainly(&entry.path());
         }
     }
 }

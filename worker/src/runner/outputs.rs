@@ -31,6 +31,7 @@ use weir_proto::merkle::{MerkleError, MerkleTree};
 use weir_proto::reapi::{ActionResult, Command, OutputDirectory, OutputFile, OutputSymlink};
 use weir_proto::Digest;
 
+use super::directory_pool::{create_dir, DirectoryPool};
 use super::RunnerError;
 use crate::store::Store;
 
@@ -101,11 +102,11 @@ impl OutputSpec {
 
     /// Creates the working directory and the parent directory of every
     /// output inside the staged `root`. Blocking.
-    pub fn prepare(&self, root: &Path) -> Result<(), RunnerError> {
-        create_dirs(root, &self.working_dir)?;
+    pub fn prepare(&self, root: &Path, dirs: Option<&DirectoryPool>) -> Result<(), RunnerError> {
+        create_dirs(root, &self.working_dir, dirs)?;
         for output in &self.outputs {
             if let Some((parent, _)) = output.resolved.rsplit_once('/') {
-                create_dirs(root, parent)?;
+                create_dirs(root, parent, dirs)?;
             }
         }
         Ok(())
@@ -314,7 +315,7 @@ fn resolve(root: &Path, relative: &str) -> Result<Option<PathBuf>, String> {
 }
 
 /// `mkdir -p root/relative` without following symlinks.
-fn create_dirs(root: &Path, relative: &str) -> Result<(), RunnerError> {
+fn create_dirs(root: &Path, relative: &str, dirs: Option<&DirectoryPool>) -> Result<(), RunnerError> {
     let mut path = root.to_path_buf();
     for segment in relative.split('/').filter(|s| !s.is_empty()) {
         path.push(segment);
@@ -327,7 +328,7 @@ fn create_dirs(root: &Path, relative: &str) -> Result<(), RunnerError> {
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?
+                create_dir(dirs, &path).map_err(|e| RunnerError::io(format!("creating {}", path.display()), e))?
             }
             Err(e) => return Err(RunnerError::io(format!("inspecting {}", path.display()), e)),
         }
@@ -365,7 +366,7 @@ mod tests {
         fs::create_dir(&root).unwrap();
         let spec = OutputSpec::from_command(&command(&["out/bin/tool", "out/lib", "out/link", "absent"], &[], &[], "w"))
             .unwrap();
-        spec.prepare(&root).unwrap();
+        spec.prepare(&root, None).unwrap();
         assert!(root.join("w/out/bin").is_dir(), "parents of outputs are created");
         assert!(!root.join("w/out/lib").exists(), "outputs themselves are not");
         fs::write(root.join("w/out/bin/tool"), b"#!/bin/sh\n").unwrap();
@@ -432,7 +433,7 @@ mod tests {
         let spec = OutputSpec::from_command(&command(&["escape/secret"], &[], &[], "")).unwrap();
         assert!(matches!(spec.collect(&root, &out, &out), Err(RunnerError::InvalidOutput { .. })));
         let spec = OutputSpec::from_command(&command(&["escape/new/file"], &[], &[], "")).unwrap();
-        assert!(matches!(spec.prepare(&root), Err(RunnerError::InvalidOutput { .. })));
+        assert!(matches!(spec.prepare(&root, None), Err(RunnerError::InvalidOutput { .. })));
         assert!(!outside.join("new").exists(), "nothing was created outside the root");
         assert!(OutputSpec::from_command(&command(&["../x"], &[], &[], "")).is_err());
     }

@@ -25,6 +25,7 @@ use std::str::FromStr;
 
 use weir_proto::reapi::Command;
 
+use super::directory_pool::{create_dir, DirectoryPool};
 use super::exec_image::ExecImage;
 use super::namespace::NamespaceSetup;
 use super::pidfd_child::PidfdChild;
@@ -112,12 +113,12 @@ impl SandboxKind {
     /// Creates what the sandbox needs inside the staged root before the run
     /// (`proc` and `dev` mount points for `namespace`); returns the
     /// directories it created, to be removed again by [`Self::clean_root`].
-    pub(crate) fn prepare_root(self, root: &Path) -> Result<Vec<PathBuf>, RunnerError> {
+    pub(crate) fn prepare_root(self, root: &Path, dirs: Option<&DirectoryPool>) -> Result<Vec<PathBuf>, RunnerError> {
         let mut created = Vec::new();
         if self == SandboxKind::Namespace {
             for name in ["proc", "dev"] {
                 let dir = root.join(name);
-                match std::fs::create_dir(&dir) {
+                match create_dir(dirs, &dir) {
                     Ok(()) => created.push(dir),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Never mount onto a symlink (it would be followed).
@@ -134,10 +135,13 @@ impl SandboxKind {
         Ok(created)
     }
 
-    /// Removes the mount points [`Self::prepare_root`] created (if still empty).
-    pub(crate) fn clean_root(created: &[PathBuf]) {
+    /// Removes the mount points [`Self::prepare_root`] created (if still
+    /// empty), keeping them in `dirs`.
+    pub(crate) fn clean_root(created: &[PathBuf], dirs: &DirectoryPool) {
         for dir in created {
-            let _ = std::fs::remove_dir(dir);
+            if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
+                dirs.remove_tree(dir);
+            }
         }
     }
 
@@ -281,7 +285,7 @@ pub fn probe(kind: SandboxKind, scratch: &Path) -> Result<(), RunnerError> {
         .prefix("sandbox-probe-")
         .tempdir_in(scratch)
         .map_err(|e| RunnerError::io(format!("creating a probe directory in {}", scratch.display()), e))?;
-    kind.prepare_root(root.path())?;
+    kind.prepare_root(root.path(), None)?;
     let setup = NamespaceSetup::new(root.path(), "", false).map_err(|e| unavailable("preparing", &e))?.probe_only();
     let stdio = Stdio::create()?;
     let image = ExecImage::new(&Command { arguments: vec!["/weir-sandbox-probe".into()], ..Default::default() })
