@@ -34,12 +34,10 @@
 # scheduler's overhead = wall - sum(run) / slots, where slots is the number
 # of actions the embedded worker runs at once (its default, the CPU count).
 #
-# Known worker issue: with several actions at once in the namespace sandbox,
-# an action sometimes fails with "failed to start "sh": Text file busy": a
-# sandbox's intermediate process, forked while another action's executable
-# input (busybox) was being copied, keeps that write descriptor open (it
-# never execs, so O_CLOEXEC does not close it). Hence --builders 1 by
-# default; with more, a failed cold build is completed by a second run.
+# --builders 1 by default: one action at a time, so that wall - sum(run) is
+# the overhead. The namespace sandbox starts each command with one
+# clone(CLONE_VM|CLONE_VFORK) (no forked copy of the process that could hold
+# another action's executable open), so more builders are safe too.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -155,8 +153,8 @@ for n in $SIZES $NOOP_SIZES; do
     echo " cold build:"
     summary "$WORKDIR/cold-$n.json" "$wall"
     if echo "$result" | grep -q failed; then
-        # An element failed (e.g. the worker's ETXTBSY race, see docs): finish
-        # the build so that the no-op figure means something.
+        # An element failed: finish the build so that the no-op figure
+        # means something.
         echo " cold build had failures (figures above are partial); building the rest"
         result=$(build "$dir" "$cache" "$WORKDIR/rest-$n.json")
         summary "$WORKDIR/rest-$n.json" "$(echo "$result" | head -1)"

@@ -37,7 +37,7 @@ use weir_proto::reapi::Directory;
 use weir_proto::Digest;
 
 use super::executable_copies::ExecutableCopies;
-use super::directory_pool::{create_dir, DirectoryPool};
+use super::inode_pool::{create_dir, create_symlink, InodePool};
 use super::RunnerError;
 use crate::store::{Store, StoreError};
 
@@ -156,7 +156,7 @@ impl InputTree {
         &self,
         dest: &Path,
         copies: Option<&ExecutableCopies>,
-        dirs: Option<&DirectoryPool>,
+        dirs: Option<&InodePool>,
     ) -> Result<LinkedInputs, RunnerError> {
         create_dir(dirs, dest).map_err(|e| RunnerError::io(format!("creating {}", dest.display()), e))?;
         let mut linked = LinkedInputs::default();
@@ -168,7 +168,7 @@ impl InputTree {
         &self,
         digest: &Digest,
         dest: &Path,
-        (copies, dirs): (Option<&ExecutableCopies>, Option<&DirectoryPool>),
+        (copies, dirs): (Option<&ExecutableCopies>, Option<&InodePool>),
         linked: &mut LinkedInputs,
     ) -> Result<(), RunnerError> {
         let directory = self
@@ -195,7 +195,7 @@ impl InputTree {
         }
         for link in &directory.symlinks {
             let path = dest.join(&link.name);
-            std::os::unix::fs::symlink(&link.target, &path)
+            create_symlink(dirs, Path::new(&link.target), &path)
                 .map_err(|e| RunnerError::io(format!("creating symlink {}", path.display()), e))?;
         }
         for child in &directory.directories {

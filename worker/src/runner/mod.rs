@@ -5,7 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`input_tree`] | fetching and validating every `Directory` of an input root, then staging it |
-//! | [`directory_pool`] | empty directories of finished actions, renamed into the next staged trees |
+//! | [`inode_pool`] | empty directories and symlinks of finished actions, renamed into the next staged trees |
 //! | [`executable_copies`] | one shared executable copy per executable input blob, hard-linked into roots |
 //! | [`sandbox`] | the sandbox kinds (`host`, `namespace`), spawning and killing the process, [`probe`] |
 //! | [`namespace`] | starting a command in new Linux namespaces (user, mount, pid, net, uts, ipc) with one `clone` |
@@ -24,7 +24,7 @@
 //! This module does not decide *whether* to run (cache lookups, deduplication,
 //! slots): that is [`crate::execution`].
 
-pub mod directory_pool;
+pub mod inode_pool;
 pub mod exec_image;
 pub mod executable_copies;
 pub mod input_tree;
@@ -45,7 +45,7 @@ use weir_proto::reapi::{ActionResult, Command, ExecutedActionMetadata};
 use weir_proto::Digest;
 
 use crate::store::{Store, StoreError};
-use directory_pool::{remove_tree_plainly, DirectoryPool};
+use inode_pool::{remove_tree_plainly, InodePool};
 
 pub use input_tree::InputTree;
 pub use outputs::OutputSpec;
@@ -248,7 +248,7 @@ pub struct Runner {
     config: RunnerConfig,
     next_id: AtomicU64,
     executables: Arc<executable_copies::ExecutableCopies>,
-    directories: Arc<DirectoryPool>,
+    inodes: Arc<InodePool>,
 }
 
 impl fmt::Debug for Runner {
@@ -268,8 +268,8 @@ impl Runner {
         let copies_dir = config.work_dir.join(format!("executables-{}", std::process::id()));
         let executables = executable_copies::ExecutableCopies::new(&copies_dir, executable_copies::DEFAULT_MAX_BYTES)
             .map_err(|e| RunnerError::io(format!("creating {}", copies_dir.display()), e))?;
-        let pool_dir = config.work_dir.join(format!("dirs-{}", std::process::id()));
-        let directories = DirectoryPool::new(&pool_dir, directory_pool::DEFAULT_CAPACITY)
+        let pool_dir = config.work_dir.join(format!("inodes-{}", std::process::id()));
+        let inodes = InodePool::new(&pool_dir, inode_pool::DEFAULT_CAPACITY)
             .map_err(|e| RunnerError::io(format!("creating {}", pool_dir.display()), e))?;
         let work_dir = config.work_dir.clone();
         std::thread::spawn(move || remove_stale_action_dirs(&work_dir));
@@ -278,7 +278,7 @@ impl Runner {
             config,
             next_id: AtomicU64::new(0),
             executables: Arc::new(executables),
-            directories: Arc::new(directories),
+            inodes: Arc::new(inodes),
         })
     }
 
@@ -299,8 +299,8 @@ impl Runner {
         let result = self.run_in(&dir, request, cancel).await;
         if !self.config.keep_work_dirs {
             // Removal can take a while for big trees; nobody waits for it.
-            let directories = self.directories.clone();
-            tokio::task::spawn_blocking(move || directories.remove_tree(&dir));
+            let inodes = self.inodes.clone();
+            tokio::task::spawn_blocking(move || inodes.remove_tree(&dir));
         }
         result
     }
@@ -328,12 +328,12 @@ impl Runner {
             let sandbox = self.config.sandbox;
             let network = request.network;
             let executables = self.executables.clone();
-            let directories = self.directories.clone();
+            let inodes = self.inodes.clone();
             run_blocking(move || {
-                directories.create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
-                let linked = tree.stage(&root, Some(&executables), Some(&directories))?;
-                outputs.prepare(&root, Some(&directories))?;
-                let mount_points = sandbox.prepare_root(&root, Some(&directories))?;
+                inodes.create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
+                let linked = tree.stage(&root, Some(&executables), Some(&inodes))?;
+                outputs.prepare(&root, Some(&inodes))?;
+                let mount_points = sandbox.prepare_root(&root, Some(&inodes))?;
                 let stdio = sandbox::Stdio::create()?;
                 let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
                 Ok((linked, mount_points, stdio, setup))
@@ -353,9 +353,9 @@ impl Runner {
         let modified = if linked.is_empty() && mount_points.is_empty() {
             input_tree::ModifiedInputs::default()
         } else {
-            let directories = self.directories.clone();
+            let inodes = self.inodes.clone();
             run_blocking(move || {
-                SandboxKind::clean_root(&mount_points, &directories);
+                SandboxKind::clean_root(&mount_points, &inodes);
                 Ok(linked.modified())
             })
             .await?
@@ -449,7 +449,7 @@ fn remove_stale_action_dirs(work_dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(pid) = name.strip_prefix("executables-").or_else(|| name.strip_prefix("dirs-")) {
+        if let Some(pid) = name.strip_prefix("executables-").or_else(|| name.strip_prefix("inodes-")) {
             if gone(pid) {
                 remove_tree_plainly(&entry.path());
             }

@@ -31,7 +31,7 @@ use weir_proto::merkle::{MerkleError, MerkleTree};
 use weir_proto::reapi::{ActionResult, Command, OutputDirectory, OutputFile, OutputSymlink};
 use weir_proto::Digest;
 
-use super::directory_pool::{create_dir, DirectoryPool};
+use super::inode_pool::{create_dir, InodePool};
 use super::RunnerError;
 use crate::store::Store;
 
@@ -102,7 +102,7 @@ impl OutputSpec {
 
     /// Creates the working directory and the parent directory of every
     /// output inside the staged `root`. Blocking.
-    pub fn prepare(&self, root: &Path, dirs: Option<&DirectoryPool>) -> Result<(), RunnerError> {
+    pub fn prepare(&self, root: &Path, dirs: Option<&InodePool>) -> Result<(), RunnerError> {
         create_dirs(root, &self.working_dir, dirs)?;
         for output in &self.outputs {
             if let Some((parent, _)) = output.resolved.rsplit_once('/') {
@@ -315,7 +315,7 @@ fn resolve(root: &Path, relative: &str) -> Result<Option<PathBuf>, String> {
 }
 
 /// `mkdir -p root/relative` without following symlinks.
-fn create_dirs(root: &Path, relative: &str, dirs: Option<&DirectoryPool>) -> Result<(), RunnerError> {
+fn create_dirs(root: &Path, relative: &str, dirs: Option<&InodePool>) -> Result<(), RunnerError> {
     let mut path = root.to_path_buf();
     for segment in relative.split('/').filter(|s| !s.is_empty()) {
         path.push(segment);

@@ -5,13 +5,14 @@
 //! Key decision: every command runs in its own process group, so a timeout or
 //! a cancellation kills it and everything it started with one `killpg`. The
 //! `host` sandbox runs the command directly in the staged input root (no
-//! isolation; for tests and trusted set-ups); the `namespace` sandbox uses the
-//! child-side set-up of [`super::namespace`].
+//! isolation; for tests and trusted set-ups); the `namespace` sandbox starts
+//! it with [`super::namespace`]. Both capture stdout and stderr in memory
+//! files ([`Stdio`]).
 //!
 //! Commands are spawned on the calling (runtime worker) thread, never on the
 //! blocking pool: the namespace sandbox's processes die with the thread that
-//! forked them (`PR_SET_PDEATHSIG` is per thread), and tokio retires idle
-//! blocking threads after a few seconds. Fork and exec are short; the wait is
+//! started them (`PR_SET_PDEATHSIG` is per thread), and tokio retires idle
+//! blocking threads after a few seconds. Starting is short; the wait is
 //! asynchronous.
 
 use std::fmt;
@@ -25,7 +26,7 @@ use std::str::FromStr;
 
 use weir_proto::reapi::Command;
 
-use super::directory_pool::{create_dir, DirectoryPool};
+use super::inode_pool::{create_dir, InodePool};
 use super::exec_image::ExecImage;
 use super::namespace::NamespaceSetup;
 use super::pidfd_child::PidfdChild;
@@ -113,7 +114,7 @@ impl SandboxKind {
     /// Creates what the sandbox needs inside the staged root before the run
     /// (`proc` and `dev` mount points for `namespace`); returns the
     /// directories it created, to be removed again by [`Self::clean_root`].
-    pub(crate) fn prepare_root(self, root: &Path, dirs: Option<&DirectoryPool>) -> Result<Vec<PathBuf>, RunnerError> {
+    pub(crate) fn prepare_root(self, root: &Path, dirs: Option<&InodePool>) -> Result<Vec<PathBuf>, RunnerError> {
         let mut created = Vec::new();
         if self == SandboxKind::Namespace {
             for name in ["proc", "dev"] {
@@ -137,7 +138,7 @@ impl SandboxKind {
 
     /// Removes the mount points [`Self::prepare_root`] created (if still
     /// empty), keeping them in `dirs`.
-    pub(crate) fn clean_root(created: &[PathBuf], dirs: &DirectoryPool) {
+    pub(crate) fn clean_root(created: &[PathBuf], dirs: &InodePool) {
         for dir in created {
             if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
                 dirs.remove_tree(dir);

@@ -1,21 +1,25 @@
-//! [`DirectoryPool`]: empty directories kept from finished actions and
-//! renamed into the next action's staged tree instead of being created.
+//! [`InodePool`]: empty directories and symlinks kept from finished
+//! actions and renamed into the next action's staged tree instead of being
+//! created.
 //!
-//! Key decision: an action root is staged as fresh directories (files and
-//! executables are hard links, which allocate no inode), and removed when
-//! the action ends. On a busy worker that is tens of directory inodes
+//! Key decision: an action root is staged as fresh directories and symlinks
+//! (files and executables are hard links, which allocate no inode), and
+//! removed when the action ends. On a busy worker that is tens of inodes
 //! allocated and freed per action, and allocating an inode gets slower with
-//! every inode freed recently (ext4 without a journal, the usual set-up of
+//! every inode freed recently (ext4 without a journal, a common set-up of
 //! build machines' scratch disks, skips each inode freed in the last 5 to
-//! 40 seconds one by one). Reusing directories takes both off the path:
-//! [`DirectoryPool::create_dir`] renames a pooled directory into place (it
-//! falls back to `mkdir`), and [`DirectoryPool::remove_tree`] empties a tree
-//! bottom-up and renames its directories back into the pool (up to
-//! `capacity`; beyond that they are deleted). A pooled directory is empty
-//! and reset to mode 0755 before it is reused; a tree that cannot be
-//! emptied that way (a read-only directory, say) is deleted the ordinary
-//! way.
+//! 40 seconds one by one). Reusing them takes both off the path:
+//! [`InodePool::create_dir`] and [`InodePool::create_symlink`] rename a
+//! pooled directory, or a pooled symlink with the same target, into place
+//! (falling back to `mkdir` and `symlink`), and [`InodePool::remove_tree`]
+//! empties a tree bottom-up and renames its directories and symlinks back
+//! into the pool (up to `capacity`; beyond that they are deleted). A pooled
+//! directory is empty and reset to mode 0755 before it is reused; a tree
+//! that cannot be emptied that way (a read-only directory, say) is deleted
+//! the ordinary way.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -23,20 +27,29 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Default bound on the directories kept.
-pub const DEFAULT_CAPACITY: usize = 4096;
+/// Default bound on the directories and symlinks kept.
+pub const DEFAULT_CAPACITY: usize = 8192;
 
-/// A runner's pool of empty directories, under one directory of its own.
+/// A runner's pool of empty directories and symlinks, under one directory
+/// of its own.
 #[derive(Debug)]
-pub struct DirectoryPool {
+pub struct InodePool {
     dir: PathBuf,
     capacity: usize,
-    /// Names (numbers) of the pooled directories.
-    free: Mutex<Vec<u64>>,
+    free: Mutex<Pooled>,
     next_name: AtomicU64,
 }
 
-impl DirectoryPool {
+/// The names (numbers) of the pooled entries.
+#[derive(Debug, Default)]
+struct Pooled {
+    directories: Vec<u64>,
+    /// Symlinks by target.
+    symlinks: HashMap<OsString, Vec<u64>>,
+    count: usize,
+}
+
+impl InodePool {
     /// A pool under `dir` (emptied first) keeping at most `capacity`
     /// directories.
     pub fn new(dir: impl Into<PathBuf>, capacity: usize) -> io::Result<Self> {
@@ -47,15 +60,15 @@ impl DirectoryPool {
             Err(e) => return Err(e),
         }
         fs::create_dir_all(&dir)?;
-        Ok(DirectoryPool { dir, capacity, free: Mutex::new(Vec::new()), next_name: AtomicU64::new(0) })
+        Ok(InodePool { dir, capacity, free: Mutex::new(Pooled::default()), next_name: AtomicU64::new(0) })
     }
 
-    /// The number of directories pooled now.
+    /// The number of directories and symlinks pooled now.
     pub fn len(&self) -> usize {
-        self.free.lock().map_or(0, |free| free.len())
+        self.free.lock().map_or(0, |free| free.count)
     }
 
-    /// Whether the pool holds no directory.
+    /// Whether the pool holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -63,15 +76,40 @@ impl DirectoryPool {
     /// Creates the directory `path` (whose parent exists and which does
     /// not), from the pool when it has one. Blocking.
     pub fn create_dir(&self, path: &Path) -> io::Result<()> {
-        let pooled = self.free.lock().ok().and_then(|mut free| free.pop());
-        if let Some(name) = pooled {
-            let source = self.dir.join(name.to_string());
-            if fs::rename(&source, path).is_ok() {
-                return Ok(());
-            }
-            let _ = fs::remove_dir(&source);
+        let pooled = self.take(|free| free.directories.pop());
+        if self.place(pooled, path) {
+            return Ok(());
         }
         fs::create_dir(path)
+    }
+
+    /// Creates the symlink `path` to `target`, from the pool when it has one
+    /// with that target. Blocking.
+    pub fn create_symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let pooled = self.take(|free| free.symlinks.get_mut(target.as_os_str()).and_then(Vec::pop));
+        if self.place(pooled, path) {
+            return Ok(());
+        }
+        std::os::unix::fs::symlink(target, path)
+    }
+
+    fn take(&self, pick: impl FnOnce(&mut Pooled) -> Option<u64>) -> Option<u64> {
+        let mut free = self.free.lock().ok()?;
+        let name = pick(&mut free)?;
+        free.count -= 1;
+        Some(name)
+    }
+
+    /// Renames the pooled entry `name` to `path`; false (and the entry
+    /// deleted) when that fails.
+    fn place(&self, name: Option<u64>, path: &Path) -> bool {
+        let Some(name) = name else { return false };
+        let source = self.dir.join(name.to_string());
+        if fs::rename(&source, path).is_ok() {
+            return true;
+        }
+        let _ = fs::remove_dir(&source).or_else(|_| fs::remove_file(&source));
+        false
     }
 
     /// Deletes the tree at `root` (a directory), keeping its directories for
@@ -85,49 +123,69 @@ impl DirectoryPool {
         }
     }
 
-    /// Empties `dir` bottom-up and moves it (and every directory in it) into
-    /// the pool, or deletes it when the pool is full.
+    /// Empties `dir` bottom-up and moves it (and every directory and
+    /// symlink in it) into the pool, or deletes them when the pool is full.
     fn empty_and_keep(&self, dir: &Path) -> io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let path = entry.path();
-            if entry.file_type()?.is_dir() {
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
                 self.empty_and_keep(&path)?;
+            } else if file_type.is_symlink() && self.has_room() {
+                let target = fs::read_link(&path)?;
+                self.keep(&path, |free, name| free.symlinks.entry(target.into_os_string()).or_default().push(name))?;
             } else {
                 fs::remove_file(&path)?;
             }
         }
-        self.keep(dir)
-    }
-
-    /// Moves the empty directory `dir` into the pool, or deletes it.
-    fn keep(&self, dir: &Path) -> io::Result<()> {
-        let has_room = self.free.lock().is_ok_and(|free| free.len() < self.capacity);
-        if !has_room {
+        if !self.has_room() {
             return fs::remove_dir(dir);
         }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        self.keep(dir, |free, name| free.directories.push(name))
+    }
+
+    fn has_room(&self) -> bool {
+        self.free.lock().is_ok_and(|free| free.count < self.capacity)
+    }
+
+    /// Moves `path` into the pool under a new name, which `record` files.
+    fn keep(&self, path: &Path, record: impl FnOnce(&mut Pooled, u64)) -> io::Result<()> {
         let name = self.next_name.fetch_add(1, Ordering::Relaxed);
-        fs::rename(dir, self.dir.join(name.to_string()))?;
+        let pooled = self.dir.join(name.to_string());
+        fs::rename(path, &pooled)?;
         match self.free.lock() {
-            Ok(mut free) => free.push(name),
-            Err(_) => fs::remove_dir(self.dir.join(name.to_string()))?,
+            Ok(mut free) => {
+                record(&mut free, name);
+                free.count += 1;
+                Ok(())
+            }
+            Err(_) => fs::remove_dir(&pooled).or_else(|_| fs::remove_file(&pooled)),
         }
-        Ok(())
     }
 }
 
-impl Drop for DirectoryPool {
+impl Drop for InodePool {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Creates `path` from `pool` when there is one, else with `mkdir`.
-pub fn create_dir(pool: Option<&DirectoryPool>, path: &Path) -> io::Result<()> {
+/// Creates the directory `path` from `pool` when there is one, else with
+/// `mkdir`.
+pub fn create_dir(pool: Option<&InodePool>, path: &Path) -> io::Result<()> {
     match pool {
         Some(pool) => pool.create_dir(path),
         None => fs::create_dir(path),
+    }
+}
+
+/// Creates the symlink `path` to `target` from `pool` when there is one.
+pub fn create_symlink(pool: Option<&InodePool>, target: &Path, path: &Path) -> io::Result<()> {
+    match pool {
+        Some(pool) => pool.create_symlink(target, path),
+        None => std::os::unix::fs::symlink(target, path),
     }
 }
 
@@ -172,15 +230,24 @@ mod tests {
     #[test]
     fn removed_directories_are_reused_empty_and_writable() {
         let temp = tempfile::tempdir().unwrap();
-        let pool = DirectoryPool::new(temp.path().join("pool"), 16).unwrap();
+        let pool = InodePool::new(temp.path().join("pool"), 16).unwrap();
         let first = temp.path().join("first");
         tree(&first);
         fs::set_permissions(first.join("d"), fs::Permissions::from_mode(0o500)).unwrap();
         let inodes: Vec<u64> =
             ["", "a", "a/b", "a/b/c", "d"].iter().map(|p| fs::metadata(first.join(p)).unwrap().ino()).collect();
+        let link = fs::symlink_metadata(first.join("a/link")).unwrap().ino();
         pool.remove_tree(&first);
         assert!(!first.exists());
-        assert_eq!(pool.len(), 5, "all five directories were kept");
+        assert_eq!(pool.len(), 6, "all five directories and the symlink were kept");
+
+        let other = temp.path().join("other");
+        pool.create_symlink(Path::new("elsewhere"), &other).unwrap();
+        assert_ne!(fs::symlink_metadata(&other).unwrap().ino(), link, "a symlink is reused only for its target");
+        let same = temp.path().join("same");
+        pool.create_symlink(Path::new("../d"), &same).unwrap();
+        assert_eq!(fs::symlink_metadata(&same).unwrap().ino(), link);
+        assert_eq!(fs::read_link(&same).unwrap(), Path::new("../d"));
 
         let second = temp.path().join("second");
         pool.create_dir(&second).unwrap();
@@ -203,12 +270,13 @@ mod tests {
     #[test]
     fn a_full_pool_deletes_and_an_unremovable_tree_is_deleted_plainly() {
         let temp = tempfile::tempdir().unwrap();
-        let pool = DirectoryPool::new(temp.path().join("pool"), 2).unwrap();
+        let pool = InodePool::new(temp.path().join("pool"), 2).unwrap();
         let root = temp.path().join("root");
         tree(&root);
         pool.remove_tree(&root);
         assert!(!root.exists());
         assert_eq!(pool.len(), 2, "bounded by the capacity");
+        assert!(fs::read_dir(temp.path().join("pool")).unwrap().count() == 2, "the rest was deleted");
 
         let locked = temp.path().join("locked");
         tree(&locked);
@@ -221,7 +289,7 @@ mod tests {
     fn dropping_the_pool_removes_its_directory() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("pool");
-        let pool = DirectoryPool::new(&dir, 4).unwrap();
+        let pool = InodePool::new(&dir, 4).unwrap();
         let root = temp.path().join("root");
         tree(&root);
         pool.remove_tree(&root);
