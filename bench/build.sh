@@ -31,8 +31,10 @@
 # execution_completed, from the `--json` `executed` events), the sum of the
 # worker's whole handling of each action (worker_start to
 # worker_completed: staging inputs, running, capturing outputs), and the
-# scheduler's overhead = wall - sum(run) / slots, where slots is the number
-# of actions the embedded worker runs at once (its default, the CPU count).
+# scheduler's overhead = wall - sum(run), split into the worker's staging,
+# output capture and other handling, the rest of each Execute call as the
+# scheduler measures it (queueing, action cache, gRPC), and the time outside
+# Execute calls (with --builders 1: planning, uploads, artifact records).
 #
 # --builders 1 by default: one action at a time, so that wall - sum(run) is
 # the overhead. The namespace sandbox starts each command with one
@@ -119,7 +121,8 @@ summary() {
     python3 - "$1" "$2" "$SLOTS" <<'PY'
 import json, sys
 log, wall, slots = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-run = worker = inputs = outputs = executed = built = cached = 0
+run = worker = inputs = outputs = execute = 0.0
+executed = built = cached = 0
 for line in open(log):
     try:
         e = json.loads(line)
@@ -131,13 +134,19 @@ for line in open(log):
         worker += e["worker_millis"] / 1000
         inputs += e.get("input_millis", 0) / 1000
         outputs += e.get("output_millis", 0) / 1000
+        execute += e.get("execute_millis", 0) / 1000
     elif e.get("event") == "summary":
         built, cached = e["built"], e["cached"]
+n = max(executed, 1)
+ms = lambda seconds: f"{seconds / n * 1000:.2f} ms"
 print(f"  built {built}, cached {cached}, actions {executed}")
 print(f"  wall {wall:.2f} s; sum of action run times {run:.2f} s; sum of worker handling {worker:.2f} s"
-      f" (inputs {inputs:.2f} s, outputs {outputs:.2f} s)")
-print(f"  wall - sum(run) = {wall - run:.2f} s; wall - sum(run)/{slots} slots = {wall - run / slots:.2f} s"
-      f" ({(wall - run / slots) / max(executed, 1) * 1000:.1f} ms per action)")
+      f" (inputs {inputs:.2f} s, outputs {outputs:.2f} s); sum of Execute calls {execute:.2f} s")
+print(f"  overhead = wall - sum(run) = {wall - run:.2f} s = {ms(wall - run)} per action")
+print(f"    per action: worker staging {ms(inputs)}, outputs {ms(outputs)}, rest of the worker's handling"
+      f" {ms(worker - run - inputs - outputs)}; Execute call beyond the worker {ms(execute - worker)};"
+      f" outside Execute calls {ms(wall - execute)}")
+print(f"  (with {slots} worker slots: wall - sum(run)/{slots} = {wall - run / slots:.2f} s)")
 PY
 }
 

@@ -20,6 +20,7 @@
 #   BENCH_OUT         directory for logs and JSON (default: a new temp dir)
 #   SETTLE_SECONDS    pause (after a sync) before each server is measured,
 #                     so each starts from the same disk state (default 10)
+#   STREAM_CHUNK_KIB  ByteStream write message size of the Rust client (default 1024)
 #
 # Servers (all on 127.0.0.1, free ports, private state under BENCH_OUT):
 #   weir-worker    release build, filesystem store (the default), --sandbox host
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "reapi.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -54,6 +55,13 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/weir-reapi-bench.XXXXXX)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 chmod 755 "$OUT"   # PostgreSQL (user postgres) keeps its data under here
+# Each server's state directory starts in fresh ext4 block groups: with
+# FS_TOPDIR_FL on OUT, ext4 spreads OUT's subdirectories over the disk
+# instead of placing them beside OUT. Without it they land in the groups a
+# previous run has just emptied, and ext4 without a journal (this VM's root
+# filesystem) skips inodes freed in the last 1-6 minutes one by one, which
+# slowed the first server measured after a run by 3-6x on BatchUpdateBlobs.
+chattr +T "$OUT" 2>/dev/null || true
 echo "reapi.sh: logs and JSON in $OUT"
 
 # ---- cleanup: stop exactly what this script started -------------------------
@@ -81,11 +89,11 @@ wait_port() {  # port seconds
 # ---- sizes ------------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
   PY_ARGS=(--fmb-repeats 5 --blobs 1000 --stream-mib 32 --ac-ops 200 --exec-actions 40)
-  LOAD_STREAM=(--mib 32 --repeats 1); LOAD_EXEC=(--actions 40 --concurrency 8); LOAD_EXEC1=(--actions 20 --concurrency 1)
+  LOAD_STREAM=(--mib 32 --repeats 1 --chunk-kib "${STREAM_CHUNK_KIB:-1024}"); LOAD_EXEC=(--actions 40 --concurrency 8); LOAD_EXEC1=(--actions 20 --concurrency 1)
   LOAD_AC=(--ops 200 --concurrency 8)
 else
   PY_ARGS=()
-  LOAD_STREAM=(--mib 256 --repeats 3); LOAD_EXEC=(--actions 400 --concurrency 8); LOAD_EXEC1=(--actions 100 --concurrency 1)
+  LOAD_STREAM=(--mib 256 --repeats 3 --chunk-kib "${STREAM_CHUNK_KIB:-1024}"); LOAD_EXEC=(--actions 400 --concurrency 8); LOAD_EXEC1=(--actions 100 --concurrency 1)
   LOAD_AC=(--ops 2000 --concurrency 8)
 fi
 
@@ -162,9 +170,8 @@ run_load() {
 ORDER=()
 for s in weir casd buildgrid; do has "$s" && ORDER+=("$s"); done
 for s in "${ORDER[@]}"; do
-  # Every server starts from the same disk state: dirty pages written and
-  # the previous run's deleted files settled (ext4 avoids reusing inodes
-  # freed in the last seconds, which slows the first writer after a clean-up).
+  # Every server starts from the same disk state: dirty pages written back
+  # (block groups: see the chattr +T above).
   sync
   sleep "${SETTLE_SECONDS:-10}"
   echo "== reapi_bench.py against $s (${ADDR[$s]})"

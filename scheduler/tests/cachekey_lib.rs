@@ -38,8 +38,14 @@ struct Source {
     unique_key: serde_json::Value,
 }
 
+/// `../shared/conformance` beside the clone (`WEIR_SHARED` overrides), found
+/// from the test runner's `CARGO_MANIFEST_DIR` (see `weir_tests::repo_root`).
 fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
+    if let Some(shared) = std::env::var_os("WEIR_SHARED") {
+        return PathBuf::from(shared).join("conformance");
+    }
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.join("../../shared/conformance")
 }
 
 /// Copies a tree (directories made writable so the copy can be changed).

@@ -5,7 +5,7 @@
 //! `cargo test --workspace` / `cargo nextest run --workspace` build beside the
 //! test binaries; `WEIR_BIN` and `WEIR_WORKER_BIN` override the paths.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub mod events;
 pub mod peers;
@@ -42,8 +42,13 @@ pub fn worker_bin() -> PathBuf {
 }
 
 /// The repository root.
+///
+/// The test runner's `CARGO_MANIFEST_DIR` is preferred over the one compiled
+/// in: cargo may reuse a test binary built from another clone of the same
+/// commit that shared the target directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf()
 }
 
 /// `../shared` beside the clone (`WEIR_SHARED` overrides).

@@ -109,7 +109,7 @@ impl BuildGrid {
         assert!(started.status.success(), "start.sh failed:\n{}", all_output(&started));
         let log = fs::File::create(grid.run_dir.path().join("bwrap-bot.log")).expect("creates the bot log");
         let bot = Command::new(grid.run_dir.path().join("bgd-venv/bin/python"))
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build_buildgrid/bwrap_bot.py"))
+            .arg(weir_tests::repo_root().join("tests/tests/build_buildgrid/bwrap_bot.py"))
             .arg(shared.join("mini_bot.py"))
             .args(["--target", &format!("127.0.0.1:{}", grid.port), "--bots", &bots.to_string()])
             .arg("--work-dir")

@@ -261,14 +261,33 @@ async fn wrong_and_read_only_tokens_cannot_write() {
 
 #[tokio::test]
 async fn acknowledged_blobs_and_results_survive_kill_9_and_restart() {
+    // The default (`sync: never`): nothing is fsynced, and still nothing acknowledged is lost.
+    survive_kill_9(None).await;
+}
+
+#[tokio::test]
+async fn acknowledged_blobs_and_results_survive_kill_9_with_sync_always() {
+    survive_kill_9(Some("sync: always\n")).await;
+}
+
+/// Stores small blobs (batch), a large one (ByteStream, past the direct-I/O
+/// threshold) and action results, kills the worker with SIGKILL, restarts
+/// it and reads everything back.
+async fn survive_kill_9(config: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = WorkerProcess::start(dir.path(), &["--role", "cache"]);
+    let config_path = dir.path().join("worker.yaml");
+    let mut args = vec!["--role", "cache"];
+    if let Some(text) = config {
+        std::fs::write(&config_path, text).unwrap();
+        args.extend(["--config", config_path.to_str().unwrap()]);
+    }
+    let mut worker = WorkerProcess::start(dir.path(), &args);
     let ch = channel(&worker).await;
     let small: Vec<Vec<u8>> = (0..50).map(|i| blob(i, 100 + i as usize * 37)).collect();
     let entries: Vec<(Digest, &[u8])> = small.iter().map(|b| (Digest::of(b), b.as_slice())).collect();
     let response = cas(&ch).batch_update_blobs(update_request(&entries)).await.unwrap().into_inner();
     assert!(response.responses.iter().all(|r| r.status.as_ref().unwrap().code == 0));
-    let large = blob(99, 5 << 20);
+    let large = blob(99, (9 << 20) + 4097);
     write_blob(&ch, &large, None).await.unwrap();
     let mut ac = ActionCacheClient::new(ch.clone());
     let mut actions = Vec::new();
@@ -286,7 +305,7 @@ async fn acknowledged_blobs_and_results_survive_kill_9_and_restart() {
     drop(ch);
     worker.kill9();
 
-    let worker = WorkerProcess::start(dir.path(), &["--role", "cache"]);
+    let worker = WorkerProcess::start(dir.path(), &args);
     let ch = channel(&worker).await;
     let mut all: Vec<Digest> = entries.iter().map(|(d, _)| *d).collect();
     all.push(Digest::of(&large));

@@ -47,7 +47,7 @@ async fn start(sandbox: SandboxKind, slots: usize) -> Harness {
 async fn start_with(sandbox: SandboxKind, slots: usize, store: impl FnOnce(&Path) -> Store) -> Harness {
     let temp = tempfile::tempdir().unwrap();
     let store = store(temp.path());
-    let cache = ActionCache::new(open_database(&temp.path().join("ac.redb")).unwrap(), store.clone());
+    let cache = ActionCache::new(open_database(&temp.path().join("ac.redb"), true).unwrap(), store.clone());
     let mut runner = RunnerConfig::new(sandbox, temp.path().join("exec"));
     runner.max_timeout = Duration::from_secs(600);
     let mut config = ExecutionConfig::new(vec![("OSFamily".into(), "linux".into()), ("ISA".into(), "x86-64".into())]);
@@ -563,6 +563,26 @@ async fn namespace_sandbox_shows_only_the_input_root_as_pid_1_and_uid_0() {
 
     let (exit, stdout, _) = run_in_namespace(&h, root, "echo ok > /dev/null && /bin/busybox head -c 4 /dev/zero | /bin/busybox wc -c", &[]).await;
     assert_eq!((exit, stdout.trim()), (0, "4"), "/dev/null and /dev/zero work");
+}
+
+#[tokio::test]
+async fn namespace_sandbox_looks_the_program_up_in_the_input_root() {
+    let h = start(SandboxKind::Namespace, 2).await;
+    let Some(root) = busybox_root(&h).await else { return };
+    // The command's PATH is /bin:/usr/bin; busybox is only in the input root's /bin.
+    let action = h.action(ActionSpec { args: &["busybox", "echo", "found"], input_root: Some(root), ..Default::default() }).await;
+    let (_, response) = h.execute(action, true).await;
+    assert_eq!(code(&response), 0, "{:?}", response.status);
+    let result = response.result.unwrap();
+    assert_eq!((result.exit_code, h.read(result.stdout_digest.as_ref().unwrap()).await), (0, b"found\n".to_vec()));
+
+    // `true` is on the host's PATH, not in the input root: the lookup never sees the host.
+    assert!(Path::new("/bin/true").exists() || Path::new("/usr/bin/true").exists());
+    let action = h.action(ActionSpec { args: &["true"], input_root: Some(root), ..Default::default() }).await;
+    let (_, response) = h.execute(action, true).await;
+    let status = response.status.unwrap_or_default();
+    assert_eq!(status.code, tonic::Code::InvalidArgument as i32, "{status:?}");
+    assert!(status.message.contains("starting the command") && status.message.contains("No such file"), "{}", status.message);
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ mod execute;
 mod latency;
 mod stream;
 mod target;
+mod write_chunk;
 
 use std::process::ExitCode;
 

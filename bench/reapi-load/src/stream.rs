@@ -7,7 +7,6 @@
 //! the clock stops, and a mismatch fails the run. Every repeat uses a new
 //! blob, so the server cannot answer from an earlier upload.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -15,9 +14,11 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;
 use weir_proto::bytestream::byte_stream_client::ByteStreamClient;
-use weir_proto::bytestream::{ReadRequest, WriteRequest};
+use weir_proto::bytestream::ReadRequest;
 use weir_proto::resource_name::ResourceName;
 use weir_proto::Digest;
+
+use crate::write_chunk::{self, WriteChunk};
 
 const MIB: usize = 1 << 20;
 
@@ -47,10 +48,10 @@ pub async fn run(channel: Channel, instance: &str, args: &StreamArgs) -> anyhow:
         bail!("--mib, --chunk-kib and --repeats must be positive");
     }
     let mut client =
-        ByteStreamClient::new(channel).max_decoding_message_size(64 * MIB).max_encoding_message_size(64 * MIB);
+        ByteStreamClient::new(channel.clone()).max_decoding_message_size(64 * MIB).max_encoding_message_size(64 * MIB);
     let mut rounds = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
-        let round = one_round(&mut client, instance, args).await?;
+        let round = one_round(&channel, &mut client, instance, args).await?;
         println!(
             "  ByteStream {} MiB (chunk {} KiB): write {:.1} MB/s, read {:.1} MB/s",
             args.mib, args.chunk_kib, round.write_mb_s, round.read_mb_s
@@ -73,9 +74,14 @@ pub async fn run(channel: Channel, instance: &str, args: &StreamArgs) -> anyhow:
     }))
 }
 
-async fn one_round(client: &mut ByteStreamClient<Channel>, instance: &str, args: &StreamArgs) -> anyhow::Result<Round> {
+async fn one_round(
+    channel: &Channel,
+    client: &mut ByteStreamClient<Channel>,
+    instance: &str,
+    args: &StreamArgs,
+) -> anyhow::Result<Round> {
     let size = args.mib * MIB;
-    let data: Arc<Vec<u8>> = Arc::new(random_bytes(size));
+    let data = bytes::Bytes::from(random_bytes(size));
     let digest = Digest::of(&data);
     let upload = ResourceName::upload(instance, &uuid::Uuid::new_v4().to_string(), digest)?.to_string();
     let download = ResourceName::download(instance, digest)?.to_string();
@@ -83,17 +89,18 @@ async fn one_round(client: &mut ByteStreamClient<Channel>, instance: &str, args:
     let chunk = args.chunk_kib * 1024;
     let offsets: Vec<usize> = (0..size).step_by(chunk).collect();
     let body = data.clone();
+    // Each message carries a slice of the blob, not a copy (see write_chunk).
     let requests = futures::stream::iter(offsets).map(move |offset| {
         let end = (offset + chunk).min(size);
-        WriteRequest {
+        WriteChunk {
             resource_name: if offset == 0 { upload.clone() } else { String::new() },
             write_offset: offset as i64,
             finish_write: end == size,
-            data: body[offset..end].to_vec(),
+            data: body.slice(offset..end),
         }
     });
     let started = Instant::now();
-    let response = client.write(requests).await.context("ByteStream.Write")?.into_inner();
+    let response = write_chunk::write(channel.clone(), requests).await.context("ByteStream.Write")?;
     let write_s = started.elapsed().as_secs_f64();
     if response.committed_size != size as i64 && response.committed_size != -1 {
         bail!("ByteStream.Write committed_size {} for a {size}-byte blob", response.committed_size);

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 /// One thing that happened to one element.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum BuildEvent {
     /// The element is part of the build.
@@ -79,14 +79,19 @@ pub enum BuildEvent {
         action: String,
         /// Whether the result came from the action cache (nothing ran).
         cached_result: bool,
-        /// The command's run time on the worker (execution start to end), in milliseconds.
-        run_millis: u64,
+        /// The command's run time on the worker (execution start to end), in
+        /// milliseconds (with microseconds as decimals, like the others).
+        run_millis: f64,
         /// The worker's whole handling (inputs staged to outputs uploaded), in milliseconds.
-        worker_millis: u64,
+        worker_millis: f64,
         /// Of that, fetching and staging the inputs, in milliseconds.
-        input_millis: u64,
+        input_millis: f64,
         /// Of that, collecting and storing the outputs, in milliseconds.
-        output_millis: u64,
+        output_millis: f64,
+        /// The `Execute` call as the scheduler saw it (request sent to result
+        /// received: the worker's handling plus queueing, the action cache
+        /// and the network), in milliseconds.
+        execute_millis: f64,
     },
     /// A source file was downloaded (and its sha256 verified) before the
     /// build; files already in the source cache are not reported.

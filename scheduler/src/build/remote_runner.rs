@@ -277,6 +277,7 @@ impl RemoteRunner {
             worker_millis: millis_between(metadata.worker_start_timestamp.as_ref(), metadata.worker_completed_timestamp.as_ref()),
             input_millis: millis_between(metadata.input_fetch_start_timestamp.as_ref(), metadata.input_fetch_completed_timestamp.as_ref()),
             output_millis: millis_between(metadata.output_upload_start_timestamp.as_ref(), metadata.output_upload_completed_timestamp.as_ref()),
+            execute_millis: round_to_micros(ran.execute_time.as_secs_f64() * 1e3),
         });
         let files = self.output_tree(&element.name, &ran.result, &spec.output_paths[0]).await?;
         let mut artifact = Artifact::new(element, files, dependencies(job));
@@ -316,7 +317,9 @@ impl RemoteRunner {
         }
         let execution = &self.executors[endpoint].execution;
         let mut guard = CancelOnDrop { execution: execution.clone(), operation: None, pending: self.cancellations.clone() };
+        let sent = std::time::Instant::now();
         let response = execution.execute(action_digest, false, |name| guard.operation = Some(name.to_string())).await?;
+        let execute_time = sent.elapsed();
         guard.operation = None;
         let cached_result = response.cached_result;
         let result = response.result.unwrap_or_default();
@@ -334,7 +337,7 @@ impl RemoteRunner {
         // outputs and record are stored (a failure keeps the slot until the
         // queue has decided whether to stop).
         job.slot.release();
-        Ok(RanAction { result, stdout, stderr, action: action_digest, cached_result })
+        Ok(RanAction { result, stdout, stderr, action: action_digest, cached_result, execute_time })
     }
 
     /// The staged dependency artifacts with the location each goes to, in
@@ -495,13 +498,21 @@ struct RanAction {
     stderr: Option<Digest>,
     action: Digest,
     cached_result: bool,
+    /// The `Execute` call's duration as seen here.
+    execute_time: std::time::Duration,
 }
 
-/// Milliseconds from `start` to `end` (0 when either is missing or they are reversed).
-fn millis_between(start: Option<&weir_proto::protobuf::Timestamp>, end: Option<&weir_proto::protobuf::Timestamp>) -> u64 {
-    let (Some(start), Some(end)) = (start, end) else { return 0 };
+/// Milliseconds from `start` to `end`, to the microsecond (0 when either is
+/// missing or they are reversed).
+fn millis_between(start: Option<&weir_proto::protobuf::Timestamp>, end: Option<&weir_proto::protobuf::Timestamp>) -> f64 {
+    let (Some(start), Some(end)) = (start, end) else { return 0.0 };
     let nanos = (i128::from(end.seconds) - i128::from(start.seconds)) * 1_000_000_000 + i128::from(end.nanos) - i128::from(start.nanos);
-    u64::try_from(nanos / 1_000_000).unwrap_or(0)
+    round_to_micros((nanos.max(0) as f64) / 1e6)
+}
+
+/// `millis` rounded to three decimals (whole microseconds).
+fn round_to_micros(millis: f64) -> f64 {
+    (millis * 1e3).round() / 1e3
 }
 
 /// Cancels the remote operation if the build of an element is dropped
@@ -692,9 +703,10 @@ mod tests {
     fn action_times_come_from_timestamp_differences() {
         use weir_proto::protobuf::Timestamp;
         let at = |seconds, nanos| Timestamp { seconds, nanos };
-        assert_eq!(millis_between(Some(&at(10, 900_000_000)), Some(&at(12, 100_000_000))), 1200);
-        assert_eq!(millis_between(Some(&at(12, 0)), Some(&at(10, 0))), 0, "reversed clocks give 0");
-        assert_eq!(millis_between(None, Some(&at(1, 0))), 0);
+        assert_eq!(millis_between(Some(&at(10, 900_000_000)), Some(&at(12, 100_000_000))), 1200.0);
+        assert_eq!(millis_between(Some(&at(10, 0)), Some(&at(10, 2_345_678))), 2.346, "to the microsecond");
+        assert_eq!(millis_between(Some(&at(12, 0)), Some(&at(10, 0))), 0.0, "reversed clocks give 0");
+        assert_eq!(millis_between(None, Some(&at(1, 0))), 0.0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use super::build_scope::BuildScopes;
 use super::canonical::{write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
-use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates, DICT_HEAD};
+use super::prefix_states::{BatchedHasher, DependencyEntry, EntryMode, PrefixStates, DICT_HEAD};
 use super::sandbox::{sandbox_dict, HostPlatform};
 use super::source_key::{SourceKeys, TreeDigester};
 use super::value::Value;
@@ -198,12 +198,13 @@ impl Hashing<'_> {
                 .map(|state| (state, self.scopes.closures[prefix].len())),
             _ => None,
         };
-        let (mut hasher, done) = shared.unwrap_or_else(|| {
+        let (hasher, done) = shared.unwrap_or_else(|| {
             let mut hasher = Sha256::new();
             hasher.update(DICT_HEAD.as_bytes());
             hasher.update(b"[");
             (hasher, 0)
         });
+        let mut hasher = BatchedHasher::new(hasher);
         for (position, &member) in scope.iter().enumerate().skip(done) {
             let member = member as usize;
             let member_mode = match mode {
@@ -212,7 +213,7 @@ impl Hashing<'_> {
             };
             self.entries[member].feed(&mut hasher, position == 0, member_mode)?;
         }
-        Some(hasher)
+        Some(hasher.finish())
     }
 }
 

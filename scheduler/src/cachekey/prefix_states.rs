@@ -13,6 +13,9 @@
 //! state of the longest closure it extends, and kept; a long closure is then
 //! hashed once, not once per dependant. States live in `OnceLock`s, so the
 //! elements of one level can share them while being hashed in parallel.
+//! Entries reach the hash through a [`BatchedHasher`]: a list is thousands
+//! of 40–120 byte entries, and one `update` per entry would run the block
+//! function one 64-byte block at a time.
 
 use std::sync::OnceLock;
 
@@ -90,10 +93,50 @@ impl DependencyEntry {
     }
 
     /// Feeds this entry's text for `mode` into `hasher`; `None` if the key is unknown.
-    pub fn feed(&self, hasher: &mut Sha256, first: bool, mode: EntryMode) -> Option<()> {
+    pub fn feed(&self, hasher: &mut BatchedHasher, first: bool, mode: EntryMode) -> Option<()> {
         let text = self.text(mode)?;
         hasher.update(&text.as_bytes()[usize::from(first)..]);
         Some(())
+    }
+}
+
+/// Bytes gathered before they are hashed in one `update`.
+const BATCH: usize = 16 * 1024;
+
+/// A SHA-256 state fed through a buffer, so that many short inputs are
+/// hashed as one long one (the digest is the same).
+pub struct BatchedHasher {
+    hasher: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl BatchedHasher {
+    /// Continues from `hasher`'s state.
+    pub fn new(hasher: Sha256) -> Self {
+        BatchedHasher { hasher, buffer: Vec::with_capacity(BATCH) }
+    }
+
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.buffer.len() + bytes.len() > BATCH {
+            self.flush();
+        }
+        if bytes.len() > BATCH {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.hasher.update(&self.buffer);
+        self.buffer.clear();
+    }
+
+    /// The state after everything added.
+    pub fn finish(mut self) -> Sha256 {
+        self.flush();
+        self.hasher
     }
 }
 
@@ -135,7 +178,7 @@ impl PrefixStates {
         }
         for &node in chain.iter().rev() {
             self.states[node][slot].get_or_init(|| {
-                let (mut hasher, done) = match prefix_of[node] {
+                let (hasher, done) = match prefix_of[node] {
                     Some(prefix) => (self.states[prefix][slot].get()?.clone()?, closures[prefix].len()),
                     None => {
                         let mut hasher = Sha256::new();
@@ -144,10 +187,11 @@ impl PrefixStates {
                         (hasher, 0)
                     }
                 };
+                let mut hasher = BatchedHasher::new(hasher);
                 for (position, &member) in closures[node].iter().enumerate().skip(done) {
                     entries[member as usize].feed(&mut hasher, position == 0, mode)?;
                 }
-                Some(hasher)
+                Some(hasher.finish())
             });
         }
         self.states[element][slot].get()?.clone()

@@ -9,6 +9,7 @@
 use super::dependency::parse_dependencies;
 use super::includes::IncludeMode;
 use super::names::{check_element_name, normalise};
+use super::prefetch::Fetched;
 use super::session::{LoadElement, LoadedDep, Session};
 use crate::graph::ElementId;
 use crate::project::conditionals::process_conditionals;
@@ -109,29 +110,60 @@ impl Session {
         Ok(())
     }
 
-    /// Reads element file `name` of project `id` (cached per project).
+    /// Reads element file `name` of project `id` (cached per project): the
+    /// tree a prefetch worker parsed, else read and parsed here.
     pub fn load_file(&mut self, id: ProjectId, name: &str, at: Option<Span>) -> LoadResult<ElementId> {
         if let Some(&found) = self.state(id).files.get(name) {
             return Ok(found);
         }
+        let prefetched = match self.prefetch.take(id, name) {
+            Some(Fetched::Parsed(result)) => Some(result),
+            Some(Fetched::Unreadable) | None => None,
+        };
         let project = self.project(id);
-        let path = project.element_path.join(name);
-        // Read first: a directory fails to read, and only then is it told
-        // apart from a missing file (one system call less per element).
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            if path.is_dir() {
-                return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
+        let text = match prefetched {
+            Some(_) => String::new(),
+            None => {
+                let path = project.element_path.join(name);
+                // Read first: a directory fails to read, and only then is it told
+                // apart from a missing file (one system call less per element).
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    if path.is_dir() {
+                        return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
+                    }
+                    let message = match &project.junction {
+                        Some(j) => format!("Could not find element '{name}' in project referred to by junction element '{}'", j.full_name),
+                        None => format!("Could not find element '{name}' in elements directory '{}'", project.element_path.display()),
+                    };
+                    return Err(located(at, LoadErrorReason::MissingFile, message));
+                };
+                text
             }
-            let message = match &project.junction {
-                Some(j) => format!("Could not find element '{name}' in project referred to by junction element '{}'", j.full_name),
-                None => format!("Could not find element '{name}' in elements directory '{}'", project.element_path.display()),
-            };
-            return Err(located(at, LoadErrorReason::MissingFile, message));
         };
         let prefix = project.prefix();
         let full_name = format!("{prefix}{name}");
         let file = self.sources.add(full_name.clone());
-        let node = parser::parse(&text, file)?;
+        let node = match prefetched {
+            Some(result) => {
+                let mut node = result.map_err(|mut e| {
+                    if let Some(span) = e.at.as_mut() {
+                        span.file = file;
+                    }
+                    e
+                })?;
+                node.set_file(file);
+                node
+            }
+            None => {
+                let node = parser::parse(&text, file)?;
+                // The workers go on from the dependencies of this file.
+                if self.prefetch.is_active() {
+                    let element_path: std::sync::Arc<std::path::Path> = std::sync::Arc::from(self.project(id).element_path.as_path());
+                    self.prefetch.prefetch_dependencies(id, &element_path, &node);
+                }
+                node
+            }
+        };
         self.add_file(id, name, full_name, file, node)
     }
 

@@ -280,6 +280,7 @@ impl Session {
             span,
             external_key,
         };
+        self.prefetch.recycle(node);
         Ok(Prepared { element, kind, vars: has_dep_configs.then_some(vars) })
     }
 

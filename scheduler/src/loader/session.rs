@@ -138,6 +138,9 @@ pub struct Session {
     pub(crate) interner: crate::yaml::interner::MapInterner,
     /// Running external plugins by executable path.
     pub(crate) plugins: HashMap<PathBuf, ExternalPlugin>,
+    /// Workers parsing element files ahead of the loader (none outside the
+    /// element loading phase).
+    pub(crate) prefetch: super::prefetch::Prefetcher,
 }
 
 impl std::fmt::Debug for Session {
@@ -174,6 +177,7 @@ impl Session {
             links_in_progress: HashSet::new(),
             plugins: HashMap::new(),
             interner: Default::default(),
+            prefetch: super::prefetch::Prefetcher::start(0),
         })
     }
 

@@ -89,6 +89,18 @@ impl Node {
         }
     }
 
+    /// Attributes this node and every node below it to `file`.
+    pub fn set_file(&mut self, file: super::provenance::FileId) {
+        match self {
+            Node::Scalar(s) => s.span.file = file,
+            Node::Seq(s) => {
+                s.span.file = file;
+                s.items.iter_mut().for_each(|n| n.set_file(file));
+            }
+            Node::Map(m) => m.set_file(file),
+        }
+    }
+
     /// Name of the node type as BuildStream's messages print it.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -120,6 +132,13 @@ impl Map {
     /// An empty mapping.
     pub fn new(span: Span) -> Map {
         Map { entries: Entries::default(), span }
+    }
+
+    /// Attributes the mapping and every node below it to `file` (a tree
+    /// parsed before its file was registered in the source map).
+    pub fn set_file(&mut self, file: super::provenance::FileId) {
+        self.span.file = file;
+        self.entries.values_mut().for_each(|n| n.set_file(file));
     }
 
     /// The value at `key`.

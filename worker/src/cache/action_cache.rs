@@ -153,7 +153,7 @@ mod tests {
 
     async fn fixture() -> (tempfile::TempDir, Arc<MemoryStore>, ActionCache) {
         let dir = tempfile::tempdir().unwrap();
-        let db = super::super::open_database(&dir.path().join("cache.redb")).unwrap();
+        let db = super::super::open_database(&dir.path().join("cache.redb"), false).unwrap();
         let cas = Arc::new(MemoryStore::default());
         (dir, cas.clone(), ActionCache::new(db, cas))
     }
@@ -232,8 +232,8 @@ mod tests {
         let cas: Store = Arc::new(MemoryStore::default());
         let action = Digest::of(b"durable");
         let result = ActionResult { exit_code: 3, ..Default::default() };
-        ActionCache::new(super::super::open_database(&path).unwrap(), cas.clone()).put(&action, &result).await.unwrap();
-        let reopened = ActionCache::new(super::super::open_database(&path).unwrap(), cas);
+        ActionCache::new(super::super::open_database(&path, false).unwrap(), cas.clone()).put(&action, &result).await.unwrap();
+        let reopened = ActionCache::new(super::super::open_database(&path, false).unwrap(), cas);
         assert_eq!(reopened.get(&action).await.unwrap(), Some(result));
     }
 
@@ -242,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.redb");
         let cas: Store = Arc::new(MemoryStore::default());
-        let ac = ActionCache::new(super::super::open_database(&path).unwrap(), cas.clone());
+        let ac = ActionCache::new(super::super::open_database(&path, false).unwrap(), cas.clone());
         let actions: Vec<Digest> = (0..64).map(|i| Digest::of(format!("action {i}").as_bytes())).collect();
         let puts: Vec<_> = actions
             .iter()
@@ -256,7 +256,7 @@ mod tests {
             put.await.unwrap().unwrap();
         }
         drop(ac);
-        let reopened = ActionCache::new(super::super::open_database(&path).unwrap(), cas);
+        let reopened = ActionCache::new(super::super::open_database(&path, false).unwrap(), cas);
         for (i, action) in actions.iter().enumerate() {
             let got = reopened.get(action).await.unwrap();
             assert_eq!(got.map(|r| r.exit_code), Some(i as i32), "result {i} lost");

@@ -165,7 +165,7 @@ mod tests {
 
     fn index() -> (tempfile::TempDir, AssetIndex) {
         let dir = tempfile::tempdir().unwrap();
-        let db = super::super::open_database(&dir.path().join("c.redb")).unwrap();
+        let db = super::super::open_database(&dir.path().join("c.redb"), false).unwrap();
         (dir, AssetIndex::new(db))
     }
 

@@ -146,7 +146,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_are_all_committed_in_fewer_transactions() {
         let dir = tempfile::tempdir().unwrap();
-        let db = super::super::open_database(&dir.path().join("g.redb")).unwrap();
+        let db = super::super::open_database(&dir.path().join("g.redb"), false).unwrap();
         let group = GroupCommit::new(db.clone());
         let tasks: Vec<_> = (0..200u64)
             .map(|k| {
@@ -169,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_write_fails_its_batch_and_the_next_one_succeeds() {
         let dir = tempfile::tempdir().unwrap();
-        let db = super::super::open_database(&dir.path().join("g.redb")).unwrap();
+        let db = super::super::open_database(&dir.path().join("g.redb"), false).unwrap();
         let group = GroupCommit::new(db.clone());
         let failing: Write = Box::new(|_| Err(CacheError::InvalidArgument("no".into())));
         assert!(matches!(group.run(failing).await, Err(CacheError::Database(_))));

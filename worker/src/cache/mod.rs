@@ -1,12 +1,13 @@
 //! The Action Cache and the Remote Asset index, both kept in one embedded
 //! transactional database (redb) under the worker's root.
 //!
-//! Key decision: every update is a redb write transaction committed with
-//! immediate durability, so an acknowledged action result or asset survives
+//! Key decision: every update is a redb write transaction committed before
+//! the call is answered, so an acknowledged action result or asset survives
 //! `kill -9` and a restart; a crash mid-commit leaves the previous state.
-//! Action results written concurrently share one such commit
-//! ([`group_commit::GroupCommit`]), so a busy cache pays one `fsync` per
-//! batch rather than per update.
+//! Whether a commit is also synced to disk (survives a power loss) is the
+//! worker's `sync` setting ([`database_file::DatabaseFile`]). Action results
+//! written concurrently share one commit ([`group_commit::GroupCommit`]), so
+//! a busy cache pays one commit (and `fsync`, when syncing) per batch.
 //! Blob contents live in the CAS ([`crate::store`]); this module keeps only
 //! the small records that point at them, and checks on every lookup that what
 //! they point at is still in the CAS.
@@ -15,10 +16,12 @@
 //! |---|---|
 //! | [`action_cache`] | [`ActionCache`]: `get`/`put` of `ActionResult`s by action digest |
 //! | [`asset_index`] | [`AssetIndex`]: URI + qualifiers → blob or directory digest |
+//! | [`database_file`] | [`DatabaseFile`]: the file backend, syncing only when configured |
 //! | [`group_commit`] | [`group_commit::GroupCommit`]: concurrent writes, one durable commit |
 
 pub mod action_cache;
 pub mod asset_index;
+pub mod database_file;
 pub mod group_commit;
 
 use std::path::Path;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 
 pub use action_cache::ActionCache;
 pub use asset_index::{AssetIndex, AssetKind, AssetRecord};
+pub use database_file::DatabaseFile;
 
 use crate::store::StoreError;
 
@@ -67,12 +71,31 @@ impl CacheError {
     }
 }
 
-/// Opens (creating if needed) the cache database at `path`.
-pub fn open_database(path: &Path) -> Result<Arc<redb::Database>, CacheError> {
+/// Opens (creating if needed) the cache database at `path`. With `sync`,
+/// every commit is synced to disk before it is acknowledged (survives a
+/// power loss); without, commits reach the kernel but not necessarily the
+/// disk (they survive a killed process, see [`DatabaseFile`]). Without
+/// `sync`, a database that a power loss left unreadable is moved aside
+/// (`cache.redb.corrupt-SECONDS`) and a fresh one started: it is a cache.
+pub fn open_database(path: &Path, sync: bool) -> Result<Arc<redb::Database>, CacheError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(CacheError::database)?;
     }
-    redb::Database::create(path).map(Arc::new).map_err(CacheError::database)
+    let create = || -> Result<redb::Database, redb::DatabaseError> {
+        let file = DatabaseFile::open(path, sync)?;
+        redb::Builder::new().create_with_backend(file)
+    };
+    match create() {
+        Ok(db) => Ok(Arc::new(db)),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) if !sync => {
+            let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let aside = path.with_extension(format!("redb.corrupt-{seconds}"));
+            tracing::error!(path = %path.display(), aside = %aside.display(), %reason, "cache database is corrupt; starting a fresh one");
+            std::fs::rename(path, &aside).map_err(CacheError::database)?;
+            create().map(Arc::new).map_err(CacheError::database)
+        }
+        Err(err) => Err(CacheError::database(err)),
+    }
 }
 
 /// Runs a blocking database job off the async threads.

@@ -39,12 +39,7 @@ impl ExecutableCopies {
     /// Copies under `dir` (emptied first), at most `max_bytes` of them.
     pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> io::Result<Self> {
         let dir = dir.into();
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        fs::create_dir_all(&dir)?;
+        super::inode_pool::create_empty_dir(&dir)?;
         Ok(ExecutableCopies { dir, max_bytes, used: Mutex::new(0), next_temp: AtomicU64::new(0) })
     }
 

@@ -51,15 +51,10 @@ struct Pooled {
 
 impl InodePool {
     /// A pool under `dir` (emptied first) keeping at most `capacity`
-    /// directories.
+    /// directories and symlinks.
     pub fn new(dir: impl Into<PathBuf>, capacity: usize) -> io::Result<Self> {
         let dir = dir.into();
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        fs::create_dir_all(&dir)?;
+        create_empty_dir(&dir)?;
         Ok(InodePool { dir, capacity, free: Mutex::new(Pooled::default()), next_name: AtomicU64::new(0) })
     }
 
@@ -170,6 +165,17 @@ impl Drop for InodePool {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Makes `dir` an empty directory: deletes what is there, then creates it
+/// (and its parents).
+pub fn create_empty_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::create_dir_all(dir)
 }
 
 /// Creates the directory `path` from `pool` when there is one, else with

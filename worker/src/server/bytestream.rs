@@ -32,6 +32,7 @@ use weir_proto::reapi::digest_function;
 use weir_proto::resource_name::{Compressor, ResourceName};
 use weir_proto::Digest;
 
+use super::bytestream_routes::WriteChunk;
 use super::state::compress_zstd;
 use crate::store::{chunked, writer_for, BlobWriter, ChunkStream};
 use super::{ServerError, ServerState};
@@ -60,9 +61,9 @@ impl Sink {
         }
     }
 
-    async fn append(&mut self, data: Vec<u8>) -> Result<(), ServerError> {
+    async fn append(&mut self, data: Bytes) -> Result<(), ServerError> {
         match self {
-            Sink::Blob(writer) => Ok(writer.append(Bytes::from(data)).await?),
+            Sink::Blob(writer) => Ok(writer.append(data).await?),
             Sink::Compressed(buffer) => {
                 buffer.extend_from_slice(&data);
                 Ok(())
@@ -211,7 +212,12 @@ impl ByteStreamService {
         self.uploads.lock().await.remove(key);
     }
 
-    async fn inner_write(&self, mut stream: Streaming<WriteRequest>) -> Result<WriteResponse, ServerError> {
+    /// One `Write` call: the messages of `stream` (see [`WriteChunk`] for
+    /// why they are not the generated `WriteRequest`).
+    pub(super) async fn inner_write(
+        &self,
+        mut stream: impl Stream<Item = Result<WriteChunk, Status>> + Unpin + Send,
+    ) -> Result<WriteResponse, ServerError> {
         let first = match stream.next().await {
             Some(Ok(first)) => first,
             Some(Err(status)) => return Err(ServerError::InvalidArgument(format!("write stream failed: {status}"))),
@@ -334,7 +340,10 @@ impl ByteStream for ByteStreamService {
 
     #[tracing::instrument(skip_all)]
     async fn write(&self, request: Request<Streaming<WriteRequest>>) -> Result<Response<WriteResponse>, Status> {
-        Ok(Response::new(self.inner_write(request.into_inner()).await?))
+        // Served by `ByteStreamRoutes` with a copy-free decoder; kept for
+        // completeness of the trait (and any caller of the generated server).
+        let messages = request.into_inner().map(|message| message.map(WriteChunk::from));
+        Ok(Response::new(self.inner_write(messages).await?))
     }
 
     #[tracing::instrument(skip_all)]

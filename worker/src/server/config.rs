@@ -76,6 +76,21 @@ pub enum SandboxChoice {
     Namespace,
 }
 
+/// Whether acknowledged writes are synced to disk before they are
+/// acknowledged (the worker's `sync` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPolicy {
+    /// `fsync` every blob of every filesystem store and every commit of
+    /// `cache.redb` before answering: acknowledged writes survive a power
+    /// loss or kernel crash.
+    Always,
+    /// Leave writes to the kernel (the default): acknowledged writes survive
+    /// a killed or crashed worker process, not a power loss.
+    #[default]
+    Never,
+}
+
 /// TLS for the gRPC listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +224,10 @@ pub struct WorkerConfig {
     /// (default `16MiB`); gRPC messages up to this plus 1 MiB are accepted.
     #[serde(default = "default_max_batch")]
     pub max_batch_size: ByteSize,
+    /// `always` or `never` (default): whether blobs and cache records are
+    /// synced to disk before they are acknowledged ([`SyncPolicy`]).
+    #[serde(default)]
+    pub sync: SyncPolicy,
     /// HTTP status page and metrics (default: off).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
@@ -245,6 +264,7 @@ impl Default for WorkerConfig {
             storage: default_storage(),
             stores: BTreeMap::new(),
             max_batch_size: default_max_batch(),
+            sync: SyncPolicy::default(),
             metrics: None,
             execution: ExecutionConfig::default(),
         }
@@ -279,6 +299,17 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// The store graph and the shared stores, with `fsync` set on every
+    /// filesystem store when `sync` is `always`.
+    pub fn synced_storage(&self) -> (StoreSpec, BTreeMap<String, StoreSpec>) {
+        let (mut storage, mut stores) = (self.storage.clone(), self.stores.clone());
+        if self.sync == SyncPolicy::Always {
+            storage.sync_filesystems();
+            stores.values_mut().for_each(StoreSpec::sync_filesystems);
+        }
+        (storage, stores)
+    }
+
     /// The root directory (after [`WorkerConfig::validate`]).
     pub fn root_dir(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("."))
@@ -293,6 +324,23 @@ impl WorkerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_always_syncs_every_filesystem_store_and_defaults_to_never() {
+        assert_eq!(WorkerConfig::parse("{}").unwrap().sync, SyncPolicy::Never);
+        let text = "sync: always\nstorage: { fast_slow: { fast: { size_limited: { max_size: 1GiB, inner: { filesystem: { path: a } } } }, slow: { shared: disk } } }\nstores: { disk: { verify: { inner: { filesystem: { path: b } } } } }\n";
+        let fsyncs = |config: &WorkerConfig| {
+            let (storage, stores) = config.synced_storage();
+            let text = serde_yaml_ng::to_string(&(storage, stores)).unwrap();
+            (text.matches("fsync: true").count(), text.matches("fsync: false").count())
+        };
+        let config = WorkerConfig::parse(text).unwrap();
+        assert_eq!(config.sync, SyncPolicy::Always);
+        assert_eq!(fsyncs(&config), (2, 0));
+        let config = WorkerConfig::parse(&text.replace("sync: always", "sync: never")).unwrap();
+        assert_eq!(fsyncs(&config), (0, 2));
+        assert!(WorkerConfig::parse("sync: sometimes").is_err());
+    }
 
     #[test]
     fn defaults_from_an_empty_file() {

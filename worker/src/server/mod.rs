@@ -16,6 +16,7 @@
 //! | [`instances`] | the served instance names |
 //! | [`state`] | what the services share |
 //! | [`cas`], [`bytestream`], [`action_cache`], [`capabilities`], [`asset`] | one gRPC service each |
+//! | [`bytestream_routes`] | ByteStream as mounted: `Write` decoded without copying the data |
 //! | [`tree_walker`] | breadth-first walks of `Directory` trees |
 //! | [`metrics`], [`status_page`] | counters, Prometheus text, the HTTP page |
 //! | [`error`] | [`ServerError`] and its one conversion to `tonic::Status` |
@@ -24,6 +25,7 @@ pub mod action_cache;
 pub mod asset;
 pub mod auth;
 pub mod bytestream;
+pub mod bytestream_routes;
 pub mod capabilities;
 pub mod cas;
 pub mod config;
@@ -43,7 +45,6 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use weir_proto::asset::fetch_server::FetchServer;
 use weir_proto::asset::push_server::PushServer;
-use weir_proto::bytestream::byte_stream_server::ByteStreamServer;
 use weir_proto::reapi::action_cache_server::ActionCacheServer;
 use weir_proto::reapi::capabilities_server::CapabilitiesServer;
 use weir_proto::reapi::content_addressable_storage_server::ContentAddressableStorageServer;
@@ -153,8 +154,9 @@ impl Server {
         let root = config.root_dir();
         std::fs::create_dir_all(&root).map_err(|e| ConfigError::Read { path: root.clone(), source: e })?;
         let store_metrics = StoreMetrics::default();
-        let ctx = BuildContext::new(root.clone(), config.stores.clone(), store_metrics.clone());
-        let cas = store::build(&config.storage, &ctx).await?;
+        let (storage, stores) = config.synced_storage();
+        let ctx = BuildContext::new(root.clone(), stores, store_metrics.clone());
+        let cas = store::build(&storage, &ctx).await?;
         // REAPI clients assume the empty blob is always present; store it once
         // (bounded: an unreachable upstream must not hold up start-up).
         let empty_digest = weir_proto::Digest::empty();
@@ -164,7 +166,7 @@ impl Server {
             Ok(Err(err)) => tracing::warn!(%err, "could not store the empty blob"),
             Err(_) => tracing::warn!("storing the empty blob timed out"),
         }
-        let db = open_database(&root.join("cache.redb"))?;
+        let db = open_database(&root.join("cache.redb"), config.sync == config::SyncPolicy::Always)?;
         let instances = Instances::new(config.instance_names.iter().cloned())
             .map_err(|e| ConfigError::Invalid(format!("instance_names: {e}")))?;
         let auth = auth::Auth::from_config(&config.auth, &root)?;
@@ -270,11 +272,7 @@ impl Server {
                     .max_decoding_message_size(limit)
                     .max_encoding_message_size(limit),
             )
-            .add_service(
-                ByteStreamServer::new(bytestream::ByteStreamService::new(state.clone()))
-                    .max_decoding_message_size(limit)
-                    .max_encoding_message_size(limit),
-            )
+            .add_service(bytestream_routes::ByteStreamRoutes::new(bytestream::ByteStreamService::new(state.clone()), limit))
             .add_service(
                 ActionCacheServer::new(action_cache::ActionCacheService::new(state.clone()))
                     .max_decoding_message_size(limit),

@@ -3,23 +3,27 @@
 //! by [`BlobWriter::commit`] once the content matches the digest.
 //!
 //! Key decisions:
-//! * Pipelined: appends are handed to the blocking pool as one job per
-//!   batch of at least [`WRITE_BATCH`] bytes and the caller returns at once,
-//!   so the next message is received and decoded while the previous batch is
-//!   written and hashed. One job is in flight at a time (order is kept, and
-//!   memory is bounded by about two batches).
-//! * Small appends (clients that send 16–64 KiB messages) are gathered in
-//!   memory up to [`WRITE_BATCH`] before they cost a trip to the blocking pool.
-//! * A batch is written whole before any of it is hashed; a failed write
-//!   truncates the file back, so the file and the hash always agree, and
-//!   [`BlobWriter::committed`] falls back to what the file holds.
-//! * One `fsync` at commit (when the store is configured with `fsync`).
+//! * Pipelined on two lanes: appends are handed to the blocking pool in
+//!   batches of at least [`WRITE_BATCH`] bytes (small client messages are
+//!   gathered first), and each batch is written by one job while another
+//!   hashes it, so writing and SHA-256 overlap each other and the receipt
+//!   of the next messages. At most one batch is in flight per lane (order
+//!   is kept, memory is bounded by about two batches).
+//! * The temporary file is created by the first job, never on the async
+//!   threads (creating a file can take milliseconds on a busy ext4).
+//! * Blobs of at least [`DIRECT_MIN`] bytes are written with `O_DIRECT`
+//!   where the filesystem allows it ([`super::upload_file`] says why).
+//! * A failed write discards the upload (the file is emptied, the hash
+//!   restarted, [`BlobWriter::committed`] becomes 0): the hash may already
+//!   cover the failed batch, and a client that asks `QueryWriteStatus`
+//!   simply starts again. A client whose stream is merely cut off keeps
+//!   everything that arrived.
+//! * One `fsync` at commit when the store is configured to sync.
 //!
-//! Cancel-safety: the only await before an append takes effect is on the
-//! previous job; a call cancelled there has changed nothing, and a call that
-//! got past it has handed its data over completely.
+//! Cancel-safety: the only awaits before an append takes effect are on the
+//! jobs in flight; a call cancelled there has changed nothing, and a call
+//! that got past them has handed its data over completely.
 
-use std::io::{Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -29,55 +33,21 @@ use tokio::task::JoinHandle;
 use weir_proto::Digest;
 
 use super::filesystem::Shelf;
+use super::upload_file::UploadFile;
 use super::{BlobWriter, StoreError};
 
 /// Appended bytes are handed to the blocking pool in batches of at least this many.
 pub const WRITE_BATCH: usize = 1 << 20;
+/// Batches of uploads written with `O_DIRECT` (larger writes suit the device).
+const DIRECT_BATCH: usize = 4 << 20;
+/// Uploads of blobs at least this large bypass the page cache (where allowed).
+pub const DIRECT_MIN: u64 = 8 << 20;
 
-/// The temporary file and the running hash of what it holds.
-struct Partial {
-    file: tempfile::NamedTempFile,
-    hasher: Sha256,
-    len: u64,
-}
+/// The temporary file, created by the first job that needs it.
+type SharedFile = Arc<Mutex<Option<UploadFile>>>;
 
-impl Partial {
-    /// Writes `chunks`, then hashes them; on a failed write the file is cut
-    /// back to where it was and the hash is untouched.
-    fn append(&mut self, chunks: &[Bytes]) -> Result<(), StoreError> {
-        for chunk in chunks {
-            if let Err(err) = self.file.write_all(chunk) {
-                let _ = self.file.as_file().set_len(self.len);
-                let _ = self.file.seek(SeekFrom::Start(self.len));
-                return Err(err.into());
-            }
-        }
-        for chunk in chunks {
-            self.hasher.update(chunk);
-            self.len += chunk.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn reset(&mut self) -> Result<(), StoreError> {
-        self.file.as_file().set_len(0)?;
-        self.file.seek(SeekFrom::Start(0))?;
-        self.hasher = Sha256::new();
-        self.len = 0;
-        Ok(())
-    }
-}
-
-/// The shared upload state; `None` once committed.
-type SharedPartial = Arc<Mutex<Option<Partial>>>;
-
-fn with_partial<T>(
-    partial: &Mutex<Option<Partial>>,
-    job: impl FnOnce(&mut Partial) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let mut guard = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?;
-    let partial = guard.as_mut().ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
-    job(partial)
+fn io_error(message: &str) -> StoreError {
+    StoreError::Io(std::io::Error::other(message.to_string()))
 }
 
 fn join_error(err: tokio::task::JoinError) -> StoreError {
@@ -88,53 +58,108 @@ fn join_error(err: tokio::task::JoinError) -> StoreError {
 pub struct FilesystemWriter {
     digest: Digest,
     shelf: Arc<Shelf>,
-    partial: SharedPartial,
+    file: SharedFile,
+    /// The running hash when no hashing job holds it.
+    hasher: Option<Sha256>,
     /// Bytes handed over: written, in flight or pending.
     appended: u64,
     /// Appends not yet handed to the blocking pool.
     pending: Vec<Bytes>,
     pending_len: usize,
-    in_flight: Option<JoinHandle<Result<(), StoreError>>>,
+    batch: usize,
+    writing: Option<JoinHandle<Result<(), StoreError>>>,
+    hashing: Option<JoinHandle<Sha256>>,
 }
 
 impl FilesystemWriter {
-    /// An upload of `digest` into the temporary `file`, renamed into the
-    /// store `shelf` on commit.
-    pub(super) fn new(digest: Digest, file: tempfile::NamedTempFile, shelf: Arc<Shelf>) -> Self {
+    /// An upload of `digest` into the store `shelf`.
+    pub(super) fn new(digest: Digest, shelf: Arc<Shelf>) -> Self {
+        let batch = if digest.size() >= DIRECT_MIN { DIRECT_BATCH } else { WRITE_BATCH };
         FilesystemWriter {
             digest,
             shelf,
-            partial: Arc::new(Mutex::new(Some(Partial { file, hasher: Sha256::new(), len: 0 }))),
+            file: Arc::default(),
+            hasher: Some(Sha256::new()),
             appended: 0,
             pending: Vec::new(),
             pending_len: 0,
-            in_flight: None,
+            batch,
+            writing: None,
+            hashing: None,
         }
     }
 
-    /// Waits for the job in flight. When it failed, what it and the pending
-    /// appends carried is forgotten: [`BlobWriter::committed`] becomes what
-    /// the file holds, where the client can resume.
+    /// Waits for both lanes. When the write failed, the upload is discarded
+    /// (see the module doc) and the error returned.
+    ///
+    /// Cancel-safe: a job is forgotten only once it has been awaited to the
+    /// end, so a call cancelled here leaves both lanes as they were.
     async fn settle(&mut self) -> Result<(), StoreError> {
-        let Some(job) = self.in_flight.as_mut() else { return Ok(()) };
-        let result = job.await.map_err(join_error).and_then(|r| r);
-        self.in_flight = None;
-        if let Err(err) = result {
-            self.pending.clear();
-            self.pending_len = 0;
-            self.appended = with_partial(&self.partial, |p| Ok(p.len)).unwrap_or(0);
-            return Err(err);
+        let written = match self.writing.as_mut() {
+            Some(job) => job.await.map_err(join_error).and_then(|r| r),
+            None => Ok(()),
+        };
+        self.writing = None;
+        let hashed = match self.hashing.as_mut() {
+            Some(job) => job.await.map(|hasher| self.hasher = Some(hasher)).map_err(join_error),
+            None => Ok(()),
+        };
+        self.hashing = None;
+        match written.and(hashed) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if let Err(again) = self.discard().await {
+                    tracing::warn!(%again, "could not empty a failed upload");
+                }
+                Err(err)
+            }
         }
+    }
+
+    /// Forgets everything appended (no job may be in flight).
+    async fn discard(&mut self) -> Result<(), StoreError> {
+        self.pending.clear();
+        self.pending_len = 0;
+        self.appended = 0;
+        self.hasher = Some(Sha256::new());
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || match lock(&file)?.as_mut() {
+            Some(file) => file.truncate(),
+            None => Ok(()),
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Hands the pending appends to both lanes (none may be in flight).
+    fn dispatch(&mut self) -> Result<(), StoreError> {
+        let chunks = Arc::new(std::mem::take(&mut self.pending));
+        self.pending_len = 0;
+        let mut hasher = self.hasher.take().ok_or_else(|| io_error("upload hash lost"))?;
+        let to_hash = chunks.clone();
+        self.hashing = Some(tokio::task::spawn_blocking(move || {
+            to_hash.iter().for_each(|chunk| hasher.update(chunk));
+            hasher
+        }));
+        let (file, shelf, digest) = (self.file.clone(), self.shelf.clone(), self.digest);
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let mut guard = lock(&file)?;
+            open_file(&mut guard, &shelf, &digest)?.append(&chunks)
+        }));
         Ok(())
     }
+}
 
-    /// Hands the pending appends to the blocking pool (none may be in flight).
-    fn dispatch(&mut self) {
-        let chunks = std::mem::take(&mut self.pending);
-        self.pending_len = 0;
-        let partial = self.partial.clone();
-        self.in_flight = Some(tokio::task::spawn_blocking(move || with_partial(&partial, |p| p.append(&chunks))));
+fn lock(file: &SharedFile) -> Result<std::sync::MutexGuard<'_, Option<UploadFile>>, StoreError> {
+    file.lock().map_err(|_| io_error("upload lock poisoned"))
+}
+
+/// The upload's file, created on first use.
+fn open_file<'a>(slot: &'a mut Option<UploadFile>, shelf: &Shelf, digest: &Digest) -> Result<&'a mut UploadFile, StoreError> {
+    if slot.is_none() {
+        *slot = Some(UploadFile::new(shelf.temp_file_for(digest)?, digest.size() >= DIRECT_MIN));
     }
+    slot.as_mut().ok_or_else(|| io_error("upload file lost"))
 }
 
 #[async_trait]
@@ -147,14 +172,14 @@ impl BlobWriter for FilesystemWriter {
         if data.is_empty() {
             return Ok(());
         }
-        if self.pending_len + data.len() >= WRITE_BATCH {
+        if self.pending_len + data.len() >= self.batch {
             self.settle().await?;
         }
         self.appended += data.len() as u64;
         self.pending_len += data.len();
         self.pending.push(data);
-        if self.pending_len >= WRITE_BATCH && self.in_flight.is_none() {
-            self.dispatch();
+        if self.pending_len >= self.batch {
+            self.dispatch()?;
         }
         Ok(())
     }
@@ -163,30 +188,30 @@ impl BlobWriter for FilesystemWriter {
         if let Err(err) = self.settle().await {
             tracing::debug!(%err, "a write failed before the upload was restarted");
         }
-        self.pending.clear();
-        self.pending_len = 0;
-        self.appended = 0;
-        let partial = self.partial.clone();
-        tokio::task::spawn_blocking(move || with_partial(&partial, Partial::reset)).await.map_err(join_error)?
+        self.discard().await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         self.settle().await?;
         let pending = std::mem::take(&mut self.pending);
-        let FilesystemWriter { digest, shelf, partial, .. } = *self;
+        let mut hasher = self.hasher.take().ok_or_else(|| io_error("upload hash lost"))?;
+        let FilesystemWriter { digest, shelf, file, .. } = *self;
         tokio::task::spawn_blocking(move || {
-            let taken = partial.lock().map_err(|_| StoreError::Io(std::io::Error::other("upload lock poisoned")))?.take();
-            let mut p = taken.ok_or_else(|| StoreError::Io(std::io::Error::other("upload already committed")))?;
-            p.append(&pending)?;
-            let hash: [u8; 32] = p.hasher.finalize().into();
-            let actual = Digest::new(hash, p.len);
+            pending.iter().for_each(|chunk| hasher.update(chunk));
+            let mut guard = lock(&file)?;
+            let len = guard.as_ref().map_or(0, UploadFile::len) + pending.iter().map(|c| c.len() as u64).sum::<u64>();
+            let actual = Digest::new(hasher.finalize().into(), len);
             if actual != digest {
                 return Err(StoreError::DigestMismatch { expected: digest, actual });
             }
+            let upload = open_file(&mut guard, &shelf, &digest)?;
+            upload.append(&pending)?;
+            let Some(upload) = guard.take() else { return Err(io_error("upload file lost")) };
+            let done = upload.finish()?;
             if shelf.fsync() {
-                p.file.as_file().sync_all()?;
+                done.as_file().sync_all()?;
             }
-            p.file.persist(shelf.path_of(&digest)).map_err(|e| StoreError::Io(e.error))?;
+            done.persist(shelf.path_of(&digest)).map_err(|e| StoreError::Io(e.error))?;
             shelf.record_stored(digest);
             Ok(())
         })

@@ -13,6 +13,8 @@
 //! | [`memory`] | [`MemoryStore`] | blobs in a hash map: tests, small fast tiers |
 //! | [`filesystem`] | [`FilesystemStore`] | sharded files, temp-then-rename, verified |
 //! | [`filesystem_writer`] | [`filesystem_writer::FilesystemWriter`] | a streamed upload into a filesystem store |
+//! | [`direct_io`] | functions | `O_DIRECT` on and off, aligned buffers and reads |
+//! | [`upload_file`] | [`upload_file::UploadFile`] | an upload's temporary file; `O_DIRECT` for large blobs |
 //! | [`blob_index`] | [`blob_index::BlobIndex`] | the filesystem store's in-memory set of held digests |
 //! | [`size_limited`] | [`SizeLimitedStore`] | least-recently-used eviction under a byte budget |
 //! | [`fast_slow`] | [`FastSlowStore`] | read-through: misses in the fast tier are filled from the slow one |
@@ -26,6 +28,7 @@
 
 pub mod blob_index;
 pub mod blob_writer;
+pub mod direct_io;
 pub mod byte_size;
 pub mod fast_slow;
 pub mod filesystem;
@@ -34,6 +37,7 @@ pub mod memory;
 pub mod metrics;
 pub mod size_limited;
 pub mod spec;
+pub mod upload_file;
 pub mod upstream;
 pub mod verify;
 

@@ -126,6 +126,21 @@ impl StoreSpec {
             StoreSpec::Shared(_) => "shared",
         }
     }
+
+    /// Sets `fsync` on every filesystem store in this graph (the worker's
+    /// `sync: always`); shared stores are reached through their own specs.
+    pub fn sync_filesystems(&mut self) {
+        match self {
+            StoreSpec::Filesystem(spec) => spec.fsync = true,
+            StoreSpec::SizeLimited(spec) => spec.inner.sync_filesystems(),
+            StoreSpec::Verify(spec) => spec.inner.sync_filesystems(),
+            StoreSpec::FastSlow(spec) => {
+                spec.fast.sync_filesystems();
+                spec.slow.sync_filesystems();
+            }
+            StoreSpec::Memory(_) | StoreSpec::Upstream(_) | StoreSpec::Shared(_) => {}
+        }
+    }
 }
 
 /// What building a store graph needs besides the spec.

@@ -1,0 +1,352 @@
+//! Reading and parsing element files ahead of the loader, on worker threads.
+//!
+//! It owns [`Prefetcher`]. The loader walks the dependency graph depth-first
+//! on one thread; most of its time per element is reading and parsing the
+//! file. Workers read and parse the files the loader is about to ask for:
+//! those named by dependencies (as written, within the same project) of the
+//! files already parsed, explored in the loader's own depth-first order (a
+//! stack). Key decisions:
+//! * prefetching is speculative and invisible: a parsed tree (or its parse
+//!   error) is only used when the loader asks for that (project, name), and a
+//!   file the workers could not read is read again by the loader, which then
+//!   reports what it reports without workers; so errors and their order are
+//!   those of a sequential load;
+//! * workers cannot register files in the session's [`SourceMap`], so they
+//!   parse under [`UNREGISTERED`] and the loader re-attributes the tree to the
+//!   file it registers ([`Map::set_file`]) when it takes it;
+//! * a file still waiting in the queue when the loader wants it is parsed by
+//!   the loader itself (it never waits for queued work), and at most
+//!   [`MAX_READY`] parsed trees wait for the loader (memory stays bounded when
+//!   the workers run ahead);
+//! * the trees the workers parsed are also freed by them ([`Prefetcher::recycle`]):
+//!   glibc's allocator serialises frees into another thread's arena with
+//!   that arena's lock, and the loader freeing the workers' trees while they
+//!   allocate the next ones made both wait on it.
+//!
+//! [`SourceMap`]: crate::yaml::SourceMap
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::names::normalise;
+use crate::project::ProjectId;
+use crate::yaml::{parser, FileId, LoadResult, Map, Node};
+
+/// The file id of a tree parsed before its file was registered.
+pub const UNREGISTERED: FileId = FileId(u32::MAX - 1);
+
+/// Parsed trees that may wait for the loader at once.
+const MAX_READY: usize = 64;
+
+/// One element file of one project.
+type Key = (ProjectId, String);
+
+/// What a worker made of a file.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The file's tree (under [`UNREGISTERED`]) or its parse error.
+    Parsed(LoadResult<Map>),
+    /// The file could not be read (missing, a directory, ...): the loader
+    /// reads it again and reports why.
+    Unreadable,
+}
+
+enum Slot {
+    Queued,
+    Running,
+    Done(Fetched),
+}
+
+struct Job {
+    key: Key,
+    element_path: Arc<Path>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Files to read, the next one last (depth-first, like the loader).
+    stack: Vec<Job>,
+    /// Every file asked for (queued, running or done), until the loader takes it.
+    slots: FxHashMap<Key, Slot>,
+    /// Files ever asked for: each is prefetched at most once.
+    seen: FxHashSet<Key>,
+    /// Done slots.
+    ready: usize,
+    /// Trees the loader is done with, dropped by the workers (see [`Prefetcher::recycle`]).
+    graveyard: Vec<Map>,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Work was queued, room was made, or the prefetcher closed.
+    wake_workers: Condvar,
+    /// A running file was finished.
+    finished: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker never panics while holding the lock (parsing happens
+        // outside it); a poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Worker threads reading and parsing element files ahead of the loader.
+pub struct Prefetcher {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Prefetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefetcher").field("workers", &self.workers.len()).finish()
+    }
+}
+
+/// The same-project dependency names written in `node` (normalised; names
+/// through junctions and malformed entries are left to the loader).
+fn written_dependencies(node: &Map) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |name: &str| {
+        if name.ends_with(".bst") && !name.contains(':') {
+            out.push(normalise(name));
+        }
+    };
+    for key in ["build-depends", "runtime-depends", "depends"] {
+        let Some(Node::Seq(list)) = node.get(key) else { continue };
+        for item in &list.items {
+            match item {
+                Node::Scalar(s) => add(&s.value),
+                Node::Map(m) if !m.contains("junction") => match m.get("filename") {
+                    Some(Node::Scalar(s)) => add(&s.value),
+                    Some(Node::Seq(names)) => names.items.iter().filter_map(Node::as_str).for_each(&mut add),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn fetch(path: &Path) -> Fetched {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Fetched::Parsed(parser::parse(&text, UNREGISTERED)),
+        Err(_) => Fetched::Unreadable,
+    }
+}
+
+impl Prefetcher {
+    /// Starts `workers` threads (none when `workers` is 0: every file is
+    /// then read by the loader).
+    pub fn start(workers: usize) -> Prefetcher {
+        let shared = Arc::new(Shared { state: Mutex::default(), wake_workers: Condvar::new(), finished: Condvar::new() });
+        let workers = (0..workers)
+            .filter_map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new().name(format!("weir-prefetch-{i}")).spawn(move || work(&shared)).ok()
+            })
+            .collect();
+        Prefetcher { shared, workers }
+    }
+
+    /// Whether any worker runs.
+    pub fn is_active(&self) -> bool {
+        !self.workers.is_empty()
+    }
+
+    /// Queues the same-project dependencies written in `node` (a file of
+    /// project `project`, whose elements are under `element_path`).
+    pub fn prefetch_dependencies(&self, project: ProjectId, element_path: &Arc<Path>, node: &Map) {
+        if !self.is_active() {
+            return;
+        }
+        let names = written_dependencies(node);
+        if names.is_empty() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        push_jobs(&mut state, project, element_path, names);
+        drop(state);
+        self.shared.wake_workers.notify_all();
+    }
+
+    /// The worker's result for file `name` of `project`: waits while a worker
+    /// is on it; `None` when no worker has started it (the caller reads it).
+    pub fn take(&self, project: ProjectId, name: &str) -> Option<Fetched> {
+        if !self.is_active() {
+            return None;
+        }
+        let key = (project, name.to_string());
+        let mut state = self.shared.lock();
+        loop {
+            match state.slots.get(&key) {
+                None => return None,
+                Some(Slot::Running) => {
+                    state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                Some(Slot::Queued) => {
+                    // Left in the stack; a worker popping it skips it.
+                    state.slots.remove(&key);
+                    return None;
+                }
+                Some(Slot::Done(_)) => {
+                    let Some(Slot::Done(fetched)) = state.slots.remove(&key) else { return None };
+                    state.ready -= 1;
+                    if state.ready + 1 == MAX_READY {
+                        self.shared.wake_workers.notify_all();
+                    }
+                    return Some(fetched);
+                }
+            }
+        }
+    }
+}
+
+impl Prefetcher {
+    /// Hands a tree the loader no longer needs to the workers, which free it
+    /// (dropped here when no worker runs).
+    pub fn recycle(&self, node: Map) {
+        if !self.is_active() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        state.graveyard.push(node);
+        if state.graveyard.len() >= GRAVEYARD_BATCH {
+            drop(state);
+            self.shared.wake_workers.notify_one();
+        }
+    }
+}
+
+/// Trees handed back before a worker is woken to free them.
+const GRAVEYARD_BATCH: usize = 32;
+
+fn push_jobs(state: &mut State, project: ProjectId, element_path: &Arc<Path>, names: Vec<String>) {
+    // Reversed: the first dependency is read first.
+    for name in names.into_iter().rev() {
+        let key = (project, name);
+        if state.seen.insert(key.clone()) {
+            state.slots.insert(key.clone(), Slot::Queued);
+            state.stack.push(Job { key, element_path: element_path.clone() });
+        }
+    }
+}
+
+fn work(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if state.closed {
+            return;
+        }
+        if !state.graveyard.is_empty() {
+            let dead = std::mem::take(&mut state.graveyard);
+            drop(state);
+            drop(dead);
+            state = shared.lock();
+            continue;
+        }
+        let job = if state.ready < MAX_READY { state.stack.pop() } else { None };
+        let Some(job) = job else {
+            state = shared.wake_workers.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            continue;
+        };
+        // Taken back by the loader meanwhile: nothing to do.
+        if !matches!(state.slots.get(&job.key), Some(Slot::Queued)) {
+            continue;
+        }
+        state.slots.insert(job.key.clone(), Slot::Running);
+        drop(state);
+
+        let path: PathBuf = job.element_path.join(&job.key.1);
+        let fetched = fetch(&path);
+        let next = match &fetched {
+            Fetched::Parsed(Ok(node)) => written_dependencies(node),
+            _ => Vec::new(),
+        };
+
+        state = shared.lock();
+        if let Some(slot) = state.slots.get_mut(&job.key) {
+            *slot = Slot::Done(fetched);
+            state.ready += 1;
+        }
+        push_jobs(&mut state, job.key.0, &job.element_path, next);
+        shared.finished.notify_all();
+        if !state.stack.is_empty() {
+            shared.wake_workers.notify_one();
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake_workers.notify_all();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    /// Waits (bounded) until a worker has finished file `name`.
+    fn wait_done(prefetcher: &Prefetcher, name: &str) -> bool {
+        for _ in 0..1000 {
+            if matches!(prefetcher.shared.lock().slots.get(&(ProjectId(0), name.to_string())), Some(Slot::Done(_))) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn dependencies_are_parsed_ahead_and_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.bst", "kind: stack\ndepends:\n- b.bst\n- filename: [c.bst, ./d.bst]\n- j.bst:x.bst\n");
+        write(dir.path(), "b.bst", "kind: manual\nruntime-depends: [e.bst]\n");
+        write(dir.path(), "c.bst", "kind: [unclosed\n");
+        write(dir.path(), "e.bst", "kind: import\n");
+        let prefetcher = Prefetcher::start(2);
+        let root: Arc<Path> = Arc::from(dir.path());
+        let a = parser::parse(&std::fs::read_to_string(dir.path().join("a.bst")).unwrap(), FileId(1)).unwrap();
+        prefetcher.prefetch_dependencies(ProjectId(0), &root, &a);
+        // e.bst is only named by b.bst: the workers found it themselves.
+        for name in ["b.bst", "c.bst", "d.bst", "e.bst"] {
+            assert!(wait_done(&prefetcher, name), "{name} was not prefetched");
+        }
+        let Some(Fetched::Parsed(Ok(b))) = prefetcher.take(ProjectId(0), "b.bst") else { panic!("b.bst was not parsed") };
+        assert_eq!(b.span.file, UNREGISTERED);
+        assert_eq!(b.get_str("kind").unwrap(), Some("manual"));
+        // Taken once: the second ask is the caller's.
+        assert!(prefetcher.take(ProjectId(0), "b.bst").is_none());
+        // A parse error is kept for the caller, under the placeholder file.
+        let Some(Fetched::Parsed(Err(e))) = prefetcher.take(ProjectId(0), "c.bst") else { panic!("c.bst should fail to parse") };
+        assert_eq!(e.at.map(|s| s.file), Some(UNREGISTERED));
+        assert!(matches!(prefetcher.take(ProjectId(0), "d.bst"), Some(Fetched::Unreadable)));
+        // A junction reference is never prefetched.
+        assert!(prefetcher.shared.lock().seen.iter().all(|(_, n)| !n.contains(':')));
+    }
+
+    #[test]
+    fn written_dependencies_skip_junctions_and_normalise() {
+        let node = parser::parse(
+            "depends:\n- ./a.bst\n- x.bst:y.bst\n- filename: b.bst\n  junction: j.bst\n- filename: c.bst\nbuild-depends: [d.txt, e.bst]\n",
+            FileId(1),
+        )
+        .unwrap();
+        assert_eq!(written_dependencies(&node), ["e.bst", "a.bst", "c.bst"]);
+    }
+}

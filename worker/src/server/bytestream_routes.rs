@@ -1,0 +1,147 @@
+//! [`ByteStreamRoutes`]: the ByteStream gRPC service as mounted on the
+//! server. `Write` is decoded into [`WriteChunk`]s, whose data is a slice of
+//! the receive buffer; `Read` and `QueryWriteStatus` go to the generated
+//! server.
+//!
+//! Why: the generated `WriteRequest` holds its data as `Vec<u8>`, so
+//! decoding copies every uploaded byte once more before the store sees it.
+//! A message with the same fields but `bytes::Bytes` data is decoded by
+//! prost with `Buf::copy_to_bytes`, which tonic's decode buffer answers by
+//! splitting off the bytes it already holds: no copy. On a machine where
+//! the client, the HTTP/2 stack, SHA-256 and the disk share two cores, one
+//! copy less per byte is measurable in ByteStream write throughput.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tonic::body::Body;
+use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
+use tracing::Instrument;
+use tonic::server::NamedService;
+use weir_proto::bytestream::byte_stream_server::ByteStreamServer;
+use weir_proto::bytestream::{WriteRequest, WriteResponse};
+
+use super::bytestream::ByteStreamService;
+
+/// The gRPC path of `ByteStream.Write`.
+const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
+
+/// `google.bytestream.WriteRequest`, field for field (same wire format),
+/// with `data` as [`Bytes`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteChunk {
+    /// The upload resource name (required on the first message).
+    #[prost(string, tag = "1")]
+    pub resource_name: String,
+    /// Offset of `data` in the upload.
+    #[prost(int64, tag = "2")]
+    pub write_offset: i64,
+    /// Whether this is the last message.
+    #[prost(bool, tag = "3")]
+    pub finish_write: bool,
+    /// A portion of the upload.
+    #[prost(bytes = "bytes", tag = "10")]
+    pub data: Bytes,
+}
+
+impl From<WriteRequest> for WriteChunk {
+    fn from(request: WriteRequest) -> Self {
+        WriteChunk {
+            resource_name: request.resource_name,
+            write_offset: request.write_offset,
+            finish_write: request.finish_write,
+            data: Bytes::from(request.data),
+        }
+    }
+}
+
+/// The ByteStream service with its copy-free `Write` (see the module doc).
+#[derive(Clone)]
+pub struct ByteStreamRoutes {
+    service: Arc<ByteStreamService>,
+    generated: ByteStreamServer<ByteStreamService>,
+    max_message: usize,
+}
+
+impl ByteStreamRoutes {
+    /// Serves `service`, accepting and sending messages up to `max_message` bytes.
+    pub fn new(service: ByteStreamService, max_message: usize) -> Self {
+        let service = Arc::new(service);
+        let generated = ByteStreamServer::from_arc(service.clone())
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        ByteStreamRoutes { service, generated, max_message }
+    }
+}
+
+impl NamedService for ByteStreamRoutes {
+    const NAME: &'static str = weir_proto::bytestream::byte_stream_server::SERVICE_NAME;
+}
+
+/// `Write` as a client-streaming method over [`WriteChunk`]s.
+struct WriteMethod(Arc<ByteStreamService>);
+
+impl tonic::server::ClientStreamingService<WriteChunk> for WriteMethod {
+    type Response = WriteResponse;
+    type Future = BoxFuture<tonic::Response<WriteResponse>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<WriteChunk>>) -> Self::Future {
+        let service = self.0.clone();
+        let write = async move { Ok(tonic::Response::new(service.inner_write(request.into_inner()).await?)) };
+        Box::pin(write.instrument(tracing::info_span!("bytestream_write")))
+    }
+}
+
+impl<B> Service<http::Request<B>> for ByteStreamRoutes
+where
+    B: HttpBody + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != WRITE_PATH {
+            return self.generated.call(request);
+        }
+        let method = WriteMethod(self.service.clone());
+        let max = self.max_message;
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<WriteResponse, WriteChunk>::default();
+            let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(max), Some(max));
+            Ok(grpc.client_streaming(method, request).await)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn write_chunks_decode_exactly_what_write_requests_encode() {
+        let request = WriteRequest {
+            resource_name: "main/uploads/u/blobs/abc/3".into(),
+            write_offset: 1 << 33,
+            finish_write: true,
+            data: b"xyz".to_vec(),
+        };
+        let wire = Bytes::from(request.encode_to_vec());
+        let chunk = WriteChunk::decode(wire.clone()).unwrap();
+        assert_eq!(chunk, WriteChunk::from(request.clone()));
+        assert_eq!(chunk.encode_to_vec(), request.encode_to_vec());
+        // Decoded from a `Bytes` buffer, the data is a slice of it, not a copy.
+        let start = wire.as_ptr() as usize;
+        let at = chunk.data.as_ptr() as usize;
+        assert!(at >= start && at + chunk.data.len() <= start + wire.len(), "data was copied out of the buffer");
+    }
+}
