@@ -30,6 +30,9 @@ use std::sync::Mutex;
 /// Default bound on the directories and symlinks kept.
 pub const DEFAULT_CAPACITY: usize = 8192;
 
+/// Subdirectories the pooled entries are spread over.
+const SHARDS: u64 = 64;
+
 /// A runner's pool of empty directories and symlinks, under one directory
 /// of its own.
 #[derive(Debug)]
@@ -55,7 +58,16 @@ impl InodePool {
     pub fn new(dir: impl Into<PathBuf>, capacity: usize) -> io::Result<Self> {
         let dir = dir.into();
         create_empty_dir(&dir)?;
+        for shard in 0..SHARDS {
+            fs::create_dir(dir.join(shard.to_string()))?;
+        }
         Ok(InodePool { dir, capacity, free: Mutex::new(Pooled::default()), next_name: AtomicU64::new(0) })
+    }
+
+    /// Where the pooled entry `name` lives: spread over [`SHARDS`] directories
+    /// so that no directory grows long (each rename searches its entries).
+    fn path_of(&self, name: u64) -> PathBuf {
+        self.dir.join((name % SHARDS).to_string()).join(name.to_string())
     }
 
     /// The number of directories and symlinks pooled now.
@@ -99,7 +111,7 @@ impl InodePool {
     /// deleted) when that fails.
     fn place(&self, name: Option<u64>, path: &Path) -> bool {
         let Some(name) = name else { return false };
-        let source = self.dir.join(name.to_string());
+        let source = self.path_of(name);
         if fs::rename(&source, path).is_ok() {
             return true;
         }
@@ -148,7 +160,7 @@ impl InodePool {
     /// Moves `path` into the pool under a new name, which `record` files.
     fn keep(&self, path: &Path, record: impl FnOnce(&mut Pooled, u64)) -> io::Result<()> {
         let name = self.next_name.fetch_add(1, Ordering::Relaxed);
-        let pooled = self.dir.join(name.to_string());
+        let pooled = self.path_of(name);
         fs::rename(path, &pooled)?;
         match self.free.lock() {
             Ok(mut free) => {
@@ -282,7 +294,8 @@ mod tests {
         pool.remove_tree(&root);
         assert!(!root.exists());
         assert_eq!(pool.len(), 2, "bounded by the capacity");
-        assert!(fs::read_dir(temp.path().join("pool")).unwrap().count() == 2, "the rest was deleted");
+        let pooled: usize = fs::read_dir(temp.path().join("pool")).unwrap().map(|shard| fs::read_dir(shard.unwrap().path()).unwrap().count()).sum();
+        assert_eq!(pooled, 2, "the rest was deleted");
 
         let locked = temp.path().join("locked");
         tree(&locked);

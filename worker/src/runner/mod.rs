@@ -350,27 +350,26 @@ impl Runner {
         let child = sandbox::spawn(&root, &request.command, outputs.working_dir(), &stdio, setup.as_ref())?;
         let (status, ended) = wait(child, request.timeout, &mut cancel).await;
         metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
-        let modified = if linked.is_empty() && mount_points.is_empty() {
-            input_tree::ModifiedInputs::default()
-        } else {
-            let inodes = self.inodes.clone();
+        // One trip to the blocking pool: remove the mount points, check the
+        // hard-linked inputs and collect the outputs (unless cancelled).
+        metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
+        let cancelled = ended == Ended::Cancelled;
+        let (modified, collected) = {
+            let (inodes, root) = (self.inodes.clone(), root.clone());
             run_blocking(move || {
                 SandboxKind::clean_root(&mount_points, &inodes);
-                Ok(linked.modified())
+                let modified = linked.modified();
+                let collected = (!cancelled).then(|| outputs.collect(&root, &stdio.stdout, &stdio.stderr));
+                Ok((modified, collected))
             })
             .await?
         };
         self.drop_modified_inputs(&request.action_digest, modified).await;
         let status = status.map_err(|e| RunnerError::io("waiting for the command", e))?;
-        if ended == Ended::Cancelled {
+        let Some(collected) = collected else {
             return Err(RunnerError::Cancelled);
-        }
-
-        metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
-        let collected = {
-            let root = root.clone();
-            run_blocking(move || outputs.collect(&root, &stdio.stdout, &stdio.stderr)).await?
         };
+        let collected = collected?;
         let mut result = collected.upload(&self.store).await?;
         result.exit_code = sandbox::exit_code(status);
         metadata.output_upload_completed_timestamp = Some(timestamp(SystemTime::now()));
