@@ -62,25 +62,42 @@ impl InputTree {
     /// Fetches and validates the tree under `root`. Absolute symlink targets
     /// are accepted only when `allow_absolute_symlinks` (the sandbox makes
     /// the input root `/`).
+    ///
+    /// What the store keeps in local files is read in one trip to the
+    /// blocking pool ([`LocalTree::read`]); only what it does not (another
+    /// kind of store, or a blob gone meanwhile) is then read through the
+    /// store, one tree level at a time.
     pub async fn fetch(store: &Store, root: Digest, allow_absolute_symlinks: bool) -> Result<Self, RunnerError> {
-        let mut directories: HashMap<Digest, Directory> = HashMap::new();
+        let local = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || LocalTree::read(&store, root))
+                .await
+                .map_err(|e| RunnerError::io("reading the input tree", std::io::Error::other(e.to_string())))??
+        };
+        let mut directories = local.directories;
         let mut missing: Vec<Digest> = Vec::new();
-        let mut level = vec![root];
-        let mut seen: HashSet<Digest> = HashSet::from([root]);
+        let mut seen: HashSet<Digest> = directories.keys().copied().chain(local.unread.iter().copied()).collect();
+        let mut level = local.unread;
         while !level.is_empty() {
             let reads = join_all(level.iter().map(|digest| read_blob(store, digest))).await;
             let mut next = Vec::new();
             for (digest, read) in level.into_iter().zip(reads) {
                 let bytes = match read {
-                    Ok(bytes) => bytes,
+                    Ok(bytes) if Digest::of(&bytes) == digest => bytes,
+                    Ok(_) => {
+                        // A damaged blob: gone from the CAS, for the client to upload again.
+                        tracing::error!(blob = %digest, "an input directory blob does not match its digest; removing it");
+                        store.remove(&digest).await?;
+                        missing.push(digest);
+                        continue;
+                    }
                     Err(StoreError::NotFound(_)) => {
                         missing.push(digest);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let directory = decode_directory(&bytes)
-                    .map_err(|e| RunnerError::InvalidInput(format!("directory {digest}: {e}")))?;
+                let directory = decode(&digest, &bytes)?;
                 for child in &directory.directories {
                     let child = child_digest(child.digest.as_ref())?;
                     if seen.insert(child) {
@@ -97,7 +114,7 @@ impl InputTree {
         for directory in directories.values() {
             for file in &directory.files {
                 let digest = child_digest(file.digest.as_ref())?;
-                if digest != Digest::empty() && seen_files.insert(digest) {
+                if digest != Digest::empty() && !local.files.contains_key(&digest) && seen_files.insert(digest) {
                     files.push(digest);
                 }
             }
@@ -122,7 +139,8 @@ impl InputTree {
                 .await
                 .map_err(|e| RunnerError::io("resolving local blob paths", std::io::Error::other(e.to_string())))?
         };
-        let mut contents = HashMap::with_capacity(files.len() + 1);
+        let mut contents: HashMap<Digest, Content> =
+            local.files.into_iter().map(|(digest, path)| (digest, Content::Local(path))).collect();
         contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
         let mut to_read = Vec::new();
         for (digest, path) in files.into_iter().zip(paths) {
@@ -205,6 +223,62 @@ impl InputTree {
         }
         Ok(())
     }
+}
+
+/// The part of an input tree found in the store's local files.
+#[derive(Debug, Default)]
+struct LocalTree {
+    /// Directories read (and checked against their digests) from files.
+    directories: HashMap<Digest, Directory>,
+    /// Directories with no (intact) local file: to be read through the store.
+    unread: Vec<Digest>,
+    /// File blobs of the directories read, with their local paths (those
+    /// with none are left to the caller).
+    files: HashMap<Digest, PathBuf>,
+}
+
+impl LocalTree {
+    /// Walks the tree from `root` through the store's local files. Blocking.
+    /// A directory's file is trusted only when its content hashes to the
+    /// directory's digest; file blobs are only located (as staging does).
+    fn read(store: &Store, root: Digest) -> Result<Self, RunnerError> {
+        let mut tree = LocalTree::default();
+        let mut pending = vec![root];
+        let mut seen = HashSet::from([root]);
+        while let Some(digest) = pending.pop() {
+            let bytes = if digest == Digest::empty() {
+                Some(Vec::new())
+            } else {
+                store.local_path(&digest).and_then(|path| fs::read(path).ok()).filter(|bytes| Digest::of(bytes) == digest)
+            };
+            let Some(bytes) = bytes else {
+                tree.unread.push(digest);
+                continue;
+            };
+            let directory = decode(&digest, &bytes)?;
+            for child in &directory.directories {
+                let child = child_digest(child.digest.as_ref())?;
+                if seen.insert(child) {
+                    pending.push(child);
+                }
+            }
+            for file in &directory.files {
+                let file = child_digest(file.digest.as_ref())?;
+                if file != Digest::empty() && !tree.files.contains_key(&file) {
+                    if let Some(path) = store.local_path(&file) {
+                        tree.files.insert(file, path);
+                    }
+                }
+            }
+            tree.directories.insert(digest, directory);
+        }
+        Ok(tree)
+    }
+}
+
+/// Decodes and validates the `Directory` blob `digest`.
+fn decode(digest: &Digest, bytes: &[u8]) -> Result<Directory, RunnerError> {
+    decode_directory(bytes).map_err(|e| RunnerError::InvalidInput(format!("directory {digest}: {e}")))
 }
 
 /// Reads a whole blob; the empty blob is never looked up in the store.
@@ -454,6 +528,29 @@ mod tests {
         assert_eq!(linked.modified().blobs, vec![Digest::of(b"alpha")], "an in-place write to an input is detected");
         let exec = fs::metadata(dest.join("run.sh")).unwrap();
         assert_ne!(exec.ino(), fs::metadata(store.local_path(&Digest::of(b"#!/bin/sh\necho hi\n")).unwrap()).unwrap().ino());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_directory_blob_is_reported_missing_and_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let spec = FilesystemSpec { path: temp.path().join("cas"), verify_reads: false, fsync: false };
+        let store: Store = Arc::new(FilesystemStore::open(&spec, temp.path()).unwrap());
+        let a = put(&store, b"alpha").await;
+        let data = put_dir(&store, &Directory { files: vec![file("a.txt", a, false)], ..Default::default() }).await;
+        let root = put_dir(&store, &Directory { directories: vec![dir("data", data)], ..Default::default() }).await;
+        assert!(InputTree::fetch(&store, root, false).await.is_ok(), "read from the local files");
+
+        // Same size, other content: the file no longer matches its name.
+        let path = store.local_path(&data).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.reverse();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&path, &bytes).unwrap();
+        match InputTree::fetch(&store, root, false).await {
+            Err(RunnerError::MissingBlobs(missing)) => assert_eq!(missing, vec![data]),
+            other => panic!("expected the damaged directory to be reported missing, got {other:?}"),
+        }
+        assert!(store.local_path(&data).is_none(), "the damaged blob was removed for the client to upload again");
     }
 
     #[tokio::test]

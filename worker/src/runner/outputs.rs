@@ -38,6 +38,10 @@ use crate::store::Store;
 /// How many blobs are uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 16;
 
+/// Output files up to this size are read during collection and stored with
+/// the batch of small blobs.
+const IN_MEMORY_OUTPUT_BYTES: u64 = 1 << 20;
+
 /// What kind of output a path was declared as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -158,13 +162,27 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// Uploads the blobs the CAS does not hold yet and returns the result.
+    /// Uploads the blobs the CAS does not hold yet and returns the result:
+    /// the blobs held in memory in one batch (one trip to the filesystem
+    /// store's blocking pool), larger files one by one.
     pub async fn upload(self, store: &Store) -> Result<ActionResult, RunnerError> {
         let mut seen = HashSet::new();
         let uploads: Vec<Upload> = self.uploads.into_iter().filter(|u| seen.insert(u.digest())).collect();
         let digests: Vec<Digest> = uploads.iter().map(Upload::digest).collect();
         let missing: HashSet<Digest> = store.find_missing(&digests).await?.into_iter().collect();
-        stream::iter(uploads.into_iter().filter(|u| missing.contains(&u.digest())))
+        let (in_memory, files): (Vec<Upload>, Vec<Upload>) =
+            uploads.into_iter().filter(|u| missing.contains(&u.digest())).partition(|u| matches!(u, Upload::Bytes(..)));
+        let batch: Vec<(Digest, Bytes)> = in_memory
+            .into_iter()
+            .filter_map(|upload| match upload {
+                Upload::Bytes(digest, data) => Some((digest, data)),
+                Upload::Path(..) => None,
+            })
+            .collect();
+        for written in store.write_batch(batch).await {
+            written?;
+        }
+        stream::iter(files)
             .map(|upload| async move {
                 let (digest, data) = match upload {
                     Upload::Bytes(digest, data) => (digest, data),
@@ -183,9 +201,17 @@ impl Collected {
         Ok(self.result)
     }
 
+    /// Adds an output file: read whole when small (it is uploaded with the
+    /// batch), else hashed and uploaded from its path.
     fn add_file(&mut self, path: PathBuf) -> Result<Digest, RunnerError> {
-        let file = fs::File::open(&path).map_err(|e| RunnerError::io(format!("reading {}", path.display()), e))?;
-        let digest = Digest::of_reader(file).map_err(|e| RunnerError::io(format!("reading {}", path.display()), e))?;
+        let reading = |e| RunnerError::io(format!("reading {}", path.display()), e);
+        let file = fs::File::open(&path).map_err(reading)?;
+        if file.metadata().map_err(reading)?.len() <= IN_MEMORY_OUTPUT_BYTES {
+            let mut content = Vec::new();
+            (&file).read_to_end(&mut content).map_err(reading)?;
+            return Ok(self.add_bytes(content));
+        }
+        let digest = Digest::of_reader(file).map_err(reading)?;
         self.uploads.push(Upload::Path(digest, path));
         Ok(digest)
     }
