@@ -586,6 +586,21 @@ async fn namespace_sandbox_looks_the_program_up_in_the_input_root() {
 }
 
 #[tokio::test]
+async fn namespace_sandbox_commands_start_with_default_signals_and_no_extra_descriptors() {
+    let h = start(SandboxKind::Namespace, 2).await;
+    let Some(root) = busybox_root(&h).await else { return };
+    // The worker ignores SIGPIPE (as Rust programs do) and has many descriptors open.
+    let script = "/bin/busybox grep -E '^Sig(Ign|Blk)' /proc/self/status; /bin/busybox ls /proc/self/fd";
+    let (exit, stdout, stderr) = run_in_namespace(&h, root, script, &[]).await;
+    assert_eq!(exit, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"], "{stdout}");
+    let mut descriptors: Vec<&str> = lines[2..].iter().flat_map(|l| l.split_whitespace()).collect();
+    descriptors.sort();
+    assert_eq!(descriptors, ["0", "1", "2", "3"], "stdin, stdout, stderr and ls's own directory handle only");
+}
+
+#[tokio::test]
 async fn namespace_sandbox_has_no_network_unless_the_platform_asks() {
     let h = start(SandboxKind::Namespace, 2).await;
     let Some(root) = busybox_root(&h).await else { return };

@@ -365,18 +365,36 @@ fn check(result: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The kernel's `struct sigaction` for `rt_sigaction` (the C library's
+/// wrapper refuses the signals it reserves for itself).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
 /// Restores the default action of every signal (the child has a copy of the
 /// parent's handlers, which must never run on the shared memory), as
-/// `posix_spawn` does; SIGPIPE, ignored by Rust programs, is reset too.
+/// `posix_spawn` does; ignored signals (SIGPIPE in Rust programs, and the
+/// C library's own) are reset too, so the command starts as from `init`.
 unsafe fn reset_signals() -> io::Result<()> {
-    for signal in 1..libc::SIGRTMAX() {
+    let default = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        // Signals the C library reserves for itself refuse; that is fine.
-        libc::sigaction(signal, &action, std::ptr::null_mut());
+        let set = libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &default as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        );
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
