@@ -41,6 +41,12 @@ use super::pidfd_child::PidfdChild;
 
 /// Device nodes bound from the host's `/dev`, as BuildStream's sandbox does.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The [`DEVICES`] this host has, looked up once.
+fn host_devices() -> &'static [&'static str] {
+    static PRESENT: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    PRESENT.get_or_init(|| DEVICES.into_iter().filter(|name| Path::new("/dev").join(name).exists()).collect())
+}
+
 /// Symlinks created in `/dev`: (link name, target).
 const DEV_LINKS: [(&str, &str); 5] = [
     ("fd", "/proc/self/fd"),
@@ -91,11 +97,9 @@ impl NamespaceSetup {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         let dev = root.join("dev");
-        let devices = DEVICES
+        let devices = host_devices()
             .iter()
-            .map(|name| Path::new("/dev").join(name))
-            .filter(|host| host.exists())
-            .map(|host| Ok((c_path(&host)?, c_path(&dev.join(host.file_name().unwrap_or_default()))?)))
+            .map(|name| Ok((c_path(&Path::new("/dev").join(name))?, c_path(&dev.join(name))?)))
             .collect::<io::Result<_>>()?;
         let dev_links = DEV_LINKS
             .iter()
