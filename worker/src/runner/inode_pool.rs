@@ -139,14 +139,14 @@ impl InodePool {
             let file_type = entry.file_type()?;
             if file_type.is_dir() {
                 self.empty_and_keep(&path)?;
-            } else if file_type.is_symlink() && self.has_room() {
+            } else if file_type.is_symlink() && self.has_room() && !has_attributes(&path) {
                 let target = fs::read_link(&path)?;
                 self.keep(&path, |free, name| free.symlinks.entry(target.into_os_string()).or_default().push(name))?;
             } else {
                 fs::remove_file(&path)?;
             }
         }
-        if !self.has_room() {
+        if !self.has_room() || has_attributes(dir) {
             return fs::remove_dir(dir);
         }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
@@ -177,6 +177,16 @@ impl Drop for InodePool {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether `path` (not followed) carries extended attributes, ACLs
+/// included: such an entry is deleted rather than reused, so that nothing an
+/// action set on it reaches a later action.
+fn has_attributes(path: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return true };
+    // SAFETY: a size query (no buffer) on a NUL-terminated path.
+    let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+    size != 0
 }
 
 /// Makes `dir` an empty directory: deletes what is there, then creates it
@@ -302,6 +312,25 @@ mod tests {
         fs::set_permissions(locked.join("a/b"), fs::Permissions::from_mode(0o500)).unwrap();
         pool.remove_tree(&locked);
         assert!(!locked.exists(), "a read-only directory does not keep the tree on disk");
+    }
+
+    #[test]
+    fn entries_carrying_extended_attributes_are_not_reused() {
+        let temp = tempfile::tempdir().unwrap();
+        let pool = InodePool::new(temp.path().join("pool"), 16).unwrap();
+        let root = temp.path().join("root");
+        tree(&root);
+        let marked = std::ffi::CString::new(root.join("d").as_os_str().as_encoded_bytes()).unwrap();
+        let value = b"left by an action";
+        // SAFETY: valid NUL-terminated name and path, and a buffer of the given size.
+        let set = unsafe { libc::setxattr(marked.as_ptr(), c"user.weir-test".as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if set != 0 {
+            eprintln!("skipping: this filesystem takes no user xattrs ({})", io::Error::last_os_error());
+            return;
+        }
+        pool.remove_tree(&root);
+        assert!(!root.exists());
+        assert_eq!(pool.len(), 5, "the four clean directories and the symlink were kept, not the marked one");
     }
 
     #[test]
