@@ -162,6 +162,29 @@ impl InputTree {
         Ok(InputTree { root, directories, contents })
     }
 
+    /// The tree when every `Directory` and file blob of it is in the store's
+    /// local files (read and validated as [`Self::fetch`] does), else `None`.
+    /// Blocking.
+    pub fn read_local(store: &Store, root: Digest, allow_absolute_symlinks: bool) -> Result<Option<Self>, RunnerError> {
+        let local = LocalTree::read(store, root)?;
+        if !local.unread.is_empty() {
+            return Ok(None);
+        }
+        for directory in local.directories.values() {
+            for file in &directory.files {
+                let digest = child_digest(file.digest.as_ref())?;
+                if digest != Digest::empty() && !local.files.contains_key(&digest) {
+                    return Ok(None);
+                }
+            }
+        }
+        check_symlinks(&local.directories, root, allow_absolute_symlinks)?;
+        let mut contents: HashMap<Digest, Content> =
+            local.files.into_iter().map(|(digest, path)| (digest, Content::Local(path))).collect();
+        contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
+        Ok(Some(InputTree { root, directories: local.directories, contents }))
+    }
+
     /// The digest of the root directory.
     pub fn root_digest(&self) -> Digest {
         self.root

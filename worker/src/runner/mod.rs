@@ -318,29 +318,34 @@ impl Runner {
         }
 
         metadata.input_fetch_start_timestamp = Some(timestamp(SystemTime::now()));
-        let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
-        let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
         let root = dir.join("root");
-        let staged = {
-            let dir = dir.to_path_buf();
-            let root = root.clone();
-            let outputs = outputs.clone();
-            let sandbox = self.config.sandbox;
-            let network = request.network;
-            let executables = self.executables.clone();
-            let inodes = self.inodes.clone();
-            run_blocking(move || {
-                inodes.create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
-                let linked = tree.stage(&root, Some(&executables), Some(&inodes))?;
-                outputs.prepare(&root, Some(&inodes))?;
-                let mount_points = sandbox.prepare_root(&root, Some(&inodes))?;
-                let stdio = sandbox::Stdio::create()?;
-                let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
-                Ok((linked, mount_points, stdio, setup))
-            })
-            .await?
+        let staging = Staging {
+            dir: dir.to_path_buf(),
+            root: root.clone(),
+            outputs: outputs.clone(),
+            sandbox: self.config.sandbox,
+            network: request.network,
+            executables: self.executables.clone(),
+            inodes: self.inodes.clone(),
         };
-        let (linked, mount_points, stdio, setup) = staged;
+        // Usually the whole tree is in the store's local files: read and
+        // stage it in one trip to the blocking pool; otherwise fetch it
+        // through the store first.
+        let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
+        let (store, input_root) = (self.store.clone(), request.input_root);
+        let local = run_blocking(move || match InputTree::read_local(&store, input_root, allow_absolute_symlinks)? {
+            Some(tree) => staging.stage(&tree).map(Ok),
+            None => Ok(Err(staging)),
+        })
+        .await?;
+        let staged = match local {
+            Ok(staged) => staged,
+            Err(staging) => {
+                let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
+                run_blocking(move || staging.stage(&tree)).await?
+            }
+        };
+        let Staged { linked, mount_points, stdio, setup } = staged;
         metadata.input_fetch_completed_timestamp = Some(timestamp(SystemTime::now()));
         if cancel.is_cancelled() {
             return Err(RunnerError::Cancelled);
@@ -423,6 +428,41 @@ enum Ended {
     Exited,
     TimedOut,
     Cancelled,
+}
+
+/// What staging an action's input root needs, besides the tree.
+struct Staging {
+    dir: PathBuf,
+    root: PathBuf,
+    outputs: OutputSpec,
+    sandbox: SandboxKind,
+    network: bool,
+    executables: Arc<executable_copies::ExecutableCopies>,
+    inodes: Arc<InodePool>,
+}
+
+/// A staged action root, ready for its command.
+struct Staged {
+    linked: input_tree::LinkedInputs,
+    mount_points: Vec<PathBuf>,
+    stdio: sandbox::Stdio,
+    setup: Option<namespace::NamespaceSetup>,
+}
+
+impl Staging {
+    /// Creates the action directory and stages `tree` as its root, with the
+    /// output directories, the sandbox's mount points and the stdio files.
+    /// Blocking.
+    fn stage(self, tree: &InputTree) -> Result<Staged, RunnerError> {
+        let Staging { dir, root, outputs, sandbox, network, executables, inodes } = self;
+        inodes.create_dir(&dir).map_err(|e| RunnerError::io(format!("creating {}", dir.display()), e))?;
+        let linked = tree.stage(&root, Some(&executables), Some(&inodes))?;
+        outputs.prepare(&root, Some(&inodes))?;
+        let mount_points = sandbox.prepare_root(&root, Some(&inodes))?;
+        let stdio = sandbox::Stdio::create()?;
+        let setup = sandbox.setup(&root, outputs.working_dir(), network)?;
+        Ok(Staged { linked, mount_points, stdio, setup })
+    }
 }
 
 /// Runs filesystem work on tokio's blocking pool.
