@@ -59,8 +59,9 @@ chmod 755 "$OUT"   # PostgreSQL (user postgres) keeps its data under here
 # FS_TOPDIR_FL on OUT, ext4 spreads OUT's subdirectories over the disk
 # instead of placing them beside OUT. Without it they land in the groups a
 # previous run has just emptied, and ext4 without a journal (this VM's root
-# filesystem) skips inodes freed in the last 1-6 minutes one by one, which
-# slowed the first server measured after a run by 3-6x on BatchUpdateBlobs.
+# filesystem) skips recently freed inodes one by one (still measurable 40 s
+# after a deletion), which slowed the first server measured after a run by
+# 3-6x on BatchUpdateBlobs.
 chattr +T "$OUT" 2>/dev/null || true
 echo "reapi.sh: logs and JSON in $OUT"
 

@@ -87,7 +87,7 @@ pub fn open_database(path: &Path, sync: bool) -> Result<Arc<redb::Database>, Cac
     };
     match create() {
         Ok(db) => Ok(Arc::new(db)),
-        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) if !sync => {
+        Err(reason) if !sync && unreadable(&reason) => {
             let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let aside = path.with_extension(format!("redb.corrupt-{seconds}"));
             tracing::error!(path = %path.display(), aside = %aside.display(), %reason, "cache database is corrupt; starting a fresh one");
@@ -98,9 +98,43 @@ pub fn open_database(path: &Path, sync: bool) -> Result<Arc<redb::Database>, Cac
     }
 }
 
+/// Whether `err` says the file's content is damaged (not that it could not
+/// be opened, is locked by another process, or needs an upgrade).
+fn unreadable(err: &redb::DatabaseError) -> bool {
+    match err {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
 /// Runs a blocking database job off the async threads.
 async fn blocking<T: Send + 'static>(
     job: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
 ) -> Result<T, CacheError> {
     tokio::task::spawn_blocking(job).await.map_err(CacheError::database)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_unsynced_database_is_moved_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        drop(open_database(&path, false).unwrap());
+        // What a power loss without fsync could leave: a damaged header.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..512].iter_mut().for_each(|b| *b ^= 0x5a);
+        std::fs::write(&path, &bytes).unwrap();
+        let result = open_database(&path, false);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("cache.redb.corrupt-"))
+            .collect();
+        assert!(result.is_ok(), "a damaged cache database stopped the worker: {:?}", result.err());
+        assert_eq!(aside.len(), 1, "the damaged file was not kept aside: {aside:?}");
+    }
 }

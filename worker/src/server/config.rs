@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ByteSize, FilesystemSpec, StoreSpec};
+use crate::store::{ByteSize, FilesystemSpec, LargeBlobIo, StoreSpec};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +228,10 @@ pub struct WorkerConfig {
     /// synced to disk before they are acknowledged ([`SyncPolicy`]).
     #[serde(default)]
     pub sync: SyncPolicy,
+    /// `direct` (default) or `page_cache`: how filesystem stores write and
+    /// stream blobs of 8 MiB or more ([`LargeBlobIo`]).
+    #[serde(default)]
+    pub large_blob_io: LargeBlobIo,
     /// HTTP status page and metrics (default: off).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
@@ -265,6 +269,7 @@ impl Default for WorkerConfig {
             stores: BTreeMap::new(),
             max_batch_size: default_max_batch(),
             sync: SyncPolicy::default(),
+            large_blob_io: LargeBlobIo::default(),
             metrics: None,
             execution: ExecutionConfig::default(),
         }
@@ -340,6 +345,13 @@ mod tests {
         let config = WorkerConfig::parse(&text.replace("sync: always", "sync: never")).unwrap();
         assert_eq!(fsyncs(&config), (0, 2));
         assert!(WorkerConfig::parse("sync: sometimes").is_err());
+    }
+
+    #[test]
+    fn large_blob_io_defaults_to_direct() {
+        assert_eq!(WorkerConfig::parse("{}").unwrap().large_blob_io, LargeBlobIo::Direct);
+        assert_eq!(WorkerConfig::parse("large_blob_io: page_cache").unwrap().large_blob_io, LargeBlobIo::PageCache);
+        assert!(WorkerConfig::parse("large_blob_io: mmap").is_err());
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Server {
         std::fs::create_dir_all(&root).map_err(|e| ConfigError::Read { path: root.clone(), source: e })?;
         let store_metrics = StoreMetrics::default();
         let (storage, stores) = config.synced_storage();
-        let ctx = BuildContext::new(root.clone(), stores, store_metrics.clone());
+        let ctx = BuildContext::new(root.clone(), stores, store_metrics.clone()).with_large_blob_io(config.large_blob_io);
         let cas = store::build(&storage, &ctx).await?;
         // REAPI clients assume the empty blob is always present; store it once
         // (bounded: an unreachable upstream must not hold up start-up).

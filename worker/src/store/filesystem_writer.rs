@@ -12,7 +12,9 @@
 //! * The temporary file is created by the first job, never on the async
 //!   threads (creating a file can take milliseconds on a busy ext4).
 //! * Blobs of at least [`DIRECT_MIN`] bytes are written with `O_DIRECT`
-//!   where the filesystem allows it ([`super::upload_file`] says why).
+//!   where the filesystem allows it ([`super::upload_file`] says why) and
+//!   the store is not configured for the page cache
+//!   ([`super::filesystem::LargeBlobIo`]).
 //! * A failed write discards the upload (the file is emptied, the hash
 //!   restarted, [`BlobWriter::committed`] becomes 0): the hash may already
 //!   cover the failed batch, and a client that asks `QueryWriteStatus`
@@ -74,7 +76,7 @@ pub struct FilesystemWriter {
 impl FilesystemWriter {
     /// An upload of `digest` into the store `shelf`.
     pub(super) fn new(digest: Digest, shelf: Arc<Shelf>) -> Self {
-        let batch = if digest.size() >= DIRECT_MIN { DIRECT_BATCH } else { WRITE_BATCH };
+        let batch = if shelf.direct(&digest) { DIRECT_BATCH } else { WRITE_BATCH };
         FilesystemWriter {
             digest,
             shelf,
@@ -157,7 +159,7 @@ fn lock(file: &SharedFile) -> Result<std::sync::MutexGuard<'_, Option<UploadFile
 /// The upload's file, created on first use.
 fn open_file<'a>(slot: &'a mut Option<UploadFile>, shelf: &Shelf, digest: &Digest) -> Result<&'a mut UploadFile, StoreError> {
     if slot.is_none() {
-        *slot = Some(UploadFile::new(shelf.temp_file_for(digest)?, digest.size() >= DIRECT_MIN));
+        *slot = Some(UploadFile::new(shelf.temp_file_for(digest)?, shelf.direct(digest)));
     }
     slot.as_mut().ok_or_else(|| io_error("upload file lost"))
 }

@@ -52,7 +52,7 @@ use weir_proto::Digest;
 pub use blob_writer::{writer_for, BlobWriter, BufferedWriter};
 pub use byte_size::ByteSize;
 pub use fast_slow::{FastSlowSpec, FastSlowStore};
-pub use filesystem::{FilesystemSpec, FilesystemStore};
+pub use filesystem::{FilesystemSpec, FilesystemStore, LargeBlobIo};
 pub use memory::{MemorySpec, MemoryStore};
 pub use metrics::{MetricsStore, StoreMetrics};
 pub use size_limited::{SizeLimitedSpec, SizeLimitedStore};

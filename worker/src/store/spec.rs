@@ -21,6 +21,7 @@ use super::{
     SizeLimitedSpec, SizeLimitedStore, Store, StoreError, StoreMetrics, UpstreamSpec, UpstreamStore, VerifySpec,
     VerifyStore,
 };
+use super::filesystem::LargeBlobIo;
 
 /// One node of a store graph, as written in the worker configuration.
 ///
@@ -148,6 +149,7 @@ pub struct BuildContext {
     root: PathBuf,
     shared: BTreeMap<String, StoreSpec>,
     metrics: StoreMetrics,
+    large_blob_io: LargeBlobIo,
     built: Mutex<HashMap<String, Store>>,
     building: Mutex<Vec<String>>,
 }
@@ -156,7 +158,20 @@ impl BuildContext {
     /// A context resolving relative paths against `root` and `shared:`
     /// references against `shared`, registering counters in `metrics`.
     pub fn new(root: PathBuf, shared: BTreeMap<String, StoreSpec>, metrics: StoreMetrics) -> Self {
-        BuildContext { root, shared, metrics, built: Mutex::default(), building: Mutex::default() }
+        BuildContext {
+            root,
+            shared,
+            metrics,
+            large_blob_io: LargeBlobIo::default(),
+            built: Mutex::default(),
+            building: Mutex::default(),
+        }
+    }
+
+    /// Filesystem stores built in this context move large blobs with `io`.
+    pub fn with_large_blob_io(mut self, io: LargeBlobIo) -> Self {
+        self.large_blob_io = io;
+        self
     }
 
     fn lock_err() -> StoreError {
@@ -179,7 +194,7 @@ fn build_node<'a>(spec: &'a StoreSpec, ctx: &'a BuildContext, parent: String) ->
             StoreSpec::Memory(s) => Arc::new(MemoryStore::new(s)),
             StoreSpec::Filesystem(s) => {
                 let path = ctx.root.join(&s.path);
-                Arc::new(FilesystemStore::open(s, &path)?)
+                Arc::new(FilesystemStore::open_with(s, &path, ctx.large_blob_io)?)
             }
             StoreSpec::SizeLimited(s) => {
                 let inner = build_node(&s.inner, ctx, label.clone()).await?;

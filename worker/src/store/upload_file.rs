@@ -3,15 +3,15 @@
 //!
 //! Why `O_DIRECT`: a buffered write of a fresh large blob makes the kernel
 //! allocate one page-cache page per 4 KiB and copy into it. Where free
-//! memory is expensive to touch (a VM whose balloon reports free pages to
-//! the host, as on the machines this was measured on: 370 MB/s for a fresh
-//! 512 MiB buffered write against 2.9 GB/s with `O_DIRECT`), that copy is
-//! the whole cost of an upload; on bare metal it is still a copy per byte
-//! plus later writeback. A direct write hands the bytes to the device from
-//! a reused, aligned staging buffer instead. It is still durable against a
-//! killed process (the data is with the kernel's block layer, the metadata
-//! in the page cache) and, like a buffered write, needs `fsync` for power
-//! loss.
+//! memory is expensive to touch (as on the VMs this was measured on, likely
+//! because free pages go back to the host: 370 MB/s for a fresh 512 MiB
+//! buffered write against 2.9 GB/s with `O_DIRECT`), that copy is the whole
+//! cost of an upload; on bare metal it is still a copy per byte plus later
+//! writeback. A direct write hands the bytes to the device from a reused,
+//! aligned staging buffer instead. It is still durable against a killed
+//! process (a completed direct write has reached the device; the file's
+//! metadata is in the kernel) and, like a buffered write, needs `fsync`
+//! for power loss (the device's cache, the metadata).
 //!
 //! Key decisions:
 //! * Direct I/O needs block-aligned buffers, lengths and offsets: incoming
