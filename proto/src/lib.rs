@@ -13,6 +13,7 @@
 //! * [`directory`] and [`tree`]: validation of `Directory` and `Tree`
 //!   messages received from the wire.
 //! * [`resource_name`]: ByteStream resource names (parse and format).
+//! * [`write_chunk`]: a ByteStream `WriteRequest` decoded and encoded without copying its data.
 //!
 //! Validation lives here: anything parsed from the wire or from disk is checked
 //! once, and the checked value is what the rest of the code handles.
@@ -24,6 +25,7 @@ pub mod merkle;
 pub mod name;
 pub mod resource_name;
 pub mod tree;
+pub mod write_chunk;
 
 pub use digest::{Digest, DigestError};
 

@@ -1,6 +1,6 @@
 //! [`ByteStreamRoutes`]: the ByteStream gRPC service as mounted on the
-//! server. `Write` is decoded into [`WriteChunk`]s, whose data is a slice of
-//! the receive buffer; `Read` and `QueryWriteStatus` go to the generated
+//! server. `Write` is decoded into [`WriteChunk`]s (weir-proto), whose data
+//! is a slice of the receive buffer; `Read` and `QueryWriteStatus` go to the generated
 //! server.
 //!
 //! Why: the generated `WriteRequest` holds its data as `Vec<u8>`, so
@@ -15,47 +15,18 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tonic::body::Body;
 use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
 use tracing::Instrument;
 use tonic::server::NamedService;
 use weir_proto::bytestream::byte_stream_server::ByteStreamServer;
-use weir_proto::bytestream::{WriteRequest, WriteResponse};
+use weir_proto::bytestream::WriteResponse;
+pub use weir_proto::write_chunk::WriteChunk;
 
 use super::bytestream::ByteStreamService;
 
 /// The gRPC path of `ByteStream.Write`.
 const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
-
-/// `google.bytestream.WriteRequest`, field for field (same wire format),
-/// with `data` as [`Bytes`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteChunk {
-    /// The upload resource name (required on the first message).
-    #[prost(string, tag = "1")]
-    pub resource_name: String,
-    /// Offset of `data` in the upload.
-    #[prost(int64, tag = "2")]
-    pub write_offset: i64,
-    /// Whether this is the last message.
-    #[prost(bool, tag = "3")]
-    pub finish_write: bool,
-    /// A portion of the upload.
-    #[prost(bytes = "bytes", tag = "10")]
-    pub data: Bytes,
-}
-
-impl From<WriteRequest> for WriteChunk {
-    fn from(request: WriteRequest) -> Self {
-        WriteChunk {
-            resource_name: request.resource_name,
-            write_offset: request.write_offset,
-            finish_write: request.finish_write,
-            data: Bytes::from(request.data),
-        }
-    }
-}
 
 /// The ByteStream service with its copy-free `Write` (see the module doc).
 #[derive(Clone)]
@@ -121,27 +92,3 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use prost::Message;
-
-    use super::*;
-
-    #[test]
-    fn write_chunks_decode_exactly_what_write_requests_encode() {
-        let request = WriteRequest {
-            resource_name: "main/uploads/u/blobs/abc/3".into(),
-            write_offset: 1 << 33,
-            finish_write: true,
-            data: b"xyz".to_vec(),
-        };
-        let wire = Bytes::from(request.encode_to_vec());
-        let chunk = WriteChunk::decode(wire.clone()).unwrap();
-        assert_eq!(chunk, WriteChunk::from(request.clone()));
-        assert_eq!(chunk.encode_to_vec(), request.encode_to_vec());
-        // Decoded from a `Bytes` buffer, the data is a slice of it, not a copy.
-        let start = wire.as_ptr() as usize;
-        let at = chunk.data.as_ptr() as usize;
-        assert!(at >= start && at + chunk.data.len() <= start + wire.len(), "data was copied out of the buffer");
-    }
-}
