@@ -8,8 +8,14 @@
 //!   in flight, every further `Execute` of it (whatever its
 //!   `skip_cache_lookup`) joins that operation and receives the same stream;
 //!   one run, several waiters.
-//! * The queue is a FIFO-fair semaphore of `slots` permits: an operation waits
-//!   in `QUEUED` for a permit, then runs in `EXECUTING`. Queue depth is kept
+//! * A result is written to the Action Cache right *after* the operation
+//!   completes (the client does not wait for it); until it is written the
+//!   operation stays in flight, and an `Execute` of the same action then
+//!   gets its response as a cache hit (`cached_result`), as a lookup a
+//!   moment later would.
+//! * The queue is a FIFO-fair semaphore of `slots` permits: an operation
+//!   that has to wait for a permit is `QUEUED` (one that gets one at once
+//!   goes straight on), then runs in `EXECUTING`. Queue depth is kept
 //!   per platform key (the sorted properties an action asks for), for
 //!   metrics; whether a platform can run here at all is decided up front by
 //!   the [`PlatformMatcher`].
@@ -28,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use prost::Message;
 use tokio::sync::Semaphore;
 use weir_proto::reapi::execution_stage::Value as Stage;
-use weir_proto::reapi::{digest_function, Action, Command, ExecuteRequest, ExecuteResponse};
+use weir_proto::reapi::{digest_function, Action, ActionResult, Command, ExecuteRequest, ExecuteResponse};
 use weir_proto::Digest;
 
 use super::operation::{self, OperationEntry};
@@ -119,8 +125,21 @@ impl Executor {
         ) {
             return Err(ExecutionError::InvalidArgument("only the SHA256 digest function is supported".into()));
         }
-        if let Some(op) = self.inner.lock().in_flight.get(&action_digest) {
-            return Ok(op.clone());
+        let in_flight = self.inner.lock().in_flight.get(&action_digest).cloned();
+        if let Some(op) = in_flight {
+            if !op.is_done() {
+                return Ok(op);
+            }
+            // Done, its result still being written to the Action Cache: that
+            // result is what a cache lookup is about to return.
+            if let Some(response) = operation::response_of(&op.snapshot()).filter(|_| !request.skip_cache_lookup) {
+                let name = operation_name(&request.instance_name);
+                let (canceller, _) = runner::cancellation();
+                let cached = Arc::new(OperationEntry::new(name, action_digest, canceller));
+                cached.complete(ExecuteResponse { cached_result: true, ..response });
+                self.inner.lock().insert_finished(&cached, self.inner.retention);
+                return Ok(cached);
+            }
         }
         let prepared = self.prepare(action_digest, &request).await?;
         let name = operation_name(&request.instance_name);
@@ -205,17 +224,35 @@ impl Executor {
     /// platform and the timeout.
     async fn prepare(&self, action_digest: Digest, request: &ExecuteRequest) -> Result<Prepared, ExecutionError> {
         let queued_at = SystemTime::now();
-        let action: Action = match self.read_proto(&action_digest, "Action").await? {
+        // Usually both are in the store's local files: one blocking trip.
+        let (local_action, local_command) = {
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let action: Option<Action> = read_local_proto(&store, &action_digest);
+                let command_digest = action.as_ref().and_then(|a| Digest::try_from(a.command_digest.as_ref()).ok());
+                let command: Option<Command> = command_digest.and_then(|digest| read_local_proto(&store, &digest));
+                (action, command)
+            })
+            .await
+            .unwrap_or_default()
+        };
+        let action: Action = match local_action {
             Some(action) => action,
-            None => return Ok(Prepared::Fail(Box::new(missing_blob("action", action_digest)))),
+            None => match self.read_proto(&action_digest, "Action").await? {
+                Some(action) => action,
+                None => return Ok(Prepared::Fail(Box::new(missing_blob("action", action_digest)))),
+            },
         };
         let command_digest = Digest::try_from(action.command_digest.as_ref())
             .map_err(|e| ExecutionError::InvalidArgument(format!("Action.command_digest: {e}")))?;
         let input_root = Digest::try_from(action.input_root_digest.as_ref())
             .map_err(|e| ExecutionError::InvalidArgument(format!("Action.input_root_digest: {e}")))?;
-        let command: Command = match self.read_proto(&command_digest, "Command").await? {
+        let command: Command = match local_command {
             Some(command) => command,
-            None => return Ok(Prepared::Fail(Box::new(missing_blob("command", command_digest)))),
+            None => match self.read_proto(&command_digest, "Command").await? {
+                Some(command) => command,
+                None => return Ok(Prepared::Fail(Box::new(missing_blob("command", command_digest)))),
+            },
         };
         #[allow(deprecated)] // Command.platform: the pre-v2.2 place, still sent by older clients.
         let platform = action.platform.as_ref().filter(|p| !p.properties.is_empty()).or(command.platform.as_ref());
@@ -262,6 +299,18 @@ impl Executor {
     }
 }
 
+/// Reads and decodes the proto blob `digest` from the store's local file,
+/// if it has one whose content matches the digest. Blocking. `None` for
+/// anything else: the caller then reads through the store, which reports
+/// what is wrong.
+fn read_local_proto<M: Message + Default>(store: &Store, digest: &Digest) -> Option<M> {
+    let bytes = std::fs::read(store.local_path(digest)?).ok()?;
+    if Digest::of(&bytes) != *digest {
+        return None;
+    }
+    M::decode(bytes.as_slice()).ok()
+}
+
 fn missing_blob(what: &str, digest: Digest) -> ExecuteResponse {
     operation::failure(
         tonic::Code::FailedPrecondition,
@@ -289,8 +338,16 @@ impl Inner {
 
     async fn run_job(self: Arc<Self>, op: Arc<OperationEntry>, job: Job, cancel: CancelSignal) {
         let action_digest = job.action_digest;
-        let response = self.process(&op, job, cancel).await;
+        let (response, to_cache) = self.process(&op, job, cancel).await;
+        // The client has its answer before the result is cached; meanwhile
+        // the operation stays in flight, so the same action asked again is
+        // answered from it (see `execute`).
         op.complete(response);
+        if let Some(result) = to_cache {
+            if let Err(e) = self.cache.put(&action_digest, &result).await {
+                tracing::warn!(action = %action_digest, error = %e, "could not cache the result");
+            }
+        }
         self.completed.fetch_add(1, Ordering::Relaxed);
         let mut tables = self.lock();
         if tables.in_flight.get(&action_digest).is_some_and(|current| Arc::ptr_eq(current, &op)) {
@@ -299,26 +356,36 @@ impl Inner {
         tables.finished.push_back((Instant::now(), op.name().to_owned()));
     }
 
-    async fn process(&self, op: &OperationEntry, job: Job, mut cancel: CancelSignal) -> ExecuteResponse {
+    /// Runs the job (unless the Action Cache has its result): the response,
+    /// and the result to cache when there is one to cache.
+    async fn process(&self, op: &OperationEntry, job: Job, mut cancel: CancelSignal) -> (ExecuteResponse, Option<ActionResult>) {
         if !job.skip_cache_lookup {
             match self.cache.get(&job.action_digest).await {
-                Ok(Some(result)) => return operation::success(result, true),
+                Ok(Some(result)) => return (operation::success(result, true), None),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(action = %job.action_digest, error = %e, "action cache lookup failed"),
             }
         }
 
-        op.set_stage(Stage::Queued);
-        *self.lock().queued.entry(job.queue_key.clone()).or_default() += 1;
-        let permit = tokio::select! {
-            permit = self.slots.acquire() => permit.ok(),
-            _ = cancel.cancelled() => None,
+        // A free slot is taken at once; the client hears of `QUEUED` only
+        // when the operation has to wait (one message less on the stream).
+        let permit = match self.slots.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                op.set_stage(Stage::Queued);
+                *self.lock().queued.entry(job.queue_key.clone()).or_default() += 1;
+                let permit = tokio::select! {
+                    permit = self.slots.acquire() => permit.ok(),
+                    _ = cancel.cancelled() => None,
+                };
+                if let Some(depth) = self.lock().queued.get_mut(&job.queue_key) {
+                    *depth = depth.saturating_sub(1);
+                }
+                permit
+            }
         };
-        if let Some(depth) = self.lock().queued.get_mut(&job.queue_key) {
-            *depth = depth.saturating_sub(1);
-        }
         let Some(permit) = permit else {
-            return operation::failure(tonic::Code::Cancelled, "cancelled while queued".into(), &[], None);
+            return (operation::failure(tonic::Code::Cancelled, "cancelled while queued".into(), &[], None), None);
         };
 
         op.set_stage(Stage::Executing);
@@ -336,23 +403,22 @@ impl Inner {
         drop(permit);
 
         match outcome {
-            Ok(outcome) if outcome.timed_out => operation::failure(
-                tonic::Code::DeadlineExceeded,
-                format!("the command ran past its timeout of {:?} and was killed", job.timeout),
-                &[],
-                Some(outcome.result),
+            Ok(outcome) if outcome.timed_out => (
+                operation::failure(
+                    tonic::Code::DeadlineExceeded,
+                    format!("the command ran past its timeout of {:?} and was killed", job.timeout),
+                    &[],
+                    Some(outcome.result),
+                ),
+                None,
             ),
             Ok(outcome) => {
-                if !job.do_not_cache && outcome.result.exit_code == 0 {
-                    if let Err(e) = self.cache.put(&job.action_digest, &outcome.result).await {
-                        tracing::warn!(action = %job.action_digest, error = %e, "could not cache the result");
-                    }
-                }
-                operation::success(outcome.result, false)
+                let to_cache = (!job.do_not_cache && outcome.result.exit_code == 0).then(|| outcome.result.clone());
+                (operation::success(outcome.result, false), to_cache)
             }
             Err(e) => {
                 tracing::debug!(action = %job.action_digest, error = %e, "action failed");
-                operation::failure(e.code(), e.to_string(), &e.missing_blobs(), None)
+                (operation::failure(e.code(), e.to_string(), &e.missing_blobs(), None), None)
             }
         }
     }
