@@ -162,7 +162,7 @@ ratio() {
 # --- the runs ----------------------------------------------------------------
 main() {
     local jobs=() job shape n mode fmt format tag proj mismatches=0
-    local w_wall w_cpu w_rss b_wall b_cpu b_rss same bst_note
+    local w_wall w_cpu w_rss b_wall b_cpu b_rss same bst_note load
     for n in $SIZES; do jobs+=("layered $n bst name"); done
     for n in $DENSE_SIZES; do jobs+=("dense $n bst name"); done
     if [ "$HUGE" -eq 1 ]; then jobs+=("layered 100000 weir-only name"); fi
@@ -170,7 +170,7 @@ main() {
     for n in $KEY_DENSE_SIZES; do jobs+=("dense $n bst keys"); done
 
     local results=$WORKDIR/results.tsv
-    printf 'format\tshape\tN\tweir_wall_s\tweir_cpu_s\tweir_us_per_elt\tweir_rss_MiB\tbst_wall_s\tbst_cpu_s\tbst_rss_MiB\tspeedup_wall\tspeedup_cpu\tmemory_ratio\tsame_output\n' >"$results"
+    printf 'format\tshape\tN\tweir_wall_s\tweir_cpu_s\tweir_us_per_elt\tweir_rss_MiB\tbst_wall_s\tbst_cpu_s\tbst_rss_MiB\tspeedup_wall\tspeedup_cpu\tmemory_ratio\tsame_output\tload\n' >"$results"
     for job in "${jobs[@]}"; do
         read -r shape n mode fmt <<<"$job"
         format=$(format_of "$fmt")
@@ -183,6 +183,7 @@ main() {
         fi
 
         log "weir show --format '$format' on $shape-$n"
+        load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo -)
         read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag" "$format")"
         b_wall=-; b_cpu=-; b_rss=-; same=-; bst_note=
         if [ "$WEIR_ONLY" -eq 1 ] || [ "$mode" != bst ]; then
@@ -202,11 +203,11 @@ main() {
                 fi
             fi
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fmt" "$shape" "$n" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fmt" "$shape" "$n" \
             "$w_wall" "$w_cpu" "$(ratio "$w_wall" "$n" '%.6f' | awk '{ print ($1 == "-") ? "-" : sprintf("%.0f", $1 * 1000000) }')" "$w_rss" \
             "${bst_note:-$b_wall}" "$b_cpu" "$b_rss" \
             "$(ratio "$b_wall" "$w_wall" '%.1fx')" "$(ratio "$b_cpu" "$w_cpu" '%.1fx')" "$(ratio "$w_rss" "$b_rss" '%.3f')" \
-            "$same" >>"$results"
+            "$same" "$load" >>"$results"
     done
 
     echo
@@ -215,6 +216,9 @@ main() {
     echo "speedup = bst / weir (wall and user+sys CPU); memory_ratio = weir peak RSS / bst peak RSS;"
     echo "weir_us_per_elt (wall) stays flat across N when loading is linear. On a shared machine"
     echo "wall times include waiting for a core: the CPU columns are the steadier comparison."
+    echo "load = the machine's 1-minute load average before weir ran. weir reads and parses"
+    echo "element files on helper threads only when cores are idle; on a busy machine it loads on"
+    echo "one thread (WEIR_LOAD_THREADS=N forces N helpers, 0 none)."
     column -t -s $'\t' "$results" 2>/dev/null || cat "$results"
     log "workdir (projects, outputs, timings): $WORKDIR"
     if [ "$mismatches" -gt 0 ]; then

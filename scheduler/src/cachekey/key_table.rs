@@ -9,12 +9,13 @@
 //!   its dependants' hashes, resuming from shared hash states of whole
 //!   closures ([`PrefixStates`]);
 //! * hashing is the one cost that grows quadratically (the dense shape puts
-//!   O(N) entries in each key), so the elements of one dependency level are
-//!   hashed in parallel (rayon), as are the per-element dict parts and the
-//!   source keys.
+//!   O(N) entries in each key), so elements are hashed in parallel (rayon),
+//!   each as soon as its dependencies are (no barrier per dependency level),
+//!   as are the per-element dict parts and the source keys.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -94,23 +95,19 @@ impl KeyTable {
             .zip(&sources)
             .map(|(input, sources)| element_dict(input, sources, host))
             .collect::<Result<_, _>>()?;
-        let mut entries: Vec<DependencyEntry> =
+        let entries: Vec<DependencyEntry> =
             inputs.par_iter().map(|input| DependencyEntry::new(&input.project, &input.name)).collect();
 
         let prefixes = PrefixStates::new(inputs.len());
-        let mut keys = vec![ElementKeys::default(); inputs.len()];
-        for level in &scopes.levels {
-            let hashing = Hashing { scopes: &scopes, entries: &entries, prefixes: &prefixes };
-            let computed: Vec<(Option<String>, Option<String>)> = level
-                .par_iter()
-                .map(|&index| dicts[index].as_ref().map_or((None, None), |dict| hashing.element_keys(index, dict)))
-                .collect();
-            for (&index, (weak, strict)) in level.iter().zip(computed) {
-                entries[index].set_keys(weak.as_deref(), strict.as_deref());
-                keys[index].weak = weak;
-                keys[index].strict = strict;
-            }
-        }
+        let hashing = Hashing { scopes: &scopes, entries: &entries, prefixes: &prefixes };
+        let computed = hashing.all_keys(inputs, &dicts);
+        let mut keys: Vec<ElementKeys> = computed
+            .into_iter()
+            .map(|slot| {
+                let (weak, strict) = slot.into_inner().unwrap_or((None, None));
+                ElementKeys { weak, strict, sources: Vec::new() }
+            })
+            .collect();
         for (keys, sources) in keys.iter_mut().zip(sources) {
             keys.sources = sources;
         }
@@ -163,7 +160,37 @@ struct Hashing<'a> {
     prefixes: &'a PrefixStates,
 }
 
+/// Weak and strict keys of one element, set once computed.
+type KeySlot = OnceLock<(Option<String>, Option<String>)>;
+
 impl Hashing<'_> {
+    /// The keys of every element. An element is hashed as soon as all its
+    /// dependencies are (each then has every member of its lists done, as
+    /// those are dependencies of dependencies), on any rayon thread: no
+    /// element waits for a whole level of the graph to finish.
+    fn all_keys(&self, inputs: &[ElementInput], dicts: &[Option<ElementDict>]) -> Vec<KeySlot> {
+        let count = inputs.len();
+        let slots: Vec<KeySlot> = (0..count).map(|_| OnceLock::new()).collect();
+        let pending: Vec<AtomicUsize> = inputs.iter().map(|input| AtomicUsize::new(input.dependencies.len())).collect();
+        let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); count];
+        for (index, input) in inputs.iter().enumerate() {
+            for dep in &input.dependencies {
+                if let Some(list) = dependants.get_mut(dep.element) {
+                    list.push(index);
+                }
+            }
+        }
+        let work = Work { hashing: self, dicts, slots: &slots, pending: &pending, dependants: &dependants };
+        rayon::scope(|scope| {
+            for (index, input) in inputs.iter().enumerate() {
+                if input.dependencies.is_empty() {
+                    scope.spawn(move |scope| work.run(scope, index));
+                }
+            }
+        });
+        slots
+    }
+
     /// The weak and strict keys of element `index` (`None` while a needed dependency key is unknown).
     fn element_keys(&self, index: usize, dict: &ElementDict) -> (Option<String>, Option<String>) {
         let Some(mut weak_hasher) = self.hash_scope(index, dict.weak_mode, &dict.strict_direct) else {
@@ -214,6 +241,37 @@ impl Hashing<'_> {
             self.entries[member].feed(&mut hasher, position == 0, member_mode)?;
         }
         Some(hasher.finish())
+    }
+}
+
+/// What the threads hashing elements share (see [`Hashing::all_keys`]).
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    hashing: &'a Hashing<'a>,
+    dicts: &'a [Option<ElementDict>],
+    slots: &'a [KeySlot],
+    /// Per element, its dependencies not hashed yet.
+    pending: &'a [AtomicUsize],
+    dependants: &'a [Vec<usize>],
+}
+
+impl<'a> Work<'a> {
+    /// Hashes element `index`, then starts each dependant it was the last
+    /// dependency of.
+    fn run<'s>(self, scope: &rayon::Scope<'s>, index: usize)
+    where
+        'a: 's,
+    {
+        let (weak, strict) =
+            self.dicts[index].as_ref().map_or((None, None), |dict| self.hashing.element_keys(index, dict));
+        self.hashing.entries[index].set_keys(weak.as_deref(), strict.as_deref());
+        let _ = self.slots[index].set((weak, strict));
+        for &dependant in &self.dependants[index] {
+            // AcqRel: the last decrement sees every dependency's keys.
+            if self.pending[dependant].fetch_sub(1, Ordering::AcqRel) == 1 {
+                scope.spawn(move |scope| self.run(scope, dependant));
+            }
+        }
     }
 }
 

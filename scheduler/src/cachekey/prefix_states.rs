@@ -51,15 +51,16 @@ impl EntryMode {
 }
 
 /// One element's entry in its dependants' lists, serialised once per form,
-/// each with a leading `,` (skipped for the first entry of a list).
-#[derive(Debug, Clone, Default)]
+/// each with a leading `,` (skipped for the first entry of a list). The
+/// keyed forms are set once, by whichever thread computed the keys.
+#[derive(Debug, Default)]
 pub struct DependencyEntry {
     /// `,["project","name"]`.
     pub names: String,
     /// `,["project","name","weak key"]`, once the weak key is known.
-    pub weak: Option<String>,
+    pub weak: OnceLock<String>,
     /// `,["project","name","strict key"]`, once the strict key is known.
-    pub strict: Option<String>,
+    pub strict: OnceLock<String>,
 }
 
 impl DependencyEntry {
@@ -70,25 +71,30 @@ impl DependencyEntry {
         names.push(',');
         write_string(name, &mut names);
         names.push(']');
-        DependencyEntry { names, weak: None, strict: None }
+        DependencyEntry { names, weak: OnceLock::new(), strict: OnceLock::new() }
     }
 
-    /// Adds the keyed forms (keys are lowercase hex: nothing to escape).
-    pub fn set_keys(&mut self, weak: Option<&str>, strict: Option<&str>) {
+    /// Adds the keyed forms (keys are lowercase hex: nothing to escape); a
+    /// key left unknown (`None`) stays unset.
+    pub fn set_keys(&self, weak: Option<&str>, strict: Option<&str>) {
         let keyed = |key: &str| {
             let open = &self.names[..self.names.len() - 1];
             format!("{open},\"{key}\"]")
         };
-        self.weak = weak.map(keyed);
-        self.strict = strict.map(keyed);
+        if let Some(weak) = weak {
+            let _ = self.weak.set(keyed(weak));
+        }
+        if let Some(strict) = strict {
+            let _ = self.strict.set(keyed(strict));
+        }
     }
 
     /// The text for `mode` (`Mixed` is decided per member by the caller); `None` if the key is unknown.
     pub fn text(&self, mode: EntryMode) -> Option<&str> {
         match mode {
             EntryMode::WeakNames | EntryMode::Mixed => Some(&self.names),
-            EntryMode::WeakKeyed => self.weak.as_deref(),
-            EntryMode::Strict => self.strict.as_deref(),
+            EntryMode::WeakKeyed => self.weak.get().map(String::as_str),
+            EntryMode::Strict => self.strict.get().map(String::as_str),
         }
     }
 
@@ -195,5 +201,25 @@ impl PrefixStates {
             });
         }
         self.states[element][slot].get()?.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_hashing_gives_the_digest_of_the_whole_text() {
+        // Short pieces that cross the batch size many times, and one piece longer than a batch.
+        let mut pieces: Vec<Vec<u8>> = (0..3000).map(|i| format!(",[\"project\",\"element-{i}.bst\"]").into_bytes()).collect();
+        pieces.insert(1500, vec![b'x'; BATCH + 7]);
+        let mut plain = Sha256::new();
+        plain.update(DICT_HEAD.as_bytes());
+        let mut batched = BatchedHasher::new(plain.clone());
+        for piece in &pieces {
+            plain.update(piece);
+            batched.update(piece);
+        }
+        assert_eq!(batched.finish().finalize(), plain.finalize());
     }
 }

@@ -127,7 +127,7 @@ impl Session {
                 let path = project.element_path.join(name);
                 // Read first: a directory fails to read, and only then is it told
                 // apart from a missing file (one system call less per element).
-                let Ok(text) = std::fs::read_to_string(&path) else {
+                let Ok(text) = super::prefetch::read_text(&path) else {
                     if path.is_dir() {
                         return Err(located(at, LoadErrorReason::LoadingDirectory, format!("{} is a directory", path.display())));
                     }

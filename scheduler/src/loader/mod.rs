@@ -158,14 +158,23 @@ fn default_targets(session: &Session) -> Vec<String> {
 }
 
 /// Threads that read and parse element files ahead of the loader: one per
-/// core besides the loader's own, at least one, at most three (parsing is
-/// about half of the loader's work, so more would wait). `WEIR_LOAD_THREADS`
-/// overrides; 0 reads every file on the loader's own thread.
+/// core that nothing else runs on now (besides the loader's own), at most
+/// three (parsing is about half of the loader's work, so more would wait).
+/// Helpers only pay off on idle cores: on a machine whose cores are all
+/// busy they cost the handing over of every tree (about a fifth more CPU)
+/// and gain nothing. `WEIR_LOAD_THREADS` overrides; 0 reads every file on
+/// the loader's own thread.
 fn load_threads() -> usize {
-    match std::env::var("WEIR_LOAD_THREADS").ok().and_then(|v| v.parse().ok()) {
-        Some(n) => n,
-        None => std::thread::available_parallelism().map(|n| n.get().saturating_sub(1).clamp(1, 3)).unwrap_or(1),
+    if let Some(n) = std::env::var("WEIR_LOAD_THREADS").ok().and_then(|v| v.parse().ok()) {
+        return n;
     }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Runnable threads of the whole machine, this one included.
+    let running = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(3)?.split('/').next()?.parse::<usize>().ok())
+        .unwrap_or(1);
+    cores.saturating_sub(running.max(1)).min(3)
 }
 
 /// Prints how long each load phase took when `WEIR_LOAD_TIMINGS` is set:
@@ -196,6 +205,13 @@ impl PhaseTimer {
         PhaseTimer { enabled, last: std::time::Instant::now(), last_cpu: if enabled { cpu_times() } else { (0.0, 0.0) } }
     }
 
+    /// Prints `text` when enabled.
+    pub(crate) fn note(&self, text: &str) {
+        if self.enabled {
+            eprintln!("weir: {text}");
+        }
+    }
+
     /// Ends `phase` (printing it when enabled) and starts the next.
     pub(crate) fn done(&mut self, phase: &str) {
         if self.enabled {
@@ -224,6 +240,7 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
         }
         ids.push(session.resolve_element(top, target, None)?);
     }
+    timer.note(&session.prefetch.summary());
     // Stops the workers and frees what they parsed for nothing.
     session.prefetch = prefetch::Prefetcher::start(0);
     timer.done("load files");

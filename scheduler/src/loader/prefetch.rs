@@ -39,7 +39,10 @@ use crate::yaml::{parser, FileId, LoadResult, Map, Node};
 pub const UNREGISTERED: FileId = FileId(u32::MAX - 1);
 
 /// Parsed trees that may wait for the loader at once.
-const MAX_READY: usize = 64;
+const MAX_READY: usize = 32;
+
+/// Trees handed back before a worker is woken to free them.
+const GRAVEYARD_BATCH: usize = 16;
 
 /// One element file of one project.
 type Key = (ProjectId, String);
@@ -75,6 +78,14 @@ struct State {
     seen: FxHashSet<Key>,
     /// Done slots.
     ready: usize,
+    /// Workers waiting for work (notifying nobody is skipped: every
+    /// notification is a system call).
+    idle_workers: usize,
+    /// The loader waits for a running file.
+    loader_waiting: bool,
+    /// What the loader's asks found: a worker's result, a wait for one, a
+    /// queued file it then read itself, nothing.
+    counts: [usize; 4],
     /// Trees the loader is done with, dropped by the workers (see [`Prefetcher::recycle`]).
     graveyard: Vec<Map>,
     closed: bool,
@@ -134,8 +145,20 @@ fn written_dependencies(node: &Map) -> Vec<String> {
     out
 }
 
+/// The text of the file at `path`, as [`std::fs::read_to_string`] reads it
+/// but without first asking the file's size (element files are small: one
+/// read usually holds the whole file; two system calls less per file).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(4096);
+    // Through `by_ref`: `File`'s own `read_to_end` asks for the size first.
+    Read::by_ref(&mut file).take(u64::MAX).read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 fn fetch(path: &Path) -> Fetched {
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(text) => Fetched::Parsed(parser::parse(&text, UNREGISTERED)),
         Err(_) => Fetched::Unreadable,
     }
@@ -172,8 +195,11 @@ impl Prefetcher {
         }
         let mut state = self.shared.lock();
         push_jobs(&mut state, project, element_path, names);
+        let idle = state.idle_workers > 0;
         drop(state);
-        self.shared.wake_workers.notify_all();
+        if idle {
+            self.shared.wake_workers.notify_all();
+        }
     }
 
     /// The worker's result for file `name` of `project`: waits while a worker
@@ -186,19 +212,27 @@ impl Prefetcher {
         let mut state = self.shared.lock();
         loop {
             match state.slots.get(&key) {
-                None => return None,
+                None => {
+                    state.counts[3] += 1;
+                    return None;
+                }
                 Some(Slot::Running) => {
+                    state.counts[1] += 1;
+                    state.loader_waiting = true;
                     state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                    state.loader_waiting = false;
                 }
                 Some(Slot::Queued) => {
                     // Left in the stack; a worker popping it skips it.
                     state.slots.remove(&key);
+                    state.counts[2] += 1;
                     return None;
                 }
                 Some(Slot::Done(_)) => {
                     let Some(Slot::Done(fetched)) = state.slots.remove(&key) else { return None };
                     state.ready -= 1;
-                    if state.ready + 1 == MAX_READY {
+                    state.counts[0] += 1;
+                    if state.ready + 1 == MAX_READY && state.idle_workers > 0 {
                         self.shared.wake_workers.notify_all();
                     }
                     return Some(fetched);
@@ -206,9 +240,17 @@ impl Prefetcher {
             }
         }
     }
-}
 
-impl Prefetcher {
+    /// How the loader's asks went, for `WEIR_LOAD_TIMINGS`.
+    pub fn summary(&self) -> String {
+        let [parsed, waited, queued, unknown] = self.shared.lock().counts;
+        format!(
+            "{} workers; files parsed ahead {parsed} (waited for {waited}), read by the loader {} (still queued {queued})",
+            self.workers.len(),
+            queued + unknown
+        )
+    }
+
     /// Hands a tree the loader no longer needs to the workers, which free it
     /// (dropped here when no worker runs).
     pub fn recycle(&self, node: Map) {
@@ -217,15 +259,12 @@ impl Prefetcher {
         }
         let mut state = self.shared.lock();
         state.graveyard.push(node);
-        if state.graveyard.len() >= GRAVEYARD_BATCH {
+        if state.graveyard.len() >= GRAVEYARD_BATCH && state.idle_workers > 0 {
             drop(state);
             self.shared.wake_workers.notify_one();
         }
     }
 }
-
-/// Trees handed back before a worker is woken to free them.
-const GRAVEYARD_BATCH: usize = 32;
 
 fn push_jobs(state: &mut State, project: ProjectId, element_path: &Arc<Path>, names: Vec<String>) {
     // Reversed: the first dependency is read first.
@@ -233,8 +272,13 @@ fn push_jobs(state: &mut State, project: ProjectId, element_path: &Arc<Path>, na
         let key = (project, name);
         if state.seen.insert(key.clone()) {
             state.slots.insert(key.clone(), Slot::Queued);
-            state.stack.push(Job { key, element_path: element_path.clone() });
+        } else if !matches!(state.slots.get(&key), Some(Slot::Queued)) {
+            continue;
         }
+        // A file still queued moves to the top (named again: the loader
+        // reaches it sooner than where it waits); its older entry is
+        // skipped when popped.
+        state.stack.push(Job { key, element_path: element_path.clone() });
     }
 }
 
@@ -253,7 +297,9 @@ fn work(shared: &Shared) {
         }
         let job = if state.ready < MAX_READY { state.stack.pop() } else { None };
         let Some(job) = job else {
+            state.idle_workers += 1;
             state = shared.wake_workers.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.idle_workers -= 1;
             continue;
         };
         // Taken back by the loader meanwhile: nothing to do.
@@ -264,7 +310,9 @@ fn work(shared: &Shared) {
         drop(state);
 
         let path: PathBuf = job.element_path.join(&job.key.1);
-        let fetched = fetch(&path);
+        // A panic (a parser bug) must not leave the file running forever:
+        // the loader then reads the file itself, as without workers.
+        let fetched = std::panic::catch_unwind(|| fetch(&path)).unwrap_or(Fetched::Unreadable);
         let next = match &fetched {
             Fetched::Parsed(Ok(node)) => written_dependencies(node),
             _ => Vec::new(),
@@ -276,8 +324,10 @@ fn work(shared: &Shared) {
             state.ready += 1;
         }
         push_jobs(&mut state, job.key.0, &job.element_path, next);
-        shared.finished.notify_all();
-        if !state.stack.is_empty() {
+        if state.loader_waiting {
+            shared.finished.notify_all();
+        }
+        if !state.stack.is_empty() && state.idle_workers > 0 {
             shared.wake_workers.notify_one();
         }
     }

@@ -4,6 +4,7 @@
 //!
 //! Key decision: the saphyr event parser is driven directly (no intermediate
 //! document model), so positions come straight from the event spans.
+//! Mapping keys are shared per thread (see [`shared_key`]).
 
 use std::sync::Arc;
 
@@ -68,7 +69,10 @@ pub fn parse(text: &str, file: FileId) -> LoadResult<Map> {
                 } else {
                     value.as_ref()
                 };
-                Node::Scalar(Scalar { value: Arc::from(text.trim()), span })
+                let text = text.trim();
+                let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
+                let value = if is_key { shared_key(text) } else { Arc::from(text) };
+                Node::Scalar(Scalar { value, span })
             }
             Event::SequenceStart(anchor, tag) => {
                 check_anchor_tag(anchor, tag.as_deref(), span)?;
@@ -137,6 +141,30 @@ pub fn parse(text: &str, file: FileId) -> LoadResult<Map> {
             "Severely malformed YAML:\n\nLoaded file did not contain a mapping at its root",
         )),
     }
+}
+
+/// Distinct mapping keys a thread keeps (beyond, keys are allocated each time).
+const MAX_SHARED_KEYS: usize = 4096;
+
+thread_local! {
+    /// The mapping keys this thread has parsed: files of one project repeat
+    /// the same few dozen keys, so each is allocated once, not once per use.
+    static KEYS: std::cell::RefCell<rustc_hash::FxHashSet<Arc<str>>> = Default::default();
+}
+
+/// The shared copy of the mapping key `text`.
+fn shared_key(text: &str) -> Arc<str> {
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(found) = keys.get(text) {
+            return found.clone();
+        }
+        let key: Arc<str> = Arc::from(text);
+        if keys.len() < MAX_SHARED_KEYS {
+            keys.insert(key.clone());
+        }
+        key
+    })
 }
 
 /// A block sequence's event points at its first item; BuildStream reports the
@@ -209,6 +237,17 @@ mod tests {
             let err = p(bad).unwrap_err();
             assert_eq!(err.reason(), Some(LoadErrorReason::InvalidYaml), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn mapping_keys_are_shared_between_parses() {
+        let a = p("kind: manual\nvariables:\n  kind: x\n").unwrap();
+        let b = p("kind: import\n").unwrap();
+        let key = |m: &Map| m.entries.keys().next().cloned().unwrap();
+        assert!(Arc::ptr_eq(&key(&a), &key(&b)));
+        assert!(Arc::ptr_eq(&key(&a), &key(a.get_map("variables").unwrap().unwrap())));
+        // Values are not keys: each parse has its own.
+        assert_eq!(a.get("kind").and_then(Node::as_str), Some("manual"));
     }
 
     #[test]
