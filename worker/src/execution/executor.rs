@@ -156,7 +156,7 @@ impl Executor {
         };
         {
             let mut tables = self.inner.lock();
-            if let Some(existing) = tables.in_flight.get(&action_digest) {
+            if let Some(existing) = tables.in_flight.get(&action_digest).filter(|existing| !existing.is_done()) {
                 return Ok(existing.clone());
             }
             tables.prune(self.inner.retention);

@@ -355,14 +355,20 @@ impl Runner {
         let child = sandbox::spawn(&root, &request.command, outputs.working_dir(), &stdio, setup.as_ref())?;
         let (status, ended) = wait(child, request.timeout, &mut cancel).await;
         metadata.execution_completed_timestamp = Some(timestamp(SystemTime::now()));
-        // One trip to the blocking pool: remove the mount points, check the
-        // hard-linked inputs and collect the outputs (unless cancelled).
+        // One trip to the blocking pool: remove the mount points where an
+        // output would see them (otherwise they go with the action directory),
+        // check the hard-linked inputs and collect the outputs (unless
+        // cancelled).
         metadata.output_upload_start_timestamp = Some(timestamp(SystemTime::now()));
         let cancelled = ended == Ended::Cancelled;
         let (modified, collected) = {
             let (inodes, root) = (self.inodes.clone(), root.clone());
             run_blocking(move || {
-                SandboxKind::clean_root(&mount_points, &inodes);
+                let in_the_way: Vec<PathBuf> = mount_points
+                    .into_iter()
+                    .filter(|dir| dir.strip_prefix(&root).is_ok_and(|at| outputs.covers(&at.to_string_lossy())))
+                    .collect();
+                SandboxKind::clean_root(&in_the_way, &inodes);
                 let modified = linked.modified();
                 let collected = (!cancelled).then(|| outputs.collect(&root, &stdio.stdout, &stdio.stderr));
                 Ok((modified, collected))

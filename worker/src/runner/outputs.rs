@@ -104,6 +104,16 @@ impl OutputSpec {
         &self.working_dir
     }
 
+    /// Whether collecting the outputs would look at `path` (relative to the
+    /// input root): some output is `path` or one of its ancestors.
+    pub fn covers(&self, path: &str) -> bool {
+        self.outputs.iter().any(|output| {
+            output.resolved.is_empty()
+                || path == output.resolved
+                || path.strip_prefix(output.resolved.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
     /// Creates the working directory and the parent directory of every
     /// output inside the staged `root`. Blocking.
     pub fn prepare(&self, root: &Path, dirs: Option<&InodePool>) -> Result<(), RunnerError> {
@@ -383,6 +393,13 @@ mod tests {
             working_directory: working_directory.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn covers_a_path_under_an_output_only() {
+        let spec = OutputSpec::from_command(&command(&[], &["out", "w/x"], &[], "")).unwrap();
+        assert!(spec.covers("out") && spec.covers("out/proc") && spec.covers("w/x/y"));
+        assert!(!spec.covers("proc") && !spec.covers("outer") && !spec.covers("w"));
     }
 
     #[test]
