@@ -444,3 +444,49 @@ impl Tables {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::open_database;
+    use crate::runner::{RunnerConfig, SandboxKind};
+    use crate::store::memory::{MemorySpec, MemoryStore};
+
+    fn executor(dir: &std::path::Path) -> Executor {
+        let store: Store = Arc::new(MemoryStore::new(&MemorySpec {}));
+        let cache = ActionCache::new(open_database(&dir.join("ac.redb"), false).unwrap(), store.clone());
+        let runner = Runner::new(store.clone(), RunnerConfig::new(SandboxKind::Host, dir.join("work"))).unwrap();
+        Executor::new(store, cache, runner, &super::super::ExecutionConfig::new(Vec::new()))
+    }
+
+    fn request(digest: Digest, skip_cache_lookup: bool) -> ExecuteRequest {
+        ExecuteRequest { action_digest: Some(digest.to_proto()), skip_cache_lookup, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn an_action_asked_while_its_result_is_being_cached_is_answered_as_a_cache_hit() {
+        let temp = tempfile::tempdir().unwrap();
+        let executor = executor(temp.path());
+        // An operation that has finished, its result not in the Action Cache yet.
+        let digest = Digest::of(b"an action");
+        let (canceller, _) = runner::cancellation();
+        let finished = Arc::new(OperationEntry::new("operations/first".into(), digest, canceller));
+        let result = ActionResult { stdout_raw: b"hello".to_vec(), ..Default::default() };
+        finished.complete(operation::success(result.clone(), false));
+        executor.inner.lock().in_flight.insert(digest, finished.clone());
+
+        let op = executor.execute(request(digest, false)).await.unwrap();
+        assert!(!Arc::ptr_eq(&op, &finished), "a new operation, already done");
+        let response = operation::response_of(&op.snapshot()).unwrap();
+        assert!(response.cached_result);
+        assert_eq!(response.result, Some(result));
+
+        // Skipping the cache lookup never joins the finished operation: the
+        // action is read again (and is not in this CAS).
+        let op = executor.execute(request(digest, true)).await.unwrap();
+        op.wait_done().await;
+        let response = operation::response_of(&op.snapshot()).unwrap();
+        assert!(!response.cached_result);
+        assert_eq!(response.status.map(|s| s.code), Some(tonic::Code::FailedPrecondition as i32));
+    }
+}
