@@ -152,14 +152,46 @@ impl Shelf {
         if actual != digest {
             return Err(StoreError::DigestMismatch { expected: digest, actual });
         }
-        let mut file = self.temp_file_for(&digest)?;
-        file.write_all(data)?;
-        if self.fsync {
-            file.as_file().sync_all()?;
+        if !self.put_unnamed(&path, data)? {
+            let mut file = self.temp_file_for(&digest)?;
+            file.write_all(data)?;
+            if self.fsync {
+                file.as_file().sync_all()?;
+            }
+            file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
         }
-        file.persist(&path).map_err(|e| StoreError::Io(e.error))?;
         self.record_stored(digest);
         Ok(())
+    }
+
+    /// Writes `data` into an unnamed file of `path`'s shard directory
+    /// (`O_TMPFILE`) and then gives it the name `path` (`linkat`): the blob is
+    /// never visible half-written, a crash leaves nothing behind, and it
+    /// costs one directory entry instead of a temporary name and a rename.
+    /// `Ok(false)` where the filesystem has no unnamed files or the link
+    /// fails (the caller then uses a named temporary file).
+    fn put_unnamed(&self, path: &Path, data: &[u8]) -> Result<bool, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let shard = path.parent().unwrap_or(&self.objects);
+        let mut file = match fs::OpenOptions::new().write(true).mode(0o600).custom_flags(libc::O_TMPFILE).open(shard) {
+            Ok(file) => file,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        file.write_all(data)?;
+        if self.fsync {
+            file.sync_all()?;
+        }
+        let unnamed = std::ffi::CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let named = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        // SAFETY: two NUL-terminated paths; `file` keeps the descriptor open.
+        let linked = unsafe { libc::linkat(libc::AT_FDCWD, unnamed.as_ptr(), libc::AT_FDCWD, named.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+        // EEXIST: another writer stored the same blob first (same digest,
+        // same content). Any other failure (no `/proc`, say): the caller
+        // writes the blob again through a named temporary file.
+        Ok(linked == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST))
     }
 }
 
@@ -540,6 +572,21 @@ mod tests {
         assert_eq!(store.stored_bytes(), Some(10));
         store.remove(&digest).await.unwrap();
         assert_eq!(store.stored_bytes(), Some(0));
+    }
+
+    #[test]
+    fn a_small_blob_is_written_unnamed_then_linked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        let digest = Digest::of(b"small");
+        let path = store.shelf.path_of(&digest);
+        assert!(store.shelf.put_unnamed(&path, b"small").unwrap(), "this filesystem has O_TMPFILE");
+        assert_eq!(fs::read(&path).unwrap(), b"small");
+        // A second writer of the same blob finds it there: no error, no change.
+        assert!(store.shelf.put_unnamed(&path, b"small").unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"small");
+        let shard: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(shard, vec![path], "nothing but the blob in its shard");
     }
 
     #[tokio::test]
