@@ -42,7 +42,7 @@ use super::platform::{PlatformMatcher, RunOptions};
 use super::{ExecutionConfig, ExecutionError};
 use crate::cache::ActionCache;
 use crate::runner::{self, CancelSignal, RunRequest, Runner};
-use crate::store::{Store, StoreError};
+use crate::store::{read_local_file, Store, StoreError};
 
 /// At most this many finished operations are remembered.
 const MAX_FINISHED: usize = 100_000;
@@ -299,16 +299,11 @@ impl Executor {
     }
 }
 
-/// Reads and decodes the proto blob `digest` from the store's local file,
-/// if it has one whose content matches the digest. Blocking. `None` for
-/// anything else: the caller then reads through the store, which reports
-/// what is wrong.
+/// Decodes the proto blob `digest` from the store's local file
+/// ([`read_local_file`]). Blocking. `None` for anything else: the caller then
+/// reads through the store, which reports what is wrong.
 fn read_local_proto<M: Message + Default>(store: &Store, digest: &Digest) -> Option<M> {
-    let bytes = std::fs::read(store.local_path(digest)?).ok()?;
-    if Digest::of(&bytes) != *digest {
-        return None;
-    }
-    M::decode(bytes.as_slice()).ok()
+    M::decode(read_local_file(store.as_ref(), digest)?.as_slice()).ok()
 }
 
 fn missing_blob(what: &str, digest: Digest) -> ExecuteResponse {

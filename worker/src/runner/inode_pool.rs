@@ -183,10 +183,7 @@ impl Drop for InodePool {
 /// included: such an entry is deleted rather than reused, so that nothing an
 /// action set on it reaches a later action.
 fn has_attributes(path: &Path) -> bool {
-    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return true };
-    // SAFETY: a size query (no buffer) on a NUL-terminated path.
-    let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
-    size != 0
+    !matches!(rustix::fs::llistxattr_query(path), Ok(0))
 }
 
 /// Makes `dir` an empty directory: deletes what is there, then creates it

@@ -39,7 +39,7 @@ use weir_proto::Digest;
 use super::executable_copies::ExecutableCopies;
 use super::inode_pool::{create_dir, create_symlink, InodePool};
 use super::RunnerError;
-use crate::store::{Store, StoreError};
+use crate::store::{read_local_file, Store, StoreError};
 
 /// Where the content of a file comes from when it is staged.
 #[derive(Debug, Clone)]
@@ -74,10 +74,16 @@ impl InputTree {
                 .await
                 .map_err(|e| RunnerError::io("reading the input tree", std::io::Error::other(e.to_string())))??
         };
-        let mut directories = local.directories;
+        Self::fetch_rest(store, local, root, allow_absolute_symlinks).await
+    }
+
+    /// Completes the tree `local` is part of ([`Self::read_local`] found it
+    /// incomplete) through the store, as [`Self::fetch`] does.
+    pub async fn fetch_rest(store: &Store, local: LocalTree, root: Digest, allow_absolute_symlinks: bool) -> Result<Self, RunnerError> {
+        let LocalTree { mut directories, unread, files: located } = local;
         let mut missing: Vec<Digest> = Vec::new();
-        let mut seen: HashSet<Digest> = directories.keys().copied().chain(local.unread.iter().copied()).collect();
-        let mut level = local.unread;
+        let mut seen: HashSet<Digest> = directories.keys().copied().chain(unread.iter().copied()).collect();
+        let mut level = unread;
         while !level.is_empty() {
             let reads = join_all(level.iter().map(|digest| read_blob(store, digest))).await;
             let mut next = Vec::new();
@@ -109,16 +115,7 @@ impl InputTree {
             level = next;
         }
 
-        let mut files: Vec<Digest> = Vec::new();
-        let mut seen_files = HashSet::new();
-        for directory in directories.values() {
-            for file in &directory.files {
-                let digest = child_digest(file.digest.as_ref())?;
-                if digest != Digest::empty() && !local.files.contains_key(&digest) && seen_files.insert(digest) {
-                    files.push(digest);
-                }
-            }
-        }
+        let files = unlocated_files(&directories, &located)?;
         if missing.is_empty() {
             check_symlinks(&directories, root, allow_absolute_symlinks)?;
         }
@@ -139,9 +136,7 @@ impl InputTree {
                 .await
                 .map_err(|e| RunnerError::io("resolving local blob paths", std::io::Error::other(e.to_string())))?
         };
-        let mut contents: HashMap<Digest, Content> =
-            local.files.into_iter().map(|(digest, path)| (digest, Content::Local(path))).collect();
-        contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
+        let mut contents = located_contents(located);
         let mut to_read = Vec::new();
         for (digest, path) in files.into_iter().zip(paths) {
             match path {
@@ -162,27 +157,17 @@ impl InputTree {
         Ok(InputTree { root, directories, contents })
     }
 
-    /// The tree when every `Directory` and file blob of it is in the store's
-    /// local files (read and validated as [`Self::fetch`] does), else `None`.
+    /// Reads the tree from the store's local files: whole when every
+    /// `Directory` and file blob of it is there (validated as
+    /// [`Self::fetch`] does), else the part found, for [`Self::fetch_rest`].
     /// Blocking.
-    pub fn read_local(store: &Store, root: Digest, allow_absolute_symlinks: bool) -> Result<Option<Self>, RunnerError> {
+    pub fn read_local(store: &Store, root: Digest, allow_absolute_symlinks: bool) -> Result<LocalRead, RunnerError> {
         let local = LocalTree::read(store, root)?;
-        if !local.unread.is_empty() {
-            return Ok(None);
-        }
-        for directory in local.directories.values() {
-            for file in &directory.files {
-                let digest = child_digest(file.digest.as_ref())?;
-                if digest != Digest::empty() && !local.files.contains_key(&digest) {
-                    return Ok(None);
-                }
-            }
+        if !local.unread.is_empty() || !unlocated_files(&local.directories, &local.files)?.is_empty() {
+            return Ok(LocalRead::Partial(local));
         }
         check_symlinks(&local.directories, root, allow_absolute_symlinks)?;
-        let mut contents: HashMap<Digest, Content> =
-            local.files.into_iter().map(|(digest, path)| (digest, Content::Local(path))).collect();
-        contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
-        Ok(Some(InputTree { root, directories: local.directories, contents }))
+        Ok(LocalRead::Whole(InputTree { root, directories: local.directories, contents: located_contents(local.files) }))
     }
 
     /// The digest of the root directory.
@@ -248,9 +233,18 @@ impl InputTree {
     }
 }
 
+/// What [`InputTree::read_local`] found in the store's local files.
+#[derive(Debug)]
+pub enum LocalRead {
+    /// The whole tree.
+    Whole(InputTree),
+    /// Part of it; [`InputTree::fetch_rest`] reads the rest.
+    Partial(LocalTree),
+}
+
 /// The part of an input tree found in the store's local files.
 #[derive(Debug, Default)]
-struct LocalTree {
+pub struct LocalTree {
     /// Directories read (and checked against their digests) from files.
     directories: HashMap<Digest, Directory>,
     /// Directories with no (intact) local file: to be read through the store.
@@ -272,7 +266,7 @@ impl LocalTree {
             let bytes = if digest == Digest::empty() {
                 Some(Vec::new())
             } else {
-                store.local_path(&digest).and_then(|path| fs::read(path).ok()).filter(|bytes| Digest::of(bytes) == digest)
+                read_local_file(store.as_ref(), &digest)
             };
             let Some(bytes) = bytes else {
                 tree.unread.push(digest);
@@ -297,6 +291,29 @@ impl LocalTree {
         }
         Ok(tree)
     }
+}
+
+/// The distinct non-empty file blobs of `directories` that have no path in
+/// `located`.
+fn unlocated_files(directories: &HashMap<Digest, Directory>, located: &HashMap<Digest, PathBuf>) -> Result<Vec<Digest>, RunnerError> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for directory in directories.values() {
+        for file in &directory.files {
+            let digest = child_digest(file.digest.as_ref())?;
+            if digest != Digest::empty() && !located.contains_key(&digest) && seen.insert(digest) {
+                files.push(digest);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The contents of the `located` blobs, and of the empty blob.
+fn located_contents(located: HashMap<Digest, PathBuf>) -> HashMap<Digest, Content> {
+    let mut contents: HashMap<Digest, Content> = located.into_iter().map(|(digest, path)| (digest, Content::Local(path))).collect();
+    contents.insert(Digest::empty(), Content::Bytes(Bytes::new()));
+    contents
 }
 
 /// Decodes and validates the `Directory` blob `digest`.

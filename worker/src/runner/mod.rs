@@ -17,16 +17,17 @@
 //! before a single file is written, so a bad tree never leaves anything on
 //! disk; the filesystem work (staging, collection, clean-up) runs on tokio's
 //! blocking pool, while the process itself is awaited asynchronously (tokio's
-//! child reaper, or its pidfd), so no thread is held per running action. Timeouts and cancellation kill the
-//! whole process group (in the namespace sandbox that takes the pid namespace,
-//! and every process in it, down with it).
+//! child reaper, or its pidfd), so no thread is held per running action.
+//! Timeouts and cancellation kill the whole process group (in the namespace
+//! sandbox that takes the pid namespace, and every process in it, down with
+//! it).
 //!
 //! This module does not decide *whether* to run (cache lookups, deduplication,
 //! slots): that is [`crate::execution`].
 
-pub mod inode_pool;
 pub mod exec_image;
 pub mod executable_copies;
+pub mod inode_pool;
 pub mod input_tree;
 pub mod namespace;
 pub mod outputs;
@@ -45,6 +46,7 @@ use weir_proto::reapi::{ActionResult, Command, ExecutedActionMetadata};
 use weir_proto::Digest;
 
 use crate::store::{Store, StoreError};
+use input_tree::LocalRead;
 use inode_pool::{remove_tree_plainly, InodePool};
 
 pub use input_tree::InputTree;
@@ -334,14 +336,14 @@ impl Runner {
         let allow_absolute_symlinks = self.config.sandbox == SandboxKind::Namespace;
         let (store, input_root) = (self.store.clone(), request.input_root);
         let local = run_blocking(move || match InputTree::read_local(&store, input_root, allow_absolute_symlinks)? {
-            Some(tree) => staging.stage(&tree).map(Ok),
-            None => Ok(Err(staging)),
+            LocalRead::Whole(tree) => staging.stage(&tree).map(Ok),
+            LocalRead::Partial(part) => Ok(Err((staging, part))),
         })
         .await?;
         let staged = match local {
             Ok(staged) => staged,
-            Err(staging) => {
-                let tree = InputTree::fetch(&self.store, request.input_root, allow_absolute_symlinks).await?;
+            Err((staging, part)) => {
+                let tree = InputTree::fetch_rest(&self.store, part, request.input_root, allow_absolute_symlinks).await?;
                 run_blocking(move || staging.stage(&tree)).await?
             }
         };

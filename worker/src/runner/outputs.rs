@@ -131,8 +131,8 @@ impl OutputSpec {
     /// Blocking.
     pub fn collect(&self, root: &Path, stdout: &fs::File, stderr: &fs::File) -> Result<Collected, RunnerError> {
         let mut collected = Collected::default();
-        collected.result.stdout_digest = Some(collected.add_stream(stdout, "stdout")?.to_proto());
-        collected.result.stderr_digest = Some(collected.add_stream(stderr, "stderr")?.to_proto());
+        collected.result.stdout_digest = Some(collected.add_whole(stdout, "the command's stdout")?.to_proto());
+        collected.result.stderr_digest = Some(collected.add_whole(stderr, "the command's stderr")?.to_proto());
         for output in &self.outputs {
             collected.collect(root, output)?;
         }
@@ -217,22 +217,22 @@ impl Collected {
         let reading = |e| RunnerError::io(format!("reading {}", path.display()), e);
         let file = fs::File::open(&path).map_err(reading)?;
         if file.metadata().map_err(reading)?.len() <= IN_MEMORY_OUTPUT_BYTES {
-            let mut content = Vec::new();
-            (&file).read_to_end(&mut content).map_err(reading)?;
-            return Ok(self.add_bytes(content));
+            return self.add_whole(&file, &path.display().to_string());
         }
         let digest = Digest::of_reader(file).map_err(reading)?;
         self.uploads.push(Upload::Path(digest, path));
         Ok(digest)
     }
 
-    fn add_stream(&mut self, file: &fs::File, name: &str) -> Result<Digest, RunnerError> {
+    /// Adds the whole content of `file` (read from its start), called `name`
+    /// in errors.
+    fn add_whole(&mut self, file: &fs::File, name: &str) -> Result<Digest, RunnerError> {
         let mut content = Vec::new();
         let mut reader = file;
         reader
             .seek(io::SeekFrom::Start(0))
             .and_then(|_| reader.read_to_end(&mut content))
-            .map_err(|e| RunnerError::io(format!("reading the command's {name}"), e))?;
+            .map_err(|e| RunnerError::io(format!("reading {name}"), e))?;
         Ok(self.add_bytes(content))
     }
 

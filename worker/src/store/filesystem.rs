@@ -182,16 +182,12 @@ impl Shelf {
         if self.fsync {
             file.sync_all()?;
         }
-        let unnamed = std::ffi::CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-        let named = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-        // SAFETY: two NUL-terminated paths; `file` keeps the descriptor open.
-        let linked = unsafe { libc::linkat(libc::AT_FDCWD, unnamed.as_ptr(), libc::AT_FDCWD, named.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+        let unnamed = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        let linked = rustix::fs::linkat(rustix::fs::CWD, unnamed.as_str(), rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_FOLLOW);
         // EEXIST: another writer stored the same blob first (same digest,
         // same content). Any other failure (no `/proc`, say): the caller
         // writes the blob again through a named temporary file.
-        Ok(linked == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST))
+        Ok(matches!(linked, Ok(()) | Err(rustix::io::Errno::EXIST)))
     }
 }
 

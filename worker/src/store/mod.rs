@@ -251,6 +251,16 @@ pub(crate) fn slice_range(digest: &Digest, data: &Bytes, offset: u64, limit: Opt
     Ok(data.slice(start as usize..end as usize))
 }
 
+/// The content of the blob `digest` read straight from the store's local
+/// file ([`BlobStore::local_path`]), when it has one whose content hashes to
+/// the digest; `None` otherwise (the caller then reads through the store,
+/// which reports what is wrong). Blocking: for callers that already are on
+/// the blocking pool and want no further trip to it.
+pub fn read_local_file(store: &dyn BlobStore, digest: &Digest) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(store.local_path(digest)?).ok()?;
+    (Digest::of(&bytes) == *digest).then_some(bytes)
+}
+
 /// `data` as a [`ChunkStream`] of slices of at most `chunk` bytes (none when empty).
 pub fn chunked(data: Bytes, chunk: usize) -> ChunkStream {
     let chunk = chunk.max(1);
