@@ -145,9 +145,8 @@ fn print_keys_of_project_in_env() {
         .unwrap_or_else(|f| panic!("load failed: {}", f.message));
     let inputs = element_inputs(&loaded.graph).expect("inputs");
     let scopes = BuildScopes::compute(&inputs).expect("scopes");
-    let widest = scopes.levels.iter().map(Vec::len).max().unwrap_or(0);
     let entries: usize = scopes.scopes.iter().map(Vec::len).sum();
-    eprintln!("{} elements, {} levels (widest {widest}), {entries} build-scope entries", inputs.len(), scopes.levels.len());
+    eprintln!("{} elements, {entries} build-scope entries", inputs.len());
     for _ in 0..3 {
         let start = cpu_time();
         let wall = std::time::Instant::now();

@@ -26,8 +26,6 @@ pub struct BuildScopes {
     pub closure_prefix: Vec<Option<usize>>,
     /// Per element, the build dependency whose closure is the longest prefix of its scope.
     pub scope_prefix: Vec<Option<usize>>,
-    /// Elements by level: every dependency of an element is in an earlier level.
-    pub levels: Vec<Vec<usize>>,
 }
 
 impl BuildScopes {
@@ -36,24 +34,13 @@ impl BuildScopes {
     pub fn compute(inputs: &[ElementInput]) -> Result<Self, CacheKeyError> {
         let order = topological_order(inputs)?;
         let count = inputs.len();
-        let mut levels: Vec<Vec<usize>> = Vec::new();
-        let mut level_of = vec![0usize; count];
-        for &index in &order {
-            let level = inputs[index].dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
-            level_of[index] = level;
-            if levels.len() <= level {
-                levels.resize_with(level + 1, Vec::new);
-            }
-            levels[level].push(index);
-        }
         let mut scopes = BuildScopes {
             closures: vec![Vec::new(); count],
             scopes: vec![Vec::new(); count],
             closure_prefix: vec![None; count],
             scope_prefix: vec![None; count],
-            levels: Vec::new(),
         };
-        for level in &levels {
+        for level in &dependency_levels(inputs, &order) {
             let closures = &scopes.closures;
             let computed: Vec<ElementLists> = level
                 .par_iter()
@@ -66,9 +53,24 @@ impl BuildScopes {
                 scopes.scope_prefix[index] = lists.scope_prefix;
             }
         }
-        scopes.levels = levels;
         Ok(scopes)
     }
+}
+
+/// The elements by level, given a topological `order`: every dependency of
+/// an element is in an earlier level.
+fn dependency_levels(inputs: &[ElementInput], order: &[usize]) -> Vec<Vec<usize>> {
+    let mut levels: Vec<Vec<usize>> = Vec::new();
+    let mut level_of = vec![0usize; inputs.len()];
+    for &index in order {
+        let level = inputs[index].dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
+        level_of[index] = level;
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(index);
+    }
+    levels
 }
 
 /// The lists of one element.
@@ -156,7 +158,7 @@ impl Marks {
 }
 
 /// Elements ordered so that every dependency comes before its dependants.
-fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, CacheKeyError> {
+pub(super) fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, CacheKeyError> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         New,
@@ -231,7 +233,7 @@ mod tests {
         assert_eq!(scopes.scopes[4], vec![0, 2, 1, 3], "zzz, t1, aaa, t2 (spec §4.1)");
         assert_eq!(scopes.closures[4], vec![0, 2, 1, 3, 4]);
         assert_eq!(scopes.scope_prefix[4], Some(2));
-        assert_eq!(scopes.levels, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(dependency_levels(&all, &topological_order(&all).unwrap()), vec![vec![0, 1], vec![2, 3], vec![4]]);
     }
 
     #[test]

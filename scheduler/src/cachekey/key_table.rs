@@ -738,7 +738,7 @@ mod tests {
 
     /// Keys computed the slow, obvious way: the whole dict as a value, then `generate_key`.
     fn reference_keys(all: &[ElementInput]) -> Vec<(String, String)> {
-        let order: Vec<usize> = BuildScopes::compute(all).unwrap().levels.concat();
+        let order = super::super::build_scope::topological_order(all).unwrap();
         let mut keys: Vec<(String, String)> = vec![(String::new(), String::new()); all.len()];
         for index in order {
             let input = &all[index];
