@@ -158,23 +158,19 @@ fn default_targets(session: &Session) -> Vec<String> {
 }
 
 /// Threads that read and parse element files ahead of the loader: one per
-/// core that nothing else runs on now (besides the loader's own), at most
-/// three (parsing is about half of the loader's work, so more would wait).
-/// Helpers only pay off on idle cores: on a machine whose cores are all
-/// busy they cost the handing over of every tree (about a fifth more CPU)
-/// and gain nothing. `WEIR_LOAD_THREADS` overrides; 0 reads every file on
-/// the loader's own thread.
+/// core besides the loader's own, at most three (parsing is about half of
+/// the loader's work, so more would wait). On a machine whose cores are all
+/// busy a helper costs little: with mimalloc's thread-local heaps, handing a
+/// parsed tree to the loader is cheap, and measured with every core busy the
+/// process used the same CPU time with or without a helper.
+/// `WEIR_LOAD_THREADS` overrides; 0 reads every file on the loader's own
+/// thread.
 fn load_threads() -> usize {
     if let Some(n) = std::env::var("WEIR_LOAD_THREADS").ok().and_then(|v| v.parse().ok()) {
         return n;
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // Runnable threads of the whole machine, this one included.
-    let running = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().nth(3)?.split('/').next()?.parse::<usize>().ok())
-        .unwrap_or(1);
-    cores.saturating_sub(running.max(1)).min(3)
+    cores.saturating_sub(1).min(3)
 }
 
 /// Prints how long each load phase took when `WEIR_LOAD_TIMINGS` is set:
