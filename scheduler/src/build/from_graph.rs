@@ -347,7 +347,8 @@ mod tests {
             variables: vec![
                 (Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str())),
                 (Arc::from("install-root"), Arc::from("/buildstream-install")),
-            ],
+            ]
+            .into(),
             config: config.into(),
             environment: map(&[("PATH", scalar("/usr/bin:/bin"))]).into(),
             environment_nocache: vec![],
@@ -440,7 +441,7 @@ mod tests {
     fn script_stages_dependencies_by_location_and_runs_in_cwd() {
         let commands = Node::Seq(Seq { items: vec![scalar("make -C /sysroot")], span: span() });
         let mut script = element(2, "s.bst", "script", map(&[("commands", commands)]), &[(0, DepType::Build), (1, DepType::Build)]);
-        script.variables.push((Arc::from("cwd"), Arc::from("/work")));
+        script.variables.insert("cwd", "/work");
         script.dependencies[1].configs = vec![map(&[("location", scalar("/sysroot"))])];
         let g = graph(
             vec![element(0, "tools.bst", "stack", Map::new(span()), &[]), element(1, "target.bst", "stack", Map::new(span()), &[]), script],

@@ -260,7 +260,7 @@ mod tests {
             project: ProjectId(0),
             project_name: "proj".into(),
             first_pass: false,
-            variables: vec![(Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str()))],
+            variables: vec![(Arc::from("build-root"), Arc::from(format!("/buildstream/proj/{name}").as_str()))].into(),
             config: Arc::new(Map::new(span())),
             environment: Arc::new(map(&[("PATH", "/usr/bin"), ("MAKEFLAGS", "-j8")])),
             environment_nocache: vec!["MAKEFLAGS".into()],

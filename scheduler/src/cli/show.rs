@@ -47,7 +47,7 @@ pub fn load_options(global: &GlobalArgs) -> LoadOptions {
 
 fn variables_map(element: &Element) -> Map {
     let mut map = Map::new(Span::synthetic(crate::yaml::SourceMap::core()));
-    for (k, v) in &element.variables {
+    for (k, v) in element.variables.iter() {
         map.insert(k.clone(), Node::scalar(v.clone(), map.span));
     }
     map

@@ -105,7 +105,7 @@ pub struct Element {
     /// Junction and link elements are loaded with the first pass.
     pub first_pass: bool,
     /// Resolved variables, in composition order.
-    pub variables: Vec<(Arc<str>, Arc<str>)>,
+    pub variables: crate::project::ResolvedVariables,
     /// Expanded `config`. Shared between elements with equal content.
     pub config: Arc<Map>,
     /// Expanded `environment`. Shared between elements with equal content.
@@ -162,6 +162,6 @@ impl Element {
 
     /// A resolved variable.
     pub fn variable(&self, name: &str) -> Option<&str> {
-        self.variables.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref())
+        self.variables.get(name)
     }
 }

@@ -19,7 +19,7 @@ use super::session::Session;
 use crate::graph::{Dependency, Element, ElementId, SourceData};
 use crate::plugins::core::{configure_core_source, reject_internal_source, CORE_SOURCES};
 use crate::plugins::Namespace;
-use crate::project::{PassConfig, Variables};
+use crate::project::{PassConfig, Variables, VariablesBase};
 use crate::yaml::{check_trailing_directives, compose, LoadError, LoadErrorReason, LoadResult, Map, Node, Span};
 
 const PROTECTED: [&str; 3] = ["project-name", "element-name", "max-jobs"];
@@ -60,6 +60,64 @@ fn compose_own(mut out: Map, node: &Map, key: &str) -> LoadResult<Map> {
     }
     check_trailing_directives(&out)?;
     Ok(out)
+}
+
+/// A redefinition of a protected variable (one not set by Weir itself) in
+/// the composed table `variables`.
+fn check_protected(variables: &Map) -> LoadResult<()> {
+    protected_error(PROTECTED.iter().filter_map(|name| variables.get(name).map(|n| (*name, n.span()))))
+}
+
+fn protected_error<'a>(mut found: impl Iterator<Item = (&'a str, Span)>) -> LoadResult<()> {
+    match found.find(|(_, span)| !span.is_synthetic()) {
+        Some((name, span)) => Err(LoadError::at(
+            span,
+            LoadErrorReason::ProtectedVariableRedefined,
+            format!("invalid redefinition of protected variable '{name}'"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The element's own `variables` when composing them over the base table
+/// is a plain replacement of scalars (no nested value, no directive, a
+/// valid base): `None` when the element's table must be composed in full.
+fn plain_own_variables<'a>(node: &'a Map, base: &VariablesBase) -> LoadResult<Option<Option<&'a Map>>> {
+    if base.is_empty() || !base.directive_free() {
+        return Ok(None);
+    }
+    let own = node.get_map("variables")?;
+    let plain = own.is_none_or(|own| own.iter().all(|(k, v)| matches!(v, Node::Scalar(_)) && !k.starts_with('(')));
+    Ok(plain.then_some(own))
+}
+
+/// The variables of an element whose own `variables` (`own`) are plain
+/// scalars: the same table, checks and errors as composing `own` over
+/// `base_map` and building [`Variables::with_base`] from the result, without
+/// copying the base table.
+fn element_variables_over_base(
+    base_map: &Map,
+    base: &Arc<VariablesBase>,
+    own: Option<&Map>,
+    element_name: &Arc<str>,
+    synthetic: Span,
+) -> LoadResult<Variables> {
+    let composed = |name: &str| own.and_then(|o| o.get(name)).or_else(|| base_map.get(name));
+    protected_error(PROTECTED.iter().filter_map(|name| composed(name).map(|n| (*name, n.span()))))?;
+    let notparallel = match own.filter(|o| o.contains("notparallel")) {
+        Some(o) => o.get_bool("notparallel")?,
+        None => base_map.get_bool("notparallel")?,
+    };
+    let max_jobs_span = composed("max-jobs").map(Node::span).unwrap_or_else(|| Span::synthetic(base_map.span.file));
+    let (element_name_key, max_jobs_key, one): (Arc<str>, Arc<str>, Arc<str>) =
+        (Arc::from("element-name"), Arc::from("max-jobs"), Arc::from("1"));
+    let own_scalars = own.into_iter().flat_map(|o| o.iter()).filter_map(|(k, v)| match v {
+        Node::Scalar(s) => Some((k, &s.value, s.span)),
+        _ => None,
+    });
+    let core = std::iter::once((&element_name_key, element_name, synthetic))
+        .chain((notparallel == Some(true)).then_some((&max_jobs_key, &one, max_jobs_span)));
+    Ok(Variables::over_base(base, own_scalars.chain(core)))
 }
 
 pub(crate) fn split_rules(map: &Map) -> LoadResult<Option<&Map>> {
@@ -179,23 +237,19 @@ impl Session {
             Ok((map, shared)) => (map, shared),
             Err(e) => return Err(e.clone()),
         };
-        let mut variables = compose_own(base_variables.clone(), &node, "variables")?;
-        for protected in PROTECTED {
-            if let Some(n) = variables.get(protected) {
-                if !n.span().is_synthetic() {
-                    return Err(LoadError::at(
-                        n.span(),
-                        LoadErrorReason::ProtectedVariableRedefined,
-                        format!("invalid redefinition of protected variable '{protected}'"),
-                    ));
+        let element_name: Arc<str> = Arc::from(name.as_str());
+        let vars = match plain_own_variables(&node, shared_vars)? {
+            Some(own) => element_variables_over_base(base_variables, shared_vars, own, &element_name, Span::synthetic(span.file))?,
+            None => {
+                let mut variables = compose_own(base_variables.clone(), &node, "variables")?;
+                check_protected(&variables)?;
+                variables.insert("element-name", Node::scalar(element_name, Span::synthetic(span.file)));
+                if variables.get_bool("notparallel")? == Some(true) {
+                    crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
                 }
+                Variables::with_base(&variables, shared_vars)?
             }
-        }
-        variables.insert("element-name", Node::scalar(name.as_str(), Span::synthetic(span.file)));
-        if variables.get_bool("notparallel")? == Some(true) {
-            crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
-        }
-        let vars = Variables::with_base(&variables, shared_vars)?;
+        };
         if !first_pass {
             vars.check(&self.sources)?;
         }

@@ -32,7 +32,7 @@ pub struct KindBase {
     /// Kind defaults ← project `elements:` overrides for the kind.
     pub defaults: Map,
     /// Project variables ← default variables, and their resolution.
-    pub variables: LoadResult<(Map, VariablesBase)>,
+    pub variables: LoadResult<(Map, Arc<VariablesBase>)>,
     /// Project environment (second pass) ← default environment.
     pub environment: LoadResult<Map>,
     /// Default config.
@@ -181,7 +181,7 @@ impl Session {
         let splits = split_rules(&defaults, if first_pass { empty() } else { pass.split_rules.clone() });
         let (sources, interner) = (&self.sources, &mut self.interner);
         let variables = variables.map(|map| {
-            let base = VariablesBase::new(&map, sources, |v| interner.intern_str(v));
+            let base = Arc::new(VariablesBase::new(&map, sources, |v| interner.intern_str(v)));
             (map, base)
         });
         let base_vars = variables.as_ref().ok().and_then(|(map, base)| Variables::with_base(map, base).ok());

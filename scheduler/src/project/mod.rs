@@ -20,4 +20,4 @@ pub use options::OptionPool;
 pub use instance::{PassConfig, Project, ProjectId};
 /// Former name of [`instance`], kept for existing callers.
 pub use instance as project;
-pub use variables::{Variables, VariablesBase};
+pub use variables::{ResolvedVariables, Variables, VariablesBase};

@@ -116,8 +116,24 @@ struct Definition {
     span: Span,
     resolved: Option<Arc<str>>,
     visiting: bool,
-    /// The value was taken from a [`VariablesBase`] (already interned).
-    from_base: bool,
+}
+
+impl Definition {
+    /// A definition of `text` (split into `parts`, `None` without references)
+    /// written at `span`; a text without references is its own value.
+    fn new(text: Arc<str>, parts: Option<Arc<[Part]>>, span: Span) -> Definition {
+        let resolved = parts.is_none().then(|| text.clone());
+        Definition { text, parts, span, resolved, visiting: false }
+    }
+}
+
+/// One variable of a table being resolved.
+#[derive(Debug)]
+enum Entry {
+    /// Unchanged from the base table, and resolved there: nothing is copied.
+    Base,
+    /// Defined or resolved by the table itself.
+    Own(Definition),
 }
 
 type NameIndex = HashMap<Arc<str>, usize>;
@@ -127,8 +143,11 @@ type NameIndex = HashMap<Arc<str>, usize>;
 /// variables refer to which.
 #[derive(Debug, Default)]
 pub struct VariablesBase {
-    index: Arc<NameIndex>,
+    index: NameIndex,
     defs: Vec<BaseDefinition>,
+    /// The table holds no composition directive (it cannot fail the
+    /// trailing-directive check of a composed table).
+    directive_free: bool,
 }
 
 #[derive(Debug)]
@@ -150,24 +169,27 @@ impl VariablesBase {
     /// elements report its errors themselves.
     pub fn new(map: &Map, sources: &SourceMap, mut intern: impl FnMut(Arc<str>) -> Arc<str>) -> VariablesBase {
         let Ok(vars) = Variables::new(map) else { return VariablesBase::default() };
-        for i in 0..vars.order.len() {
+        for i in 0..vars.len() {
             // Failures stay unresolved here; each element reports its own.
             let _ = vars.resolve_index(i, sources);
         }
-        let mut defs: Vec<BaseDefinition> = vars
-            .order
-            .iter()
-            .zip(vars.defs.into_inner())
-            .map(|(name, d)| BaseDefinition {
-                name: name.clone(),
-                text: d.text,
-                span: d.span,
-                parts: d.parts,
-                resolved: d.resolved.map(&mut intern),
-                dependents: Vec::new(),
+        let Variables { extra_names, entries, index, .. } = vars;
+        let mut defs: Vec<BaseDefinition> = extra_names
+            .into_iter()
+            .zip(entries.into_inner())
+            .filter_map(|(name, entry)| match entry {
+                Entry::Own(d) => Some(BaseDefinition {
+                    name,
+                    text: d.text,
+                    span: d.span,
+                    parts: d.parts,
+                    resolved: d.resolved.map(&mut intern),
+                    dependents: Vec::new(),
+                }),
+                Entry::Base => None,
             })
             .collect();
-        let index = vars.index.extra;
+        let index = index.extra;
         for i in 0..defs.len() {
             let Some(parts) = defs[i].parts.clone() else { continue };
             for part in parts.iter() {
@@ -178,7 +200,22 @@ impl VariablesBase {
                 }
             }
         }
-        VariablesBase { index: Arc::new(index), defs }
+        VariablesBase { index, defs, directive_free: crate::yaml::check_trailing_directives(map).is_ok() }
+    }
+
+    /// Whether the table holds no composition directive.
+    pub fn directive_free(&self) -> bool {
+        self.directive_free
+    }
+
+    /// Whether the base holds no variable (an invalid table shares nothing).
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// The resolved value at `position`; `None` if it did not resolve here.
+    fn value(&self, position: usize) -> Option<&Arc<str>> {
+        self.defs.get(position)?.resolved.as_ref()
     }
 }
 
@@ -187,21 +224,17 @@ impl VariablesBase {
 /// the rest.
 #[derive(Debug, Default)]
 struct Index {
-    base: Option<Arc<NameIndex>>,
     extra: NameIndex,
 }
 
-impl Index {
-    fn get(&self, name: &str) -> Option<usize> {
-        self.base.as_ref().and_then(|b| b.get(name)).or_else(|| self.extra.get(name)).copied()
-    }
-}
-
-/// A variable table being resolved.
+/// A variable table being resolved: a base table's entries first (shared
+/// unless the table changes them or what they refer to), then its own.
 #[derive(Debug)]
 pub struct Variables {
-    order: Vec<Arc<str>>,
-    defs: RefCell<Vec<Definition>>,
+    base: Option<Arc<VariablesBase>>,
+    /// Names of the entries after the base's (all of them without a base).
+    extra_names: Vec<Arc<str>>,
+    entries: RefCell<Vec<Entry>>,
     index: Index,
 }
 
@@ -213,20 +246,25 @@ impl Variables {
     /// Builds the table from a composed `variables` mapping; non-scalar values
     /// are `INVALID_DATA`.
     pub fn new(map: &Map) -> LoadResult<Variables> {
-        Self::with_base(map, &VariablesBase::default())
+        Self::build(map, None)
     }
 
     /// Builds the table from a composed `variables` mapping that started as
     /// `base`'s table: a variable whose definition and every reference of
     /// which (transitively) are still the base's takes the base's value.
-    pub fn with_base(map: &Map, base: &VariablesBase) -> LoadResult<Variables> {
+    pub fn with_base(map: &Map, base: &Arc<VariablesBase>) -> LoadResult<Variables> {
+        Self::build(map, Some(base))
+    }
+
+    fn build(map: &Map, base: Option<&Arc<VariablesBase>>) -> LoadResult<Variables> {
         let len = map.entries.len();
         // The composed table keeps the base's entries first, in order.
-        let shared = !base.defs.is_empty()
-            && len >= base.defs.len()
-            && map.entries.keys().zip(&base.defs).all(|(k, d)| *k == d.name);
-        let mut order = Vec::with_capacity(len);
-        let mut defs = Vec::with_capacity(len);
+        let base = base.filter(|base| {
+            !base.defs.is_empty() && len >= base.defs.len() && map.entries.keys().zip(&base.defs).all(|(k, d)| *k == d.name)
+        });
+        let base_len = base.map_or(0, |b| b.defs.len());
+        let mut entries = Vec::with_capacity(len);
+        let mut extra_names = Vec::with_capacity(len - base_len);
         let mut index = Index::default();
         // Base entries this table defines differently.
         let mut changed: Vec<usize> = Vec::new();
@@ -238,99 +276,175 @@ impl Variables {
                     format!("Value of '{name}' is not of the expected type 'scalar'"),
                 ));
             };
-            let base_def = if shared { base.defs.get(i) } else { None };
-            let parts = match base_def {
-                Some(d) if Arc::ptr_eq(&d.text, &s.value) && d.span == s.span => d.parts.clone(),
-                other => {
-                    if other.is_some() {
+            match base.and_then(|b| b.defs.get(i)) {
+                Some(d) if Arc::ptr_eq(&d.text, &s.value) && d.span == s.span => entries.push(Entry::Base),
+                Some(_) => {
+                    changed.push(i);
+                    entries.push(Entry::Own(Definition::new(s.value.clone(), pieces(&s.value), s.span)));
+                }
+                None => {
+                    index.extra.insert(name.clone(), i);
+                    extra_names.push(name.clone());
+                    entries.push(Entry::Own(Definition::new(s.value.clone(), pieces(&s.value), s.span)));
+                }
+            }
+        }
+        let vars = Variables { base: base.cloned(), extra_names, entries: RefCell::new(entries), index };
+        vars.finish_base(changed);
+        Ok(vars)
+    }
+
+    /// Builds the table of `base` with `assignments` composed on top, in
+    /// order, as plain scalars (name, value, where written): each replaces
+    /// the variable of that name or is added after the others. This is the
+    /// table [`Variables::with_base`] builds from the composed mapping,
+    /// without composing the mapping. `base` must not be empty.
+    pub fn over_base<'a>(base: &Arc<VariablesBase>, assignments: impl IntoIterator<Item = (&'a Arc<str>, &'a Arc<str>, Span)>) -> Variables {
+        let base_len = base.defs.len();
+        let mut entries: Vec<Entry> = Vec::with_capacity(base_len + 4);
+        entries.resize_with(base_len, || Entry::Base);
+        let mut vars = Variables { base: Some(base.clone()), extra_names: Vec::new(), entries: RefCell::new(entries), index: Index::default() };
+        let mut changed: Vec<usize> = Vec::new();
+        for (name, value, span) in assignments {
+            let definition = Entry::Own(Definition::new(value.clone(), pieces(value), span));
+            let entries = vars.entries.get_mut();
+            match base.index.get(name).or_else(|| vars.index.extra.get(name)) {
+                Some(&i) => {
+                    if i < base_len {
                         changed.push(i);
                     }
-                    pieces(&s.value)
+                    entries[i] = definition;
                 }
-            };
-            if base_def.is_none() {
-                index.extra.insert(name.clone(), i);
-            }
-            let resolved = parts.is_none().then(|| s.value.clone());
-            order.push(name.clone());
-            defs.push(Definition { text: s.value.clone(), parts, span: s.span, resolved, visiting: false, from_base: false });
-        }
-        if shared {
-            index.base = Some(base.index.clone());
-            // Base variables that refer (transitively) to a changed one.
-            let mut dirty = vec![false; base.defs.len()];
-            for &i in &changed {
-                dirty[i] = true;
-            }
-            while let Some(i) = changed.pop() {
-                for &d in &base.defs[i].dependents {
-                    if !std::mem::replace(&mut dirty[d as usize], true) {
-                        changed.push(d as usize);
-                    }
-                }
-            }
-            for ((def, base_def), dirty) in defs.iter_mut().zip(&base.defs).zip(dirty) {
-                if let (false, Some(value)) = (dirty, &base_def.resolved) {
-                    def.resolved = Some(value.clone());
-                    def.from_base = true;
+                None => {
+                    vars.index.extra.insert(name.clone(), entries.len());
+                    vars.extra_names.push(name.clone());
+                    entries.push(definition);
                 }
             }
         }
-        Ok(Variables { order, defs: RefCell::new(defs), index })
+        vars.finish_base(changed);
+        vars
+    }
+
+    /// Gives every base entry that refers (transitively) to a `changed` one,
+    /// or that did not resolve in the base, a definition of its own.
+    fn finish_base(&self, mut changed: Vec<usize>) {
+        let Some(base) = &self.base else { return };
+        let mut dirty = vec![false; base.defs.len()];
+        for &i in &changed {
+            dirty[i] = true;
+        }
+        while let Some(i) = changed.pop() {
+            for &d in &base.defs[i].dependents {
+                if !std::mem::replace(&mut dirty[d as usize], true) {
+                    changed.push(d as usize);
+                }
+            }
+        }
+        let mut entries = self.entries.borrow_mut();
+        for ((entry, base_def), dirty) in entries.iter_mut().zip(&base.defs).zip(dirty) {
+            if matches!(entry, Entry::Base) && (dirty || base_def.resolved.is_none()) {
+                *entry = Entry::Own(Definition::new(base_def.text.clone(), base_def.parts.clone(), base_def.span));
+            }
+        }
+    }
+
+    /// Number of variables.
+    fn len(&self) -> usize {
+        self.base_len() + self.extra_names.len()
+    }
+
+    fn base_len(&self) -> usize {
+        self.base.as_ref().map_or(0, |b| b.defs.len())
+    }
+
+    /// The name at `position`.
+    fn name(&self, position: usize) -> &Arc<str> {
+        let base_len = self.base_len();
+        match &self.base {
+            Some(base) if position < base_len => &base.defs[position].name,
+            _ => &self.extra_names[position - base_len],
+        }
+    }
+
+    /// The position of `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.base.as_ref().and_then(|b| b.index.get(name)).or_else(|| self.index.extra.get(name)).copied()
+    }
+
+    /// The resolved value at `position`, if resolved yet.
+    fn resolved_at<'e>(&'e self, entries: &'e [Entry], position: usize) -> Option<&'e Arc<str>> {
+        match &entries[position] {
+            Entry::Base => self.base.as_ref()?.value(position),
+            Entry::Own(d) => d.resolved.as_ref(),
+        }
     }
 
     /// Resolves every variable (regular elements).
     pub fn check(&self, sources: &SourceMap) -> LoadResult<()> {
-        for i in 0..self.order.len() {
-            self.resolve_index(i, sources)?;
+        for i in 0..self.len() {
+            if matches!(self.entries.borrow()[i], Entry::Own(_)) {
+                self.resolve_index(i, sources)?;
+            }
         }
         Ok(())
     }
 
     /// The resolved value of `name`, `None` if undefined.
     pub fn get(&self, name: &str, sources: &SourceMap) -> LoadResult<Option<Arc<str>>> {
-        match self.index.get(name) {
+        match self.position(name) {
             None => Ok(None),
             Some(i) => self.resolve_index(i, sources).map(Some),
         }
     }
 
     fn resolve_index(&self, root: usize, sources: &SourceMap) -> LoadResult<Arc<str>> {
-        let mut defs = self.defs.borrow_mut();
-        if let Some(v) = &defs[root].resolved {
+        let mut entries = self.entries.borrow_mut();
+        if let Some(v) = self.resolved_at(&entries, root) {
             return Ok(v.clone());
         }
         let mut stack: Vec<usize> = vec![root];
-        defs[root].visiting = true;
-        let result = self.walk(&mut defs, &mut stack, sources);
+        let result = self.walk(&mut entries, &mut stack, sources);
         for &i in &stack {
-            defs[i].visiting = false;
+            if let Entry::Own(d) = &mut entries[i] {
+                d.visiting = false;
+            }
         }
         result?;
-        Ok(defs[root].resolved.clone().unwrap_or_else(|| Arc::from("")))
+        Ok(self.resolved_at(&entries, root).cloned().unwrap_or_else(|| Arc::from("")))
     }
 
     /// Resolves the variables on `stack` (and what they need), depth first.
-    fn walk(&self, defs: &mut [Definition], stack: &mut Vec<usize>, sources: &SourceMap) -> LoadResult<()> {
+    /// Only the table's own entries are ever on the stack: base entries are
+    /// resolved.
+    fn walk(&self, entries: &mut [Entry], stack: &mut Vec<usize>, sources: &SourceMap) -> LoadResult<()> {
+        if let Some(Entry::Own(d)) = stack.last().map(|&top| &mut entries[top]) {
+            d.visiting = true;
+        }
         while let Some(&top) = stack.last() {
-            let def = &defs[top];
+            let Entry::Own(def) = &entries[top] else {
+                stack.pop();
+                continue;
+            };
             let parts = def.parts.clone().unwrap_or_else(|| Arc::from([]));
+            let text = def.text.clone();
+            let span = def.span;
             let mut pending = None;
             for part in parts.iter() {
                 if let Part::Ref(range) = part {
-                    let r = &def.text[range.clone()];
-                    match self.index.get(r) {
+                    let r = &text[range.clone()];
+                    match self.position(r) {
                         None => {
                             return Err(LoadError::at(
-                                def.span,
+                                span,
                                 LoadErrorReason::UnresolvedVariable,
                                 format!("Reference to undefined variable '{r}'"),
                             ))
                         }
-                        Some(j) if defs[j].resolved.is_some() => {}
-                        Some(j) if defs[j].visiting => {
+                        Some(j) if self.resolved_at(entries, j).is_some() => {}
+                        Some(j) if matches!(&entries[j], Entry::Own(d) if d.visiting) => {
                             let start = stack.iter().position(|&s| s == j).unwrap_or(0);
-                            return Err(self.cycle_error(&stack[start..], j, defs, sources));
+                            return Err(self.cycle_error(&stack[start..], j, entries, sources));
                         }
                         Some(j) => {
                             pending = Some(j);
@@ -341,21 +455,25 @@ impl Variables {
             }
             match pending {
                 Some(next) => {
-                    defs[next].visiting = true;
+                    if let Entry::Own(d) = &mut entries[next] {
+                        d.visiting = true;
+                    }
                     stack.push(next);
                 }
                 None => {
-                    let mut value = String::with_capacity(def.text.len() + 16);
+                    let mut value = String::with_capacity(text.len() + 16);
                     for part in parts.iter() {
                         match part {
-                            Part::Text(range) => value.push_str(&def.text[range.clone()]),
+                            Part::Text(range) => value.push_str(&text[range.clone()]),
                             Part::Ref(r) => value.push_str(
-                                self.index.get(&def.text[r.clone()]).and_then(|j| defs[j].resolved.as_deref()).unwrap_or(""),
+                                self.position(&text[r.clone()]).and_then(|j| self.resolved_at(entries, j)).map_or("", |v| v),
                             ),
                         }
                     }
-                    defs[top].resolved = Some(Arc::from(value));
-                    defs[top].visiting = false;
+                    if let Entry::Own(d) = &mut entries[top] {
+                        d.resolved = Some(Arc::from(value));
+                        d.visiting = false;
+                    }
                     stack.pop();
                 }
             }
@@ -363,20 +481,24 @@ impl Variables {
         Ok(())
     }
 
-    fn cycle_error(&self, chain: &[usize], closing: usize, defs: &[Definition], sources: &SourceMap) -> LoadError {
+    fn cycle_error(&self, chain: &[usize], closing: usize, entries: &[Entry], sources: &SourceMap) -> LoadError {
         let mut detail = String::new();
         for (i, &at) in chain.iter().enumerate() {
             let next = chain.get(i + 1).copied().unwrap_or(closing);
+            let span = match &entries[at] {
+                Entry::Own(d) => d.span,
+                Entry::Base => self.base.as_ref().map_or(Span::synthetic(crate::yaml::FileId(0)), |b| b.defs[at].span),
+            };
             detail.push_str(&format!(
                 "{}: Variable '{}' refers to variable '{}'\n",
-                sources.describe(defs[at].span),
-                self.order[at],
-                self.order[next]
+                sources.describe(span),
+                self.name(at),
+                self.name(next)
             ));
         }
         LoadError::new(
             LoadErrorReason::CircularReferenceVariable,
-            format!("Circular dependency detected on variable '{}'", self.order[closing]),
+            format!("Circular dependency detected on variable '{}'", self.name(closing)),
         )
         .with_detail(detail.trim_end().to_string())
     }
@@ -384,7 +506,7 @@ impl Variables {
     /// Whether `name` is defined and has the base table's value (see
     /// [`Variables::with_base`]).
     pub fn is_from_base(&self, name: &str) -> bool {
-        self.index.get(name).is_some_and(|i| self.defs.borrow()[i].from_base)
+        self.position(name).is_some_and(|i| matches!(self.entries.borrow()[i], Entry::Base))
     }
 
     /// Substitutes references in `text` (the node at `span`).
@@ -433,25 +555,109 @@ impl Variables {
 
     /// Every variable with its resolved value, in table order (resolving as needed).
     pub fn resolved(&self, sources: &SourceMap) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
-        self.resolved_with(sources, |v| v)
+        let table = self.resolved_with(sources, |v| v)?;
+        Ok(table.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
-    /// As [`Variables::resolved`], passing each value not taken from the
-    /// base table through `intern`.
+    /// Every variable with its resolved value (resolving as needed): the
+    /// values it shares with the base table by reference, each other value
+    /// passed through `intern`.
     pub fn resolved_with(
         &self,
         sources: &SourceMap,
         mut intern: impl FnMut(Arc<str>) -> Arc<str>,
-    ) -> LoadResult<Vec<(Arc<str>, Arc<str>)>> {
-        // Exact capacity: every element keeps this list, so growth slack is
-        // a large share of the loader's memory.
-        let mut out = Vec::with_capacity(self.order.len());
-        for (i, name) in self.order.iter().enumerate() {
-            let value = self.resolve_index(i, sources)?;
-            let from_base = self.defs.borrow()[i].from_base;
-            out.push((name.clone(), if from_base { value } else { intern(value) }));
+    ) -> LoadResult<ResolvedVariables> {
+        let base_len = self.base_len();
+        let mut changed = Vec::new();
+        // Exact capacity: every element keeps this list.
+        let mut extra = Vec::with_capacity(self.extra_names.len());
+        for i in 0..self.len() {
+            if matches!(self.entries.borrow()[i], Entry::Base) {
+                continue;
+            }
+            let value = intern(self.resolve_index(i, sources)?);
+            if i < base_len {
+                changed.push((i as u32, value));
+            } else {
+                extra.push((self.name(i).clone(), value));
+            }
         }
-        Ok(out)
+        Ok(ResolvedVariables { base: self.base.clone(), changed: changed.into(), extra: extra.into() })
+    }
+}
+
+/// An element's resolved variables, in table order: the values it shares
+/// with its kind's base table are that table's (one copy for all such
+/// elements), and only the others are its own.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedVariables {
+    base: Option<Arc<VariablesBase>>,
+    /// Base positions whose value differs, with that value, by position.
+    changed: Box<[(u32, Arc<str>)]>,
+    /// The variables after the base's, in order.
+    extra: Box<[(Arc<str>, Arc<str>)]>,
+}
+
+impl ResolvedVariables {
+    /// Every variable and its value, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> + '_ {
+        let base = self.base.as_deref().map_or(&[][..], |b| &b.defs[..]);
+        let mut changed = self.changed.iter().peekable();
+        // A base value that did not resolve is always among `changed`.
+        let shared = base.iter().enumerate().filter_map(move |(i, d)| match changed.next_if(|(at, _)| *at as usize == i) {
+            Some((_, v)) => Some((&d.name, v)),
+            None => d.resolved.as_ref().map(|v| (&d.name, v)),
+        });
+        shared.chain(self.extra.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        if let Some(base) = &self.base {
+            if let Some(&i) = base.index.get(name) {
+                return Some(match self.changed.binary_search_by_key(&(i as u32), |(at, _)| *at) {
+                    Ok(k) => self.changed[k].1.as_ref(),
+                    Err(_) => base.defs[i].resolved.as_deref().unwrap_or(""),
+                });
+            }
+        }
+        self.extra.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref())
+    }
+
+    /// Sets `name` to `value`, in place if defined, else after the others.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        let value: Arc<str> = Arc::from(value);
+        if let Some(&i) = self.base.as_ref().and_then(|b| b.index.get(name)) {
+            let mut changed = std::mem::take(&mut self.changed).into_vec();
+            match changed.binary_search_by_key(&(i as u32), |(at, _)| *at) {
+                Ok(k) => changed[k].1 = value,
+                Err(k) => changed.insert(k, (i as u32, value)),
+            }
+            self.changed = changed.into();
+            return;
+        }
+        let mut extra = std::mem::take(&mut self.extra).into_vec();
+        match extra.iter_mut().find(|(k, _)| k.as_ref() == name) {
+            Some(entry) => entry.1 = value,
+            None => extra.push((Arc::from(name), value)),
+        }
+        self.extra = extra.into();
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.base.as_ref().map_or(0, |b| b.defs.len()) + self.extra.len()
+    }
+
+    /// Whether there is no variable.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<(Arc<str>, Arc<str>)>> for ResolvedVariables {
+    fn from(table: Vec<(Arc<str>, Arc<str>)>) -> Self {
+        ResolvedVariables { base: None, changed: Box::new([]), extra: table.into() }
     }
 }
 
@@ -492,10 +698,10 @@ mod tests {
         let sources = SourceMap::new();
         let base_map = parse("a: x\nb: '%{a}-b'\nc: '%{d}'\ne: lit\nf: '%{e}/f'\n", FileId(1)).unwrap();
         let mut interned = 0;
-        let base = VariablesBase::new(&base_map, &sources, |v| {
+        let base = Arc::new(VariablesBase::new(&base_map, &sources, |v| {
             interned += 1;
             v
-        });
+        }));
         // `c` refers to an undefined variable: not resolved in the base.
         assert_eq!(interned, 4);
         let table = element_table(&base_map, "a: y\nd: z\n");
@@ -512,13 +718,72 @@ mod tests {
     fn a_base_table_leaves_the_errors_to_the_element() {
         let sources = SourceMap::new();
         let base_map = parse("a: '%{b}'\nb: x\nc: '%{missing}'\n", FileId(1)).unwrap();
-        let base = VariablesBase::new(&base_map, &sources, |v| v);
+        let base = Arc::new(VariablesBase::new(&base_map, &sources, |v| v));
         for own in ["b: '%{a}'\n", "d: '%{c}'\n"] {
             let table = element_table(&base_map, own);
             let shared = Variables::with_base(&table, &base).unwrap().check(&sources).unwrap_err();
             let plain = Variables::new(&table).unwrap().check(&sources).unwrap_err();
             assert_eq!((shared.reason(), &shared.message, &shared.detail), (plain.reason(), &plain.message, &plain.detail), "{own}");
         }
+    }
+
+    /// The table of `own` laid over `base` without composing, as the loader builds it.
+    fn overlay(base: &Arc<VariablesBase>, own: &str) -> Variables {
+        let own = parse(own, FileId(2)).unwrap();
+        let assignments: Vec<(Arc<str>, Arc<str>, Span)> = own
+            .iter()
+            .map(|(k, v)| match v {
+                Node::Scalar(s) => (k.clone(), s.value.clone(), s.span),
+                _ => unreachable!("test tables are scalars"),
+            })
+            .collect();
+        Variables::over_base(base, assignments.iter().map(|(k, v, span)| (k, v, *span)))
+    }
+
+    #[test]
+    fn laying_scalars_over_a_base_equals_composing_them() {
+        let sources = SourceMap::new();
+        let base_map = parse("a: x\nb: '%{a}-b'\nc: '%{d}'\ne: lit\nf: '%{e}/f'\ng: '%{b}%{f}'\n", FileId(1)).unwrap();
+        let base = Arc::new(VariablesBase::new(&base_map, &sources, |v| v));
+        for own in ["a: y\nd: z\n", "d: '%{g}'\nh: '%{d}!'\n", "e: '%{a}'\nd: q\nz: '%{c}'\n", "d: ''\n"] {
+            let composed = Variables::with_base(&element_table(&base_map, own), &base).unwrap();
+            let laid = overlay(&base, own);
+            assert_eq!(laid.resolved(&sources).unwrap(), composed.resolved(&sources).unwrap(), "{own}");
+            for name in ["a", "b", "c", "d", "e", "f", "g", "h", "z"] {
+                assert_eq!(laid.is_from_base(name), composed.is_from_base(name), "{own}: {name}");
+            }
+            // The element's resolved table shares the base's values and reads back the same.
+            let table = laid.resolved_with(&sources, |v| v).unwrap();
+            let listed: Vec<(String, String)> = table.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let expected: Vec<(String, String)> =
+                composed.resolved(&sources).unwrap().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(listed, expected, "{own}");
+            for (k, v) in &expected {
+                assert_eq!(table.get(k), Some(v.as_str()), "{own}: {k}");
+            }
+            assert_eq!(table.len(), expected.len());
+        }
+        // Errors: the same reason, message and detail either way.
+        for own in ["d: '%{g}'\nb: '%{d}'\n", "a: '%{missing}'\nd: z\n", "b: x\n"] {
+            let composed = Variables::with_base(&element_table(&base_map, own), &base).unwrap().check(&sources).unwrap_err();
+            let laid = overlay(&base, own).check(&sources).unwrap_err();
+            assert_eq!((laid.reason(), &laid.message, &laid.detail), (composed.reason(), &composed.message, &composed.detail), "{own}");
+        }
+    }
+
+    #[test]
+    fn inserting_into_a_resolved_table_replaces_in_place_or_appends() {
+        let sources = SourceMap::new();
+        let base_map = parse("a: x\nb: '%{a}-b'\n", FileId(1)).unwrap();
+        let base = Arc::new(VariablesBase::new(&base_map, &sources, |v| v));
+        let mut table = overlay(&base, "c: z\n").resolved_with(&sources, |v| v).unwrap();
+        table.insert("b", "new");
+        table.insert("c", "zz");
+        table.insert("d", "w");
+        let listed: Vec<(&str, &str)> = table.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        assert_eq!(listed, [("a", "x"), ("b", "new"), ("c", "zz"), ("d", "w")]);
+        assert_eq!(table.get("b"), Some("new"));
+        assert_eq!(table.get("missing"), None);
     }
 
     #[test]
