@@ -7,6 +7,8 @@
 
 use std::cmp::Ordering;
 
+use rayon::prelude::*;
+
 use super::session::Session;
 use crate::graph::sort::timsort_by;
 use crate::graph::{DepType, ElementId};
@@ -87,50 +89,56 @@ impl Session {
             })
             .collect();
         drop(labels);
-        let mut reach = Reachability {
-            nodes,
-            edges: Edges::new(&self.elements),
-            stamp: vec![0; n],
-            generation: 0,
-            stack: Vec::new(),
-            memo: Default::default(),
-        };
-        for i in 0..n {
-            if self.elements[i].deps.len() < 2 {
-                continue;
-            }
-            let mut deps = std::mem::take(&mut self.elements[i].deps);
-            let elements = &self.elements;
-            timsort_by(&mut deps, |a, b| {
-                let (ea, eb) = (a.element, b.element);
-                if reach.depends(ea, eb) {
-                    return Ordering::Greater;
-                }
-                if reach.depends(eb, ea) {
-                    return Ordering::Less;
-                }
-                if a.dep_type != b.dep_type {
-                    if a.dep_type == DepType::Runtime {
+        let shared = Pruning { nodes, edges: Edges::new(&self.elements) };
+        // Each element's list is sorted on its own: in parallel, each thread
+        // with its own search state (the answers are the same on any thread).
+        let mut lists: Vec<(usize, Vec<super::session::LoadedDep>)> = self
+            .elements
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, e)| e.deps.len() >= 2)
+            .map(|(i, e)| (i, std::mem::take(&mut e.deps)))
+            .collect();
+        // Per element, what the last tie-breakers compare: its name and its junction's.
+        let names: Vec<(&str, Option<&str>)> = self
+            .elements
+            .iter()
+            .map(|e| (e.name.as_str(), self.projects[e.project.0 as usize].junction.as_ref().map(|j| j.name.as_str())))
+            .collect();
+        lists.par_iter_mut().for_each_init(
+            || Reachability::new(&shared),
+            |reach, (_, deps)| {
+                timsort_by(deps, |a, b| {
+                    let (ea, eb) = (a.element, b.element);
+                    if reach.depends(ea, eb) {
                         return Ordering::Greater;
                     }
-                    if b.dep_type == DepType::Runtime {
+                    if reach.depends(eb, ea) {
                         return Ordering::Less;
                     }
-                }
-                let (la, lb) = (&elements[ea.index()], &elements[eb.index()]);
-                match la.name.cmp(&lb.name) {
-                    Ordering::Equal => {}
-                    other => return other,
-                }
-                let ja = self.projects[la.project.0 as usize].junction.as_ref().map(|j| j.name.as_str());
-                let jb = self.projects[lb.project.0 as usize].junction.as_ref().map(|j| j.name.as_str());
-                match (ja, jb) {
-                    (Some(x), Some(y)) => x.cmp(y),
-                    (Some(_), None) => Ordering::Less,
-                    (None, Some(_)) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
-                }
-            });
+                    if a.dep_type != b.dep_type {
+                        if a.dep_type == DepType::Runtime {
+                            return Ordering::Greater;
+                        }
+                        if b.dep_type == DepType::Runtime {
+                            return Ordering::Less;
+                        }
+                    }
+                    let ((na, ja), (nb, jb)) = (names[ea.index()], names[eb.index()]);
+                    match na.cmp(nb) {
+                        Ordering::Equal => {}
+                        other => return other,
+                    }
+                    match (ja, jb) {
+                        (Some(x), Some(y)) => x.cmp(y),
+                        (Some(_), None) => Ordering::Less,
+                        (None, Some(_)) => Ordering::Greater,
+                        (None, None) => Ordering::Equal,
+                    }
+                })
+            },
+        );
+        for (i, deps) in lists {
             self.elements[i].deps = deps;
         }
     }
@@ -249,11 +257,17 @@ struct Node {
     level: u32,
 }
 
-/// Answers "does a (transitively) depend on b" with searches pruned by four
-/// labellings and the height above the leaves.
-struct Reachability {
+/// What the pruned searches read: every element's labels and height, and
+/// the dependency edges (shared by the sorting threads).
+struct Pruning {
     nodes: Vec<Node>,
     edges: Edges,
+}
+
+/// Answers "does a (transitively) depend on b" with searches pruned by four
+/// labellings and the height above the leaves; one per sorting thread.
+struct Reachability<'a> {
+    shared: &'a Pruning,
     stamp: Vec<u32>,
     generation: u32,
     stack: Vec<usize>,
@@ -261,14 +275,18 @@ struct Reachability {
     memo: rustc_hash::FxHashMap<(u32, u32), bool>,
 }
 
-impl Reachability {
+impl<'a> Reachability<'a> {
+    fn new(shared: &'a Pruning) -> Self {
+        Reachability { shared, stamp: vec![0; shared.nodes.len()], generation: 0, stack: Vec::new(), memo: Default::default() }
+    }
+
     fn may_reach(&self, x: usize, b: usize) -> bool {
-        let (x, b) = (&self.nodes[x], &self.nodes[b]);
+        let (x, b) = (&self.shared.nodes[x], &self.shared.nodes[b]);
         x.level > b.level && x.labels.iter().zip(&b.labels).all(|(lx, lb)| lx.may_reach(lb))
     }
 
     fn surely_reaches(&self, x: usize, b: usize) -> bool {
-        let (x, b) = (&self.nodes[x], &self.nodes[b]);
+        let (x, b) = (&self.shared.nodes[x], &self.shared.nodes[b]);
         x.labels.iter().zip(&b.labels).any(|(lx, lb)| lx.surely_reaches(lb))
     }
 
@@ -296,7 +314,7 @@ impl Reachability {
         self.stack.push(a);
         self.stamp[a] = generation;
         while let Some(x) = self.stack.pop() {
-            for &d in self.edges.of(x) {
+            for &d in self.shared.edges.of(x) {
                 let d = d as usize;
                 if d == b || self.surely_reaches(d, b) {
                     return true;
