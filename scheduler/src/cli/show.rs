@@ -126,10 +126,12 @@ fn pad_value(value: &str, spec: Option<&str>) -> String {
 }
 
 /// The text `show` prints for the selected elements.
-pub fn render(graph: &Graph, deps: DepsMode, format: &str, keys: &dyn KeyFields) -> String {
+pub fn render(graph: &Graph, deps: DepsMode, format: &str, keys: &(dyn KeyFields + Sync)) -> String {
+    use rayon::prelude::*;
     let scope = Scope::from(deps);
     let selected = graph.select(&graph.targets, scope);
-    let lines: Vec<String> = selected.iter().map(|&id| format_element(graph, graph.element(id), format, keys)).collect();
+    // Lines are formatted in parallel and joined in order.
+    let lines: Vec<String> = selected.par_iter().map(|&id| format_element(graph, graph.element(id), format, keys)).collect();
     let mut out = lines.join("\n");
     out.push('\n');
     out
@@ -155,22 +157,8 @@ fn wants_keys(format: &str) -> bool {
 /// The format fields whose values come from the cache key module.
 const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "state", "source-keys", "artifact"];
 
-/// `show` is a short run that allocates a great deal and frees little
-/// before it exits: glibc's allocator is told to grow its heap in large
-/// steps (one system call per 64 MiB instead of one per few hundred KiB;
-/// untouched pages of a step are never resident).
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // any other thread of this process allocates.
-    unsafe {
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
-}
-
 /// `weir show`.
 pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
-    tune_allocator();
     for target in &args.targets {
         if !target.ends_with(".bst") {
             return Err(Failure::new(
