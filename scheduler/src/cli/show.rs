@@ -42,7 +42,7 @@ pub fn project_directory(global: &GlobalArgs) -> Result<PathBuf, Failure> {
 
 /// The load options from the global arguments.
 pub fn load_options(global: &GlobalArgs) -> LoadOptions {
-    LoadOptions { cli_options: global.option_pairs(), user_config: global.config.clone() }
+    LoadOptions { cli_options: global.option_pairs(), user_config: global.config.clone(), helper_threads: None }
 }
 
 fn variables_map(element: &Element) -> Map {

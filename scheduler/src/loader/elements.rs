@@ -11,6 +11,8 @@ use super::includes::IncludeMode;
 use super::names::{check_element_name, normalise};
 use super::prefetch::Fetched;
 use super::session::{LoadElement, LoadedDep, Session};
+use std::sync::Arc;
+
 use crate::graph::ElementId;
 use crate::project::conditionals::process_conditionals;
 use crate::project::ProjectId;
@@ -234,11 +236,87 @@ impl Session {
             prepared: None,
         });
         self.state(id).files.insert(name.to_string(), element);
-        if !first_pass {
+        if !first_pass && !self.hand_over(element) {
             let prepared = self.prepare(element);
             self.elements[element.index()].prepared = Some(Box::new(prepared));
         }
         Ok(element)
+    }
+
+    /// Hands element `id` to the preparing thread when nothing it needs is
+    /// the session's alone: a core kind, sources of core kinds, no
+    /// `project.refs` (see [`super::prepare`]). False: prepare it here.
+    fn hand_over(&mut self, id: ElementId) -> bool {
+        if !self.preparer.is_active() {
+            return false;
+        }
+        let el = self.element(id);
+        let (project, kind_name, kind_span, file) = (el.project, el.kind.clone(), el.kind_span, el.node.span.file);
+        let Ok(kind) = self.element_kind(project, &kind_name, kind_span) else { return false };
+        if !matches!(kind.behaviour, super::kinds::KindBehaviour::Core(_)) {
+            return false;
+        }
+        let Ok(base) = self.kind_base(project, false, &kind, file) else { return false };
+        let uses_refs = |p: ProjectId| self.project(p).ref_storage == "project.refs";
+        if uses_refs(ProjectId(0)) || uses_refs(project) || !self.sources_are_core(id) {
+            return false;
+        }
+        let Some(prep) = self.project_prep(project) else { return false };
+        let facts = self.element_facts(id);
+        let node = std::mem::replace(&mut self.elements[id.index()].node, crate::yaml::Map::new(kind_span));
+        match self.preparer.submit(facts, kind, base, prep, node) {
+            Ok(()) => true,
+            Err(node) => {
+                self.elements[id.index()].node = node;
+                false
+            }
+        }
+    }
+
+    /// Whether every source of element `id` is well formed and of a kind
+    /// its project does not declare a plugin for.
+    fn sources_are_core(&self, id: ElementId) -> bool {
+        let el = self.element(id);
+        let origins = &self.states[el.project.0 as usize].origins;
+        match el.node.get_seq("sources") {
+            Ok(None) => true,
+            Ok(Some(list)) => list.items.iter().all(|item| match item {
+                crate::yaml::Node::Map(entry) => entry
+                    .req_scalar("kind")
+                    .is_ok_and(|kind| origins.lookup(crate::plugins::Namespace::Source, &kind.value).is_none()),
+                _ => false,
+            }),
+            Err(_) => false,
+        }
+    }
+
+    /// What elements of project `id` prepared off the loader's thread share.
+    fn project_prep(&mut self, id: ProjectId) -> Option<Arc<super::prepare::ProjectPrep>> {
+        if let Some(prep) = &self.state(id).prep {
+            return Some(prep.clone());
+        }
+        let project = self.project(id);
+        let pass = project.pass(false)?;
+        let prep = Arc::new(super::prepare::ProjectPrep {
+            name: project.name.clone(),
+            environment_nocache: pass.environment_nocache.clone(),
+            source_overrides: pass.source_overrides.clone(),
+            provenance_attributes: project.source_provenance_attributes.clone(),
+        });
+        self.state(id).prep = Some(prep.clone());
+        Some(prep)
+    }
+
+    /// Waits for the preparing thread and files what it made: an element it
+    /// could not prepare gets its tree back and is prepared here when
+    /// instantiated (with the errors a sequential load reports).
+    pub(crate) fn collect_prepared(&mut self) {
+        for (id, outcome) in self.preparer.finish() {
+            match outcome {
+                Ok(prepared) => self.elements[id.index()].prepared = Some(Box::new(Ok(*prepared))),
+                Err(node) => self.elements[id.index()].node = node,
+            }
+        }
     }
 
     /// Expands a scalar of a first-pass element (link target) with the

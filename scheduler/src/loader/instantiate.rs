@@ -10,17 +10,17 @@
 //! shares (defaults, base sections, base variables) is composed once per
 //! kind ([`KindBase`]); each element adds only its own parts.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::kind_base::{compose_public, Expanded, KindBase, Section};
+use super::kind_base::KindBase;
 use super::kinds::{KindBehaviour, KindInfo};
+use super::prepare::{configure_core_kind, prepare_element, ElementFacts, PrepareEnv};
 use super::session::Session;
-use crate::graph::{Dependency, Element, ElementId, SourceData};
-use crate::plugins::core::{configure_core_source, reject_internal_source, CORE_SOURCES};
+use crate::graph::{Dependency, Element, ElementId, ExternalKey};
 use crate::plugins::Namespace;
-use crate::project::{PassConfig, Variables, VariablesBase};
-use crate::yaml::{check_trailing_directives, compose, LoadError, LoadErrorReason, LoadResult, Map, Node, Span};
+use crate::project::{PassConfig, ProjectId, Variables, VariablesBase};
+use crate::yaml::interner::MapInterner;
+use crate::yaml::{check_trailing_directives, compose, LoadError, LoadErrorReason, LoadResult, Map, Node, SourceMap, Span};
 
 const PROTECTED: [&str; 3] = ["project-name", "element-name", "max-jobs"];
 
@@ -32,10 +32,10 @@ enum Step {
 /// An element's own data, before its dependencies are known.
 #[derive(Debug)]
 pub struct Prepared {
-    element: Element,
-    kind: Arc<KindInfo>,
+    pub(crate) element: Element,
+    pub(crate) kind: Arc<KindInfo>,
     /// Kept only when dependency configurations need expanding.
-    vars: Option<Variables>,
+    pub(crate) vars: Option<Variables>,
 }
 
 /// Per-element state between enter and exit.
@@ -44,17 +44,17 @@ struct Pending {
     kind: Arc<KindInfo>,
 }
 
-fn empty(span: Span) -> Map {
+pub(crate) fn empty(span: Span) -> Map {
     Map::new(Span::synthetic(span.file))
 }
 
 /// An element's section: the kind's shared start (`base`) ← the element's own.
-fn section(base: &LoadResult<Map>, file: crate::yaml::FileId, node: &Map, key: &str) -> LoadResult<Map> {
+pub(crate) fn section(base: &LoadResult<Map>, file: crate::yaml::FileId, node: &Map, key: &str) -> LoadResult<Map> {
     compose_own(KindBase::take(base, file)?, node, key)
 }
 
 /// `out` ← the element's own `key` section.
-fn compose_own(mut out: Map, node: &Map, key: &str) -> LoadResult<Map> {
+pub(crate) fn compose_own(mut out: Map, node: &Map, key: &str) -> LoadResult<Map> {
     if let Some(e) = node.get_map(key)? {
         compose(e.clone(), &mut out)?;
     }
@@ -64,7 +64,7 @@ fn compose_own(mut out: Map, node: &Map, key: &str) -> LoadResult<Map> {
 
 /// A redefinition of a protected variable (one not set by Weir itself) in
 /// the composed table `variables`.
-fn check_protected(variables: &Map) -> LoadResult<()> {
+pub(crate) fn check_protected(variables: &Map) -> LoadResult<()> {
     protected_error(PROTECTED.iter().filter_map(|name| variables.get(name).map(|n| (*name, n.span()))))
 }
 
@@ -82,7 +82,7 @@ fn protected_error<'a>(mut found: impl Iterator<Item = (&'a str, Span)>) -> Load
 /// The element's own `variables` when composing them over the base table
 /// is a plain replacement of scalars (no nested value, no directive, a
 /// valid base): `None` when the element's table must be composed in full.
-fn plain_own_variables<'a>(node: &'a Map, base: &VariablesBase) -> LoadResult<Option<Option<&'a Map>>> {
+pub(crate) fn plain_own_variables<'a>(node: &'a Map, base: &VariablesBase) -> LoadResult<Option<Option<&'a Map>>> {
     if base.is_empty() || !base.directive_free() {
         return Ok(None);
     }
@@ -95,7 +95,7 @@ fn plain_own_variables<'a>(node: &'a Map, base: &VariablesBase) -> LoadResult<Op
 /// scalars: the same table, checks and errors as composing `own` over
 /// `base_map` and building [`Variables::with_base`] from the result, without
 /// copying the base table.
-fn element_variables_over_base(
+pub(crate) fn element_variables_over_base(
     base_map: &Map,
     base: &Arc<VariablesBase>,
     own: Option<&Map>,
@@ -217,201 +217,37 @@ impl Session {
         Ok(Pending { element, kind })
     }
 
-    /// Composes, resolves and checks one element's own data (everything but
-    /// its dependencies). Done right after the file is read, so the parsed
-    /// tree can be dropped early; errors are kept and reported in order.
-    pub(crate) fn prepare(&mut self, id: ElementId) -> LoadResult<Prepared> {
+    /// Who element `id` is, for [`prepare_element`].
+    pub(crate) fn element_facts(&self, id: ElementId) -> ElementFacts {
         let el = self.element(id);
-        let (project_id, kind_name, kind_span, first_pass) = (el.project, el.kind.clone(), el.kind_span, el.first_pass);
-        let (name, full_name) = (el.name.clone(), el.full_name.clone());
-        let kind = self.element_kind(project_id, &kind_name, kind_span)?;
-        let node = std::mem::replace(&mut self.elements[id.index()].node, Map::new(kind_span));
-        let span = node.span;
-        let file = span.file;
-        let base = self.kind_base(project_id, first_pass, &kind, file)?;
-        let defaults = &base.defaults;
-        let pass = self.pass_of(project_id, first_pass)?;
-
-        // Variables.
-        let (base_variables, shared_vars) = match &base.variables {
-            Ok((map, shared)) => (map, shared),
-            Err(e) => return Err(e.clone()),
-        };
-        let element_name: Arc<str> = Arc::from(name.as_str());
-        let vars = match plain_own_variables(&node, shared_vars)? {
-            Some(own) => element_variables_over_base(base_variables, shared_vars, own, &element_name, Span::synthetic(span.file))?,
-            None => {
-                let mut variables = compose_own(base_variables.clone(), &node, "variables")?;
-                check_protected(&variables)?;
-                variables.insert("element-name", Node::scalar(element_name, Span::synthetic(span.file)));
-                if variables.get_bool("notparallel")? == Some(true) {
-                    crate::project::instance::set_core_variable(&mut variables, "max-jobs", "1");
-                }
-                Variables::with_base(&variables, shared_vars)?
-            }
-        };
-        if !first_pass {
-            vars.check(&self.sources)?;
-        }
-
-        // Environment.
-        let environment = match Expanded::reuse(&base.environment_expanded, &node, "environment", &vars) {
-            Some(shared) => Section::Shared(shared),
-            None => {
-                let mut environment = section(&base.environment, file, &node, "environment")?;
-                vars.expand_map(&mut environment, &self.sources)?;
-                Section::Own(environment)
-            }
-        };
-        let mut nocache: BTreeSet<String> = BTreeSet::new();
-        if !first_pass {
-            nocache.extend(pass.environment_nocache.iter().cloned());
-        }
-        for source in [defaults, &node] {
-            if let Some(list) = source.get_str_list("environment-nocache")? {
-                nocache.extend(list.iter().map(|s| s.value.to_string()));
-            }
-        }
-
-        // Public data with composed split rules.
-        let public = match Expanded::reuse(&base.public_expanded, &node, "public", &vars) {
-            Some(shared) => Section::Shared(shared),
-            None => {
-                let own = node.get_map("public")?.cloned().unwrap_or_else(|| empty(span));
-                let mut public = compose_public(own, KindBase::take(&base.splits, file)?, empty(span))?;
-                vars.expand_map(&mut public, &self.sources)?;
-                Section::Own(public)
-            }
-        };
-
-        // Configuration.
-        let mut config = section(&base.config, file, &node, "config")?;
-        vars.expand_map(&mut config, &self.sources)?;
-        let mut external_key = None;
-        match &kind.behaviour {
-            KindBehaviour::Core(core) => core.configure(&config)?,
-            KindBehaviour::External(exe) => {
-                if let Some(plugin) = self.plugins.get_mut(exe) {
-                    let reply = plugin.configure(&full_name, &config, span)?;
-                    external_key = plugin.external_key(&reply);
-                    self.messages.extend(reply.messages);
-                }
-            }
-        }
-
-        // Sandbox.
-        let sandbox = match Expanded::reuse(&base.sandbox_expanded, &node, "sandbox", &vars) {
-            Some(shared) => Section::Shared(shared),
-            None => {
-                let mut sandbox = section(&base.sandbox, file, &node, "sandbox")?;
-                vars.expand_map(&mut sandbox, &self.sources)?;
-                Section::Own(sandbox)
-            }
-        };
-
-        let sources = self.instantiate_sources(project_id, first_pass, &name, &node, &vars)?;
-
-        let has_dep_configs = self.element(id).dep_specs.iter().any(|d| !d.configs.is_empty());
-        let project_name = self.project(project_id).name.clone();
-        let interner = &mut self.interner;
-        let variables = vars.resolved_with(&self.sources, |v| interner.intern_str(v)).unwrap_or_default();
-        let element = Element {
+        ElementFacts {
             id,
-            name,
-            full_name,
-            kind: kind_name,
-            project: project_id,
-            project_name,
-            first_pass,
-            variables,
-            config: self.interner.intern(config),
-            environment: environment.intern(&mut self.interner),
-            environment_nocache: nocache.into_iter().collect(),
-            public: public.intern(&mut self.interner),
-            sandbox: sandbox.intern(&mut self.interner),
-            sources,
-            dependencies: Vec::new(),
-            span,
-            external_key,
-        };
-        self.prefetch.recycle(node);
-        Ok(Prepared { element, kind, vars: has_dep_configs.then_some(vars) })
+            name: el.name.clone(),
+            full_name: el.full_name.clone(),
+            kind_name: el.kind.clone(),
+            project: el.project,
+            project_name: self.project(el.project).name.clone(),
+            first_pass: el.first_pass,
+            has_dep_configs: el.dep_specs.iter().any(|d| !d.configs.is_empty()),
+        }
     }
 
-    fn instantiate_sources(
-        &mut self,
-        project_id: crate::project::ProjectId,
-        first_pass: bool,
-        element_name: &str,
-        node: &Map,
-        vars: &Variables,
-    ) -> LoadResult<Vec<SourceData>> {
-        let Some(list) = node.get_seq("sources")? else { return Ok(Vec::new()) };
-        let mut out = Vec::with_capacity(list.items.len());
-        for (index, item) in list.items.iter().enumerate() {
-            let Node::Map(entry) = item else {
-                return Err(LoadError::at(item.span(), LoadErrorReason::InvalidData, "Value of 'sources' item is not of the expected type 'dict'"));
-            };
-            let kind = entry.req_scalar("kind")?.clone();
-            reject_internal_source(&kind.value, kind.span)?;
-            let directory = entry.get_str("directory")?.map(str::to_string);
-            let provenance = entry.get_map("provenance")?.cloned();
-            if let Some(p) = &provenance {
-                let allowed = &self.project(project_id).source_provenance_attributes;
-                for (key, value) in p.iter() {
-                    if !allowed.iter().any(|a| a.as_str() == key.as_ref()) {
-                        return Err(LoadError::at(
-                            value.span(),
-                            LoadErrorReason::UndefinedSourceProvenanceAttribute,
-                            format!("Provenance attribute '{key}' is not declared in project.conf 'source-provenance-attributes'"),
-                        ));
-                    }
-                    if !matches!(value, Node::Scalar(_)) {
-                        return Err(LoadError::at(value.span(), LoadErrorReason::InvalidData, format!("Value of '{key}' is not of the expected type 'scalar'")));
-                    }
-                }
-            }
-            let mut own = entry.clone();
-            own.remove("kind");
-            own.remove("directory");
-            own.remove("provenance");
-            let pass = self.pass_of(project_id, first_pass)?;
-            let mut config = pass
-                .source_overrides
-                .get_map(&kind.value)?
-                .and_then(|m| m.get_map("config").ok().flatten())
-                .cloned()
-                .unwrap_or_else(|| Map::new(Span::synthetic(entry.span.file)));
-            compose(own, &mut config)?;
-            config.span = entry.span;
-            self.apply_project_refs(project_id, element_name, index, &mut config)?;
-            check_trailing_directives(&config)?;
-            vars.expand_map(&mut config, &self.sources)?;
-            let declared = self.states[project_id.0 as usize].origins.lookup(Namespace::Source, &kind.value).is_some();
-            let mut unique_key = None;
-            if declared {
-                if let Some(exe) = self.source_plugin(project_id, &kind.value, kind.span)? {
-                    if let Some(plugin) = self.plugins.get_mut(&exe) {
-                        let reply = plugin.configure(element_name, &config, entry.span)?;
-                        unique_key = reply.unique_key;
-                        self.messages.extend(reply.messages);
-                    }
-                }
-            } else {
-                if CORE_SOURCES.contains(&kind.value.as_ref()) {
-                    configure_core_source(&kind.value, &config)?;
-                } else {
-                    return Err(LoadError::other(
-                        "PLUGIN",
-                        "plugin-not-found",
-                        Some(kind.span),
-                        format!("No source plugin registered for kind '{}'", kind.value),
-                    ));
-                }
-            }
-            out.push(SourceData { kind: kind.value.to_string(), config, directory, provenance, span: entry.span, unique_key });
-        }
-        Ok(out)
+    /// Composes, resolves and checks one element's own data (everything but
+    /// its dependencies), on the loader's thread. Done right after the file
+    /// is read, so the parsed tree can be dropped early; errors are kept and
+    /// reported in order.
+    pub(crate) fn prepare(&mut self, id: ElementId) -> LoadResult<Prepared> {
+        let facts = self.element_facts(id);
+        let (project, first_pass) = (facts.project, facts.first_pass);
+        let kind_span = self.element(id).kind_span;
+        let kind = self.element_kind(project, &facts.kind_name, kind_span)?;
+        let node = std::mem::replace(&mut self.elements[id.index()].node, Map::new(kind_span));
+        let base = self.kind_base(project, first_pass, &kind, node.span.file)?;
+        let nocache = self.pass_of(project, first_pass)?.environment_nocache.clone();
+        let mut env = SessionEnv { session: self, project, first_pass };
+        let prepared = prepare_element(&mut env, facts, kind, &base, &nocache, &node);
+        self.prefetch.recycle(node);
+        prepared
     }
 
     /// After the dependencies: dependency configuration and preflight.
@@ -448,5 +284,64 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// The loader's own surroundings for [`prepare_element`]: the session, with
+/// the element's project and pass.
+struct SessionEnv<'s> {
+    session: &'s mut Session,
+    project: ProjectId,
+    first_pass: bool,
+}
+
+impl PrepareEnv for SessionEnv<'_> {
+    fn source_map(&self) -> &SourceMap {
+        &self.session.sources
+    }
+
+    fn source_map_and_interner(&mut self) -> (&SourceMap, &mut MapInterner) {
+        (&self.session.sources, &mut self.session.interner)
+    }
+
+    fn configure_external(&mut self, exe: &std::path::Path, full_name: &str, config: &Map, span: Span) -> LoadResult<Option<ExternalKey>> {
+        let Some(plugin) = self.session.plugins.get_mut(exe) else { return Ok(None) };
+        let reply = plugin.configure(full_name, config, span)?;
+        let key = plugin.external_key(&reply);
+        self.session.messages.extend(reply.messages);
+        Ok(key)
+    }
+
+    fn provenance_attributes(&self) -> &[String] {
+        &self.session.project(self.project).source_provenance_attributes
+    }
+
+    fn source_overrides(&self) -> &Map {
+        static NONE: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+        // The pass is loaded: preparing asked for it first.
+        match self.session.pass_of(self.project, self.first_pass) {
+            Ok(pass) => &pass.source_overrides,
+            Err(_) => NONE.get_or_init(|| Map::new(Span::synthetic(SourceMap::core()))),
+        }
+    }
+
+    fn apply_refs(&mut self, element_name: &str, index: usize, config: &mut Map) -> LoadResult<()> {
+        self.session.apply_project_refs(self.project, element_name, index, config)
+    }
+
+    fn configure_source(&mut self, element_name: &str, kind: &crate::yaml::Scalar, config: &Map, span: Span) -> LoadResult<Option<serde_json::Value>> {
+        let session = &mut *self.session;
+        let declared = session.states[self.project.0 as usize].origins.lookup(Namespace::Source, &kind.value).is_some();
+        if !declared {
+            return configure_core_kind(kind, config);
+        }
+        if let Some(exe) = session.source_plugin(self.project, &kind.value, kind.span)? {
+            if let Some(plugin) = session.plugins.get_mut(&exe) {
+                let reply = plugin.configure(element_name, config, span)?;
+                session.messages.extend(reply.messages);
+                return Ok(reply.unique_key);
+            }
+        }
+        Ok(None)
     }
 }

@@ -18,6 +18,7 @@ pub mod kind_base;
 pub mod kinds;
 pub mod names;
 pub mod prefetch;
+pub mod prepare;
 pub mod projects;
 pub mod refs;
 pub mod session;
@@ -226,7 +227,11 @@ impl PhaseTimer {
 
 fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Result<Graph, LoadError> {
     let mut timer = PhaseTimer::new();
-    session.prefetch = prefetch::Prefetcher::start(load_threads());
+    let helpers = session.helper_threads.unwrap_or_else(load_threads);
+    session.prefetch = prefetch::Prefetcher::start(helpers);
+    if helpers > 0 {
+        session.preparer = prepare::Preparer::start();
+    }
     let top = session.load_project(directory, None)?;
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
@@ -239,6 +244,7 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
     timer.note(&session.prefetch.summary());
     // Stops the workers and frees what they parsed for nothing.
     session.prefetch = prefetch::Prefetcher::start(0);
+    session.collect_prepared();
     timer.done("load files");
     session.check_cycles(&ids)?;
     timer.done("cycle check");

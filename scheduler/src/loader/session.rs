@@ -93,6 +93,8 @@ pub struct ProjectState {
     pub kind_bases: [FxHashMap<String, crate::yaml::LoadResult<Arc<super::kind_base::KindBase>>>; 2],
     /// `project.refs` once read (outer `None`: not read yet).
     pub refs: Option<Option<Map>>,
+    /// What elements prepared off the loader's thread share (made once).
+    pub prep: Option<Arc<super::prepare::ProjectPrep>>,
     /// Shallow reads of element files (kind, link target) for path matching.
     pub shallow: FxHashMap<String, Option<(String, Option<Scalar>)>>,
 }
@@ -104,6 +106,9 @@ pub struct LoadOptions {
     pub cli_options: Vec<(String, String)>,
     /// User configuration file.
     pub user_config: Option<PathBuf>,
+    /// Helper threads for reading and preparing element files: `None`
+    /// decides from the machine (and `WEIR_LOAD_THREADS`).
+    pub helper_threads: Option<usize>,
 }
 
 /// All state of one load.
@@ -118,6 +123,8 @@ pub struct Session {
     pub cli_options: Vec<(String, String)>,
     /// `%{max-jobs}` text.
     pub max_jobs: String,
+    /// Helper threads asked for (see [`LoadOptions::helper_threads`]).
+    pub helper_threads: Option<usize>,
     /// Toplevel project directory.
     pub toplevel_dir: PathBuf,
     /// Project instances.
@@ -141,6 +148,9 @@ pub struct Session {
     /// Workers parsing element files ahead of the loader (none outside the
     /// element loading phase).
     pub(crate) prefetch: super::prefetch::Prefetcher,
+    /// The thread preparing elements while the loader reads on (none
+    /// outside the element loading phase, or without helper threads).
+    pub(crate) preparer: super::prepare::Preparer,
 }
 
 impl std::fmt::Debug for Session {
@@ -167,6 +177,7 @@ impl Session {
             user,
             cli_options: options.cli_options.clone(),
             max_jobs: max_jobs.to_string(),
+            helper_threads: options.helper_threads,
             toplevel_dir,
             projects: Vec::new(),
             states: Vec::new(),
@@ -178,6 +189,7 @@ impl Session {
             plugins: HashMap::new(),
             interner: Default::default(),
             prefetch: super::prefetch::Prefetcher::start(0),
+            preparer: super::prepare::Preparer::default(),
         })
     }
 

@@ -141,3 +141,53 @@ fn malformed_yaml_names_the_file_and_position() {
     assert!(text.contains("e.bst [line 2 column"), "{text}");
     assert!(text.contains("Malformed YAML"), "{text}");
 }
+
+/// Loads `targets` with `helpers` helper threads (0: everything on the
+/// loader's thread); the rendered error, or every element's name and variables.
+fn outcome_with_helpers(root: &Path, targets: &[&str], helpers: usize) -> Result<Vec<String>, String> {
+    let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+    let options = LoadOptions { helper_threads: Some(helpers), ..LoadOptions::default() };
+    match load(root, &targets, &options) {
+        Ok(loaded) => {
+            let graph = &loaded.graph;
+            Ok(graph
+                .select(&graph.targets, Scope::All)
+                .into_iter()
+                .map(|id| {
+                    let e = graph.element(id);
+                    let vars: Vec<String> = e.variables.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("{} {} {:?}", e.full_name, vars.join(","), e.sources.iter().map(|s| &s.config).collect::<Vec<_>>())
+                })
+                .collect())
+        }
+        Err(failure) => Err(format!("{failure:?}")),
+    }
+}
+
+#[test]
+fn elements_prepared_on_helper_threads_equal_those_prepared_by_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("project.conf", "name: t\nmin-version: 2.0\naliases:\n  up: https://example.invalid/\nvariables:\n  base: '%{prefix}/x'\n"),
+            ("a.bst", "kind: manual\nvariables:\n  own: '%{base}-%{element-name}'\ndepends:\n- b.bst\n- c.bst\n"),
+            ("b.bst", "kind: import\nsources:\n- kind: remote\n  url: up:file\n  ref: 0000000000000000000000000000000000000000000000000000000000000000\n"),
+            ("c.bst", "kind: stack\ndepends:\n- b.bst\n"),
+            // Errors found while preparing: the same report, whichever thread prepared.
+            ("cycle.bst", "kind: manual\ndepends:\n- b.bst\nvariables:\n  x: '%{y}'\n  y: '%{x}'\n"),
+            ("undefined.bst", "kind: manual\nvariables:\n  x: '%{nowhere}'\n"),
+            ("badsource.bst", "kind: import\nsources:\n- kind: nosuchkind\n"),
+        ],
+    );
+    for targets in [&["a.bst"][..], &["cycle.bst"], &["undefined.bst"], &["a.bst", "badsource.bst"]] {
+        let sequential = outcome_with_helpers(dir.path(), targets, 0);
+        for helpers in [1, 3] {
+            assert_eq!(outcome_with_helpers(dir.path(), targets, helpers), sequential, "{targets:?} with {helpers} helpers");
+        }
+    }
+    let loaded = outcome_with_helpers(dir.path(), &["a.bst"], 1).unwrap();
+    assert!(loaded.iter().any(|line| line.contains("own=/usr/x-a.bst")), "{loaded:?}");
+    let cycle = outcome_with_helpers(dir.path(), &["cycle.bst"], 1).unwrap_err();
+    assert!(cycle.contains("cycle.bst [line"), "the cycle's detail names the file and line: {cycle}");
+}
