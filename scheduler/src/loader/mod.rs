@@ -229,7 +229,10 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
     let mut timer = PhaseTimer::new();
     let helpers = session.helper_threads.unwrap_or_else(load_threads);
     session.prefetch = prefetch::Prefetcher::start(helpers);
-    if helpers > 0 {
+    // Measured on 2 cores (one helper): the preparing thread then competes
+    // with the parsing helper, the bottleneck, and costs more than it saves;
+    // it runs from two helpers (three cores) on.
+    if helpers >= 2 {
         session.preparer = prepare::Preparer::start();
     }
     let top = session.load_project(directory, None)?;
