@@ -5,6 +5,7 @@
 //! Key decision: every node carries a [`Span`] into a per-session
 //! [`SourceMap`]; errors keep spans and are rendered once, at the boundary.
 
+pub mod block_parser;
 pub mod compose;
 pub mod emitter;
 pub mod error;

@@ -27,8 +27,18 @@ fn span_of(file: FileId, span: &EventSpan) -> Span {
     Span { file, line: span.start.line() as u32, col: span.start.col() as u32 }
 }
 
-/// Parses `text` (the contents of the file registered as `file`).
+/// Parses `text` (the contents of the file registered as `file`): through
+/// the plain block fast path when the file is in its subset (the same tree),
+/// else through saphyr.
 pub fn parse(text: &str, file: FileId) -> LoadResult<Map> {
+    match super::block_parser::parse_plain_block(text, file) {
+        Some(map) => Ok(map),
+        None => parse_full(text, file),
+    }
+}
+
+/// Parses `text` with saphyr's event parser (every YAML form, every error).
+pub fn parse_full(text: &str, file: FileId) -> LoadResult<Map> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
@@ -153,7 +163,7 @@ thread_local! {
 }
 
 /// The shared copy of the mapping key `text`.
-fn shared_key(text: &str) -> Arc<str> {
+pub(super) fn shared_key(text: &str) -> Arc<str> {
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
         if let Some(found) = keys.get(text) {

@@ -1,0 +1,342 @@
+//! A fast path for the plain block style most element files are written in:
+//! mappings and sequences by indentation, one-line plain and quoted scalars,
+//! comments. It builds exactly the tree [`super::parser::parse`] builds from
+//! saphyr's events (values, spans, order, shared keys), and declines
+//! (`None`) anything else, which the full parser then reads.
+//!
+//! Key decision: decline early rather than interpret. Anything beyond the
+//! subset below sends the whole file to the full parser, which also gives
+//! every error: tabs, carriage returns, non-ASCII text, directives and
+//! document markers, flow collections, block scalars, anchors, aliases and
+//! tags, control characters, multi-line or escaped scalars, empty values,
+//! quoted or complex keys,
+//! duplicate keys, and any indentation it cannot pair with a parent.
+
+use std::sync::Arc;
+
+use super::node::{Map, Node, Scalar, Seq};
+use super::parser::shared_key;
+use super::provenance::{FileId, Span};
+
+/// One line with content: its number (from 1), indentation and text after it
+/// (a trailing comment is still there: only scalars know where it starts).
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    number: u32,
+    indent: usize,
+    text: &'a str,
+}
+
+/// The file as a mapping, or `None` when it is not in the plain subset.
+pub fn parse_plain_block(text: &str, file: FileId) -> Option<Map> {
+    if text.bytes().any(|b| !(b == b'\n' || (0x20..0x7f).contains(&b))) {
+        return None;
+    }
+    let mut lines = Vec::with_capacity(text.len() / 24);
+    for (index, raw) in text.split('\n').enumerate() {
+        let content = raw.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if content.starts_with("---") || content.starts_with("...") || content.starts_with('%') {
+            return None;
+        }
+        lines.push(Line { number: index as u32 + 1, indent: raw.len() - content.len(), text: content.trim_end_matches(' ') });
+    }
+    let first = lines.first()?;
+    if first.indent != 0 {
+        return None;
+    }
+    let mut parser = BlockParser { lines: &lines, next: 0, file };
+    let root = parser.mapping(0, None)?;
+    (parser.next == lines.len()).then_some(root)
+}
+
+struct BlockParser<'a, 'l> {
+    lines: &'l [Line<'a>],
+    /// The next line to read.
+    next: usize,
+    file: FileId,
+}
+
+impl<'a> BlockParser<'a, '_> {
+    fn span(&self, line: u32, col: usize) -> Span {
+        Span { file: self.file, line, col: col as u32 }
+    }
+
+    /// The line to read next, if it is at `indent`.
+    fn at(&self, indent: usize) -> Option<Line<'a>> {
+        self.lines.get(self.next).copied().filter(|l| l.indent == indent)
+    }
+
+    /// A mapping whose keys are at column `indent`; `first` is an entry that
+    /// already started on a sequence item's line (`- key: ...`).
+    fn mapping(&mut self, indent: usize, first: Option<(u32, &'a str)>) -> Option<Map> {
+        let mut map: Option<Map> = None;
+        let mut pending = first;
+        loop {
+            let (number, text) = match pending.take() {
+                Some(entry) => entry,
+                None => match self.at(indent) {
+                    Some(line) if !is_item(line.text) => {
+                        self.next += 1;
+                        (line.number, line.text)
+                    }
+                    _ => break,
+                },
+            };
+            let (key, rest) = split_key(text)?;
+            let key_span = self.span(number, indent);
+            let value = match rest {
+                "" => self.nested(indent)?,
+                rest => {
+                    let value = self.inline_scalar(rest, number, indent + (text.len() - rest.len()))?;
+                    // A deeper line after a one-line value: a continuation or an error.
+                    if self.lines.get(self.next).is_some_and(|l| l.indent > indent) {
+                        return None;
+                    }
+                    value
+                }
+            };
+            let map = map.get_or_insert_with(|| Map::new(key_span));
+            if map.entries.contains_key(key) {
+                return None;
+            }
+            map.entries.insert(shared_key(key), value);
+        }
+        map
+    }
+
+    /// The block under a key written with no value on its line: a deeper
+    /// mapping or sequence, or a sequence at the key's own column.
+    fn nested(&mut self, indent: usize) -> Option<Node> {
+        let line = self.lines.get(self.next).copied()?;
+        if line.indent == indent && is_item(line.text) {
+            return self.sequence(indent).map(Node::Seq);
+        }
+        if line.indent <= indent {
+            // An empty value.
+            return None;
+        }
+        if is_item(line.text) {
+            self.sequence(line.indent).map(Node::Seq)
+        } else {
+            self.mapping(line.indent, None).map(Node::Map)
+        }
+    }
+
+    /// A sequence whose dashes are at column `indent`.
+    fn sequence(&mut self, indent: usize) -> Option<Seq> {
+        let mut seq: Option<Seq> = None;
+        while let Some(line) = self.at(indent).filter(|l| is_item(l.text)) {
+            self.next += 1;
+            let after_dash = &line.text[1..];
+            let item_text = after_dash.trim_start_matches(' ');
+            let item_col = indent + 1 + (after_dash.len() - item_text.len());
+            let seq = seq.get_or_insert_with(|| Seq { items: Vec::new(), span: self.span(line.number, indent) });
+            if item_text.starts_with('-') && (item_text.len() == 1 || item_text.as_bytes()[1] == b' ') {
+                return None;
+            }
+            let item = if split_key(item_text).is_some() {
+                Node::Map(self.mapping(item_col, Some((line.number, item_text)))?)
+            } else {
+                let item = self.inline_scalar(item_text, line.number, item_col)?;
+                if self.lines.get(self.next).is_some_and(|l| l.indent > indent) {
+                    return None;
+                }
+                item
+            };
+            seq.items.push(item);
+        }
+        seq
+    }
+
+    /// A one-line scalar written at `col`: plain, or quoted with nothing but
+    /// a comment after it.
+    fn inline_scalar(&self, text: &'a str, number: u32, col: usize) -> Option<Node> {
+        let span = self.span(number, col);
+        let value: Arc<str> = match *text.as_bytes().first()? {
+            b'"' => {
+                let inner = &text[1..];
+                let end = inner.find('"')?;
+                if inner[..end].contains('\\') || !only_comment(&inner[end + 1..]) {
+                    return None;
+                }
+                Arc::from(inner[..end].trim())
+            }
+            b'\'' => {
+                let (value, rest) = single_quoted(&text[1..])?;
+                if !only_comment(rest) {
+                    return None;
+                }
+                Arc::from(value.trim())
+            }
+            _ => Arc::from(plain(text)?),
+        };
+        Some(Node::Scalar(Scalar { value, span }))
+    }
+}
+
+/// Whether a line is a sequence item (`- ...` or a lone `-`).
+fn is_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
+/// `key: rest` or `key:` with a plain key; `None` for anything else.
+fn split_key(text: &str) -> Option<(&str, &str)> {
+    let first = *text.as_bytes().first()?;
+    if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
+        return None;
+    }
+    let (key, rest) = match text.find(": ") {
+        Some(at) => (&text[..at], text[at + 2..].trim_start_matches(' ')),
+        None => (text.strip_suffix(':')?, ""),
+    };
+    if key.contains(" #") || key.contains(':') || key.ends_with(' ') {
+        return None;
+    }
+    if rest.starts_with('#') {
+        // `key: # comment`: an empty value.
+        return None;
+    }
+    Some((key, rest))
+}
+
+/// A plain scalar's text (before a ` #` comment), or `None` if it is not a
+/// one-line plain scalar that means the same to every YAML reader.
+fn plain(text: &str) -> Option<&str> {
+    let first = *text.as_bytes().first()?;
+    if b"?:,[]{}#&*!|>'\"%@`".contains(&first) || (first == b'-' && text.as_bytes().get(1).is_none_or(|b| *b == b' ')) {
+        return None;
+    }
+    let body = match text.find(" #") {
+        Some(at) => &text[..at],
+        None => text,
+    }
+    .trim_end_matches(' ');
+    if body.contains(": ") || body.ends_with(':') {
+        return None;
+    }
+    Some(body)
+}
+
+/// The rest of a single-quoted scalar after its opening quote: its value
+/// (`''` is a quote) and what follows the closing quote.
+fn single_quoted(text: &str) -> Option<(String, &str)> {
+    let mut value = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let end = rest.find('\'')?;
+        value.push_str(&rest[..end]);
+        rest = &rest[end + 1..];
+        match rest.strip_prefix('\'') {
+            Some(after) => {
+                value.push('\'');
+                rest = after;
+            }
+            None => return Some((value, rest)),
+        }
+    }
+}
+
+/// Whether what follows a quoted scalar is nothing or a comment.
+fn only_comment(rest: &str) -> bool {
+    let trimmed = rest.trim_start_matches(' ');
+    trimmed.is_empty() || (trimmed.starts_with('#') && trimmed.len() < rest.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parser::parse_full;
+
+    /// The fast path must give exactly the full parser's tree, or decline.
+    fn agrees(text: &str) -> bool {
+        let fast = parse_plain_block(text, FileId(3));
+        if let Some(fast) = &fast {
+            let full = parse_full(text, FileId(3)).unwrap_or_else(|e| panic!("fast path accepted what the parser refuses: {text:?}: {e:?}"));
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{text:?}");
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn the_plain_subset_gives_the_full_parsers_tree() {
+        let accepted = [
+            "kind: manual\n",
+            "kind: manual\ndescription: \"A thing: quoted\"\n\n# comment\nbuild-depends:\n- base.bst\n- filename: x.bst\n  type: build\ndepends:\n  - a.bst # why\n",
+            "variables:\n  conf-local: \"--with-x=1\"\n  make: make  \n  odd: 'it''s'\n  hash: a#b\n  (?):\n  - debug:\n      x: y\n",
+            "sources:\n- kind: tar\n  url: forge:x/y.tar.xz\n  ref: 4fdb67d5\n-   kind: local\n    path: files\n",
+            "a:\n  b:\n    c: d\n  e: f\ng: h\n",
+            "config:\n  commands:\n  - \"make -C %{x}\"\n  - 'rm -f %{y}/*.la'\n  - -j1\n",
+            "a: 1 # comment\nb: ' padded '  # c\n",
+        ];
+        for text in accepted {
+            assert!(agrees(text), "declined: {text:?}");
+        }
+    }
+
+    #[test]
+    fn everything_else_is_left_to_the_full_parser() {
+        let declined = [
+            "",
+            "# only a comment\n",
+            "a: [x, y]\n",
+            "a: {x: y}\n",
+            "a: |\n  x\n",
+            "a: >\n  x\n",
+            "a: &x 1\nb: *x\n",
+            "a: !tag x\n",
+            "a: \"esc\\n\"\n",
+            "a: \"multi\n  line\"\n",
+            "a: plain\n  continued\n",
+            "a:\nb: c\n",
+            "a: # empty\n",
+            "a: 1\na: 2\n",
+            "\"quoted key\": x\n",
+            "? complex\n: x\n",
+            "a:\tb\n",
+            "a: b\r\n",
+            "a: é\n",
+            "---\na: b\n",
+            "a: b: c\n",
+            "a: %{x}\n",
+            "- a\n",
+            "  a: b\n",
+            "a:\n  b: c\n d: e\n",
+            "a:\n- - x\n",
+            "a:\n-\n  b: c\n",
+            "a: - b\n",
+            "a: 'x' y\n",
+            "(?):\n- 'flavour == \"full\"':\n    x: y\n",
+            "a: b\x07\n",
+        ];
+        for text in declined {
+            assert!(!agrees(text), "accepted: {text:?}");
+        }
+    }
+
+    #[test]
+    fn every_conformance_and_example_file_gives_the_full_parsers_tree() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shared = std::env::var_os("WEIR_SHARED").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("../shared"));
+        let mut dirs = vec![root.join("examples"), shared.join("conformance/data")];
+        let (mut files, mut accepted) = (0, 0);
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "bst" || e == "yml" || e == "yaml" || e == "conf" || e == "refs") {
+                    let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                    files += 1;
+                    accepted += usize::from(agrees(&text));
+                }
+            }
+        }
+        assert!(files > 100, "found only {files} YAML files");
+        eprintln!("fast path: {accepted} of {files} files");
+        assert!(accepted * 2 > files, "the fast path took only {accepted} of {files} files");
+    }
+}
