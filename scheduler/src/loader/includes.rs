@@ -54,7 +54,7 @@ impl Session {
                 if mode.only_local && include.value.contains(':') {
                     continue;
                 }
-                let (content, path, sub) = self.include_file(id, include)?;
+                let (content, plain, path, sub) = self.include_file(id, include)?;
                 if included.contains(&path) {
                     return Err(LoadError::at(
                         include.span,
@@ -63,13 +63,17 @@ impl Session {
                     ));
                 }
                 let mut node = (*content).clone();
-                included.push(path);
-                // A file from another project is processed in that project's
-                // context, its conditionals with that project's options.
-                let sub_mode = IncludeMode { conditionals: mode.conditionals || sub != id, ..mode };
-                let result = self.process_with(sub, &mut node, sub_mode, included);
-                included.pop();
-                result?;
+                // A file without includes, conditionals or assertions is
+                // already what processing it would give.
+                if !plain {
+                    included.push(path);
+                    // A file from another project is processed in that project's
+                    // context, its conditionals with that project's options.
+                    let sub_mode = IncludeMode { conditionals: mode.conditionals || sub != id, ..mode };
+                    let result = self.process_with(sub, &mut node, sub_mode, included);
+                    included.pop();
+                    result?;
+                }
                 let span = map.span;
                 let current = std::mem::replace(map, Map::new(span));
                 compose(current, &mut node)?;
@@ -90,8 +94,9 @@ impl Session {
         }
     }
 
-    /// Reads the file an include string names: (content, absolute path, project it belongs to).
-    fn include_file(&mut self, id: ProjectId, include: &Scalar) -> LoadResult<(Arc<Map>, PathBuf, ProjectId)> {
+    /// Reads the file an include string names: (content, whether it holds
+    /// no directive to process, absolute path, project it belongs to).
+    fn include_file(&mut self, id: ProjectId, include: &Scalar) -> LoadResult<(Arc<Map>, bool, PathBuf, ProjectId)> {
         let (sub, file) = match include.value.rsplit_once(':') {
             Some((junction, file)) => {
                 let sub = self.get_loader(id, junction, Some(include.span))?;
@@ -101,8 +106,8 @@ impl Session {
             None => (id, include.value.to_string()),
         };
         let path = self.project(sub).directory.join(&file);
-        if let Some(content) = self.include_cache.get(&(id, path.clone())) {
-            return Ok((content.clone(), path, sub));
+        if let Some((content, plain)) = self.include_cache.get(&(id, path.clone())) {
+            return Ok((content.clone(), *plain, path, sub));
         }
         if path.is_dir() {
             return Err(LoadError::at(
@@ -124,8 +129,21 @@ impl Session {
                 vars.expand_map(&mut content, &self.sources)?;
             }
         }
+        let plain = !has_directive_keys(&content);
         let content = Arc::new(content);
-        self.include_cache.insert((id, path.clone()), content.clone());
-        Ok((content, path, sub))
+        self.include_cache.insert((id, path.clone()), (content.clone(), plain));
+        Ok((content, plain, path, sub))
     }
+}
+
+/// Whether `map` holds an include, a conditional or an assertion anywhere.
+fn has_directive_keys(map: &Map) -> bool {
+    fn in_node(node: &Node) -> bool {
+        match node {
+            Node::Map(m) => has_directive_keys(m),
+            Node::Seq(s) => s.items.iter().any(in_node),
+            Node::Scalar(_) => false,
+        }
+    }
+    ["(@)", "(?)", "(!)"].iter().any(|k| map.contains(k)) || map.entries.values().any(in_node)
 }

@@ -135,8 +135,9 @@ pub struct Session {
     pub elements: Vec<LoadElement>,
     /// Messages plugins asked to show.
     pub messages: Vec<String>,
-    /// Parsed include files per (project, path).
-    pub(crate) include_cache: HashMap<(ProjectId, PathBuf), Arc<Map>>,
+    /// Parsed include files per (project, path), and whether each holds no
+    /// directive (include, conditional, assertion) to process.
+    pub(crate) include_cache: HashMap<(ProjectId, PathBuf), (Arc<Map>, bool)>,
     /// Junction path searches in progress (for circular reference reports).
     pub(crate) searching: HashMap<(ProjectId, String), Option<Span>>,
     /// Link resolutions in progress.
