@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # REAPI benchmark, side by side: weir-worker, buildbox-casd and BuildGrid.
 #
-# Runs the neutral Python client ../shared/peers/reapi_bench.py against each
-# server in one run, then the Rust load generator (bench/reapi-load) for the
-# rows where the Python client is the bottleneck (ByteStream of one 256 MiB
-# blob; Execute of trivial actions at concurrency 8 and one at a time) or
-# sequential (Action Cache updates: the Python client makes one call at a
-# time, reapi-load 8 at once), and prints one table with weir-worker's ratio
-# to each peer.
+# Runs the same storage tests with two clients against each server in one
+# run, and prints one table per client with weir-worker's ratio to each peer:
+#   - the neutral Python client ../shared/peers/reapi_bench.py (what the
+#     issue asks for; on 2 cores it competes with the server for the CPU);
+#   - the Rust load generator bench/reapi-load, which mirrors every storage
+#     test of the Python client (same blob sizes, batch shapes, counts and
+#     concurrency; see its module docs for the few differences) and adds
+#     Action Cache calls 8 at once and Execute at concurrency 8 and 1.
 #
-# Usage: bench/reapi.sh [--quick] [--servers weir,casd,buildgrid]
+# Usage: bench/reapi.sh [--quick] [--servers weir,casd,buildgrid] [--clients py,rust]
 #   --quick    small sizes (a smoke run of a minute or two, figures not comparable)
 #   --servers  which servers to measure (default all three)
+#   --clients  which clients to run (default both)
 # Env:
 #   WEIR_PEER_CACHE   where the peers are installed once and reused
 #                     (default ~/.cache/weir-peers: bst-venv/, buildgrid/)
@@ -40,16 +42,19 @@ SHARED=${WEIR_SHARED:-$(cd "$REPO/../shared" && pwd)}
 PEERS=${WEIR_PEER_CACHE:-$HOME/.cache/weir-peers}
 QUICK=0
 SERVERS=weir,casd,buildgrid
+CLIENTS=py,rust
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --clients) CLIENTS=${2:?--clients needs a list}; shift ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "reapi.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 has() { [[ ",$SERVERS," == *",$1,"* ]]; }
+client() { [[ ",$CLIENTS," == *",$1,"* ]]; }
 
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/weir-reapi-bench.XXXXXX)}
 mkdir -p "$OUT"
@@ -90,10 +95,14 @@ wait_port() {  # port seconds
 # ---- sizes ------------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
   PY_ARGS=(--fmb-repeats 5 --blobs 1000 --stream-mib 32 --ac-ops 200 --exec-actions 40)
+  LOAD_FMB=(--digests 1000 --repeats 5); LOAD_BATCH=(--blobs 1000 --concurrency 4 --fmb-repeats 5)
+  LOAD_AC1=(--ops 200 --concurrency 1)
   LOAD_STREAM=(--mib 32 --repeats 1 --chunk-kib "${STREAM_CHUNK_KIB:-1024}"); LOAD_EXEC=(--actions 40 --concurrency 8); LOAD_EXEC1=(--actions 20 --concurrency 1)
   LOAD_AC=(--ops 200 --concurrency 8)
 else
   PY_ARGS=()
+  LOAD_FMB=(--digests 1000 --repeats 20); LOAD_BATCH=(--blobs 10000 --concurrency 4 --fmb-repeats 20)
+  LOAD_AC1=(--ops 2000 --concurrency 1)
   LOAD_STREAM=(--mib 256 --repeats 3 --chunk-kib "${STREAM_CHUNK_KIB:-1024}"); LOAD_EXEC=(--actions 400 --concurrency 8); LOAD_EXEC1=(--actions 100 --concurrency 1)
   LOAD_AC=(--ops 2000 --concurrency 8)
 fi
@@ -127,10 +136,12 @@ REAPI_LOAD_BIN=${REAPI_LOAD_BIN:-$TARGET/release/reapi-load}
 
 # ---- start the servers ------------------------------------------------------
 declare -A ADDR
+declare -A SERVER_PID   # the process whose CPU time is reported (BuildGrid: bgd, not PostgreSQL)
 if has weir; then
   "$WEIR_WORKER_BIN" --listen 127.0.0.1:0 --root "$OUT/weir-root" --sandbox host \
     >"$OUT/weir.out" 2>"$OUT/weir.log" &
   PIDS+=($!)
+  SERVER_PID[weir]=$!
   for _ in $(seq 1 100); do grep -q '^listening on ' "$OUT/weir.out" 2>/dev/null && break; sleep 0.1; done
   ADDR[weir]=$(sed -n 's/^listening on //p' "$OUT/weir.out" | head -1)
   [ -n "${ADDR[weir]}" ] || { cat "$OUT/weir.log" >&2; echo "weir-worker did not start" >&2; exit 1; }
@@ -141,6 +152,7 @@ if has casd; then
   mkdir -p "$OUT/casd-root"
   "$CASD" --bind "127.0.0.1:$port" "$OUT/casd-root" >"$OUT/casd.log" 2>&1 &
   PIDS+=($!)
+  SERVER_PID[casd]=$!
   wait_port "$port" 30 || { cat "$OUT/casd.log" >&2; exit 1; }
   ADDR[casd]=127.0.0.1:$port
 fi
@@ -156,17 +168,35 @@ if has buildgrid; then
     BGD_PORT=$port bash "$SHARED/peers/buildgrid/start.sh" "$BGD_DIR" cas
   fi
   ADDR[buildgrid]=127.0.0.1:$port
+  for f in bgd-exec.pid bgd-cas.pid; do
+    [ -s "$BGD_DIR/$f" ] && SERVER_PID[buildgrid]=$(cat "$BGD_DIR/$f")
+  done
 fi
 
 # ---- measure ----------------------------------------------------------------
 # run_load SERVER NAME MODE ARGS...: one reapi-load measurement of SERVER,
 # kept in $OUT/load-NAME-SERVER.txt for the table.
+# The server's CPU time (user + system, all threads) during the run is
+# appended as `SERVER_CPU_S seconds`: on a shared machine it is steadier
+# than throughput, and it shows what each server spends for the same work.
 run_load() {
   local s=$1 name=$2 mode=$3
   shift 3
   echo "== reapi-load $name ($mode $*) against $s"
+  local before; before=$(cpu_ticks "${SERVER_PID[$s]:-}")
   "$REAPI_LOAD_BIN" --target "${ADDR[$s]}" --label "$s" "$mode" "$@" \
     | tee "$OUT/load-$name-$s.txt" || echo "reapi.sh: reapi-load $name failed for $s" >&2
+  local after; after=$(cpu_ticks "${SERVER_PID[$s]:-}")
+  if [ -n "$before" ] && [ -n "$after" ]; then
+    echo "SERVER_CPU_S $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')" \
+      | tee -a "$OUT/load-$name-$s.txt"
+  fi
+}
+# cpu_ticks PID: utime + stime of PID in clock ticks (empty if unknown).
+cpu_ticks() {
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
+  # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 ORDER=()
 for s in weir casd buildgrid; do has "$s" && ORDER+=("$s"); done
@@ -175,14 +205,21 @@ for s in "${ORDER[@]}"; do
   # (block groups: see the chattr +T above).
   sync
   sleep "${SETTLE_SECONDS:-10}"
-  echo "== reapi_bench.py against $s (${ADDR[$s]})"
-  "$BGD_PY" "$SHARED/peers/reapi_bench.py" --target "${ADDR[$s]}" --label "$s" "${PY_ARGS[@]}" \
-    | tee "$OUT/py-$s.txt" || echo "reapi.sh: reapi_bench.py reported failures for $s" >&2
-  run_load "$s" stream stream "${LOAD_STREAM[@]}"
-  run_load "$s" ac ac "${LOAD_AC[@]}"
-  if [ "$s" != casd ]; then
-    run_load "$s" exec exec "${LOAD_EXEC[@]}"
-    run_load "$s" exec1 exec "${LOAD_EXEC1[@]}"
+  if client py; then
+    echo "== reapi_bench.py against $s (${ADDR[$s]})"
+    "$BGD_PY" "$SHARED/peers/reapi_bench.py" --target "${ADDR[$s]}" --label "$s" "${PY_ARGS[@]}" \
+      | tee "$OUT/py-$s.txt" || echo "reapi.sh: reapi_bench.py reported failures for $s" >&2
+  fi
+  if client rust; then
+    run_load "$s" fmb fmb "${LOAD_FMB[@]}"
+    run_load "$s" batch batch "${LOAD_BATCH[@]}"
+    run_load "$s" stream stream "${LOAD_STREAM[@]}"
+    run_load "$s" ac1 ac "${LOAD_AC1[@]}"
+    run_load "$s" ac ac "${LOAD_AC[@]}"
+    if [ "$s" != casd ]; then
+      run_load "$s" exec exec "${LOAD_EXEC[@]}"
+      run_load "$s" exec1 exec "${LOAD_EXEC1[@]}"
+    fi
   fi
 done
 
@@ -205,10 +242,14 @@ def load(prefix, marker, s):
     return {}
 
 py = {s: load("py", "REAPI_BENCH_JSON ", s) for s in servers}
-ls = {s: load("load-stream", "REAPI_LOAD_JSON ", s) for s in servers}
-le = {s: load("load-exec", "REAPI_LOAD_JSON ", s) for s in servers}
-le1 = {s: load("load-exec1", "REAPI_LOAD_JSON ", s) for s in servers}
-la = {s: load("load-ac", "REAPI_LOAD_JSON ", s) for s in servers}
+rust = {name: {s: load(f"load-{name}", "REAPI_LOAD_JSON ", s) for s in servers}
+        for name in ("fmb", "batch", "stream", "ac1", "ac", "exec", "exec1")}
+for name in ("batch", "stream"):
+    for s in servers:
+        p = out / f"load-{name}-{s}.txt"
+        cpu = [l.split()[1] for l in p.read_text().splitlines() if l.startswith("SERVER_CPU_S ")] if p.exists() else []
+        if cpu and rust[name][s]:
+            rust[name][s]["server_cpu_s"] = float(cpu[-1])
 
 def get(d, *path):
     for k in path:
@@ -224,48 +265,65 @@ def fmt(v):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
-# (label, source, path, higher is better; None: not a speed)
-rows = [
-    ("FindMissingBlobs 1000 missing, p50 ms", py, ("fmb", "p50_ms"), False),
-    ("FindMissingBlobs 1000 present, ms", py, ("batch", "fmb_1000_present_ms"), False),
-    ("BatchUpdateBlobs, MB/s", py, ("batch", "update_mb_s"), True),
-    ("BatchReadBlobs, MB/s", py, ("batch", "read_mb_s"), True),
-    ("ByteStream Write (py), MB/s", py, ("stream", "write_mb_s"), True),
-    ("ByteStream Read (py), MB/s", py, ("stream", "read_mb_s"), True),
-    ("  py client CPU/wall in stream", py, ("stream", "client_cpu_per_wall"), None),
-    ("AC Update, ops/s", py, ("ac", "update_per_s"), True),
-    ("AC Get hit, ops/s", py, ("ac", "get_per_s"), True),
-    ("Execute c=8 (py), actions/s", py, ("exec", "actions_per_s"), True),
-    ("Execute c=8 (py), p50 ms", py, ("exec", "p50_ms"), False),
-    ("ByteStream Write (rust), MB/s", ls, ("stream", "write_mb_s"), True),
-    ("ByteStream Read (rust), MB/s", ls, ("stream", "read_mb_s"), True),
-    ("AC Update c=8 (rust), ops/s", la, ("ac", "update_per_s"), True),
-    ("AC Get hit c=8 (rust), ops/s", la, ("ac", "get_per_s"), True),
-    ("Execute c=8 (rust), actions/s", le, ("exec", "actions_per_s"), True),
-    ("Execute c=8 (rust), p50 ms", le, ("exec", "p50_ms"), False),
-    ("Execute c=1 (rust), p50 ms", le1, ("exec", "p50_ms"), False),
-    ("Execute c=1 (rust), actions/s", le1, ("exec", "actions_per_s"), True),
-    ("Execute (rust) errors, c=8", le, ("exec", "errors"), None),
-]
-
-def ratio(row_src, path, better, other):
+def ratio(src, path, better, other):
     """weir-worker's advantage over `other` (x > 1: weir is better)."""
     if better is None or "weir" not in servers or other not in servers:
         return "-"
-    w, o = get(row_src["weir"], *path), get(row_src[other], *path)
+    w, o = get(src["weir"], *path), get(src[other], *path)
     if not isinstance(w, (int, float)) or not isinstance(o, (int, float)) or not w or not o:
         return "-"
     return f"{(w / o) if better else (o / w):.2f}x"
 
-mib = get(py.get(servers[0], {}), "stream", "mib") if servers else None
-print(f"(py = reapi_bench.py; rust = bench/reapi-load; stream blob {mib} MiB (py) / "
-      f"{get(ls.get(servers[0], {}), 'stream', 'mib')} MiB (rust, median of repeats))")
 others = [o for o in ("casd", "buildgrid") if o in servers and "weir" in servers]
-print("| test | " + " | ".join(names[s] for s in servers) + "".join(f" | weir vs {names[o]}" for o in others) + " |")
-print("| --- |" + " ---: |" * (len(servers) + len(others)))
-for label, src, path, better in rows:
-    cells = [fmt(get(src[s], *path)) for s in servers] + [ratio(src, path, better, o) for o in others]
-    print(f"| {label} | " + " | ".join(cells) + " |")
+
+def table(title, rows):
+    """rows: (label, per-server JSON, path, higher is better; None: not a speed)."""
+    if not any(get(src[s], *path) is not None for _, src, path, _ in rows for s in servers):
+        return
+    print()
+    print(title)
+    print("| test | " + " | ".join(names[s] for s in servers) + "".join(f" | weir vs {names[o]}" for o in others) + " |")
+    print("| --- |" + " ---: |" * (len(servers) + len(others)))
+    for label, src, path, better in rows:
+        cells = [fmt(get(src[s], *path)) for s in servers] + [ratio(src, path, better, o) for o in others]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+first = servers[0] if servers else None
+mib_py = get(py.get(first, {}), "stream", "mib")
+mib_rust = get(rust["stream"].get(first, {}), "stream", "mib")
+# The storage rows, in the same order and with the same labels for both clients.
+def storage(fmb, batch, stream, ac_seq):
+    return [
+        ("FindMissingBlobs 1000 missing, p50 ms", fmb, ("fmb", "p50_ms"), False),
+        ("FindMissingBlobs 1000 present, ms", batch, ("batch", "fmb_1000_present_ms"), False),
+        ("BatchUpdateBlobs, MB/s", batch, ("batch", "update_mb_s"), True),
+        ("BatchReadBlobs, MB/s", batch, ("batch", "read_mb_s"), True),
+        ("ByteStream Write, MB/s", stream, ("stream", "write_mb_s"), True),
+        ("ByteStream Read, MB/s", stream, ("stream", "read_mb_s"), True),
+        ("AC Update one at a time, ops/s", ac_seq, ("ac", "update_per_s"), True),
+        ("AC Get hit one at a time, ops/s", ac_seq, ("ac", "get_per_s"), True),
+    ]
+
+table(f"Python client (reapi_bench.py; ByteStream blob {mib_py} MiB):",
+      storage(py, py, py, py) + [
+          ("  client CPU/wall in batch", py, ("batch", "client_cpu_per_wall"), None),
+          ("  client CPU/wall in stream", py, ("stream", "client_cpu_per_wall"), None),
+          ("Execute c=8, actions/s", py, ("exec", "actions_per_s"), True),
+          ("Execute c=8, p50 ms", py, ("exec", "p50_ms"), False),
+      ])
+table(f"Rust client (bench/reapi-load; ByteStream blob {mib_rust} MiB, median of repeats; "
+      "FindMissingBlobs present: p50 of repeats):",
+      storage(rust["fmb"], rust["batch"], rust["stream"], rust["ac1"]) + [
+          ("  server CPU s in the batch test", rust["batch"], ("server_cpu_s",), False),
+          ("  server CPU s in the stream test", rust["stream"], ("server_cpu_s",), False),
+          ("AC Update c=8, ops/s", rust["ac"], ("ac", "update_per_s"), True),
+          ("AC Get hit c=8, ops/s", rust["ac"], ("ac", "get_per_s"), True),
+          ("Execute c=8, actions/s", rust["exec"], ("exec", "actions_per_s"), True),
+          ("Execute c=8, p50 ms", rust["exec"], ("exec", "p50_ms"), False),
+          ("Execute c=1, p50 ms", rust["exec1"], ("exec", "p50_ms"), False),
+          ("Execute c=1, actions/s", rust["exec1"], ("exec", "actions_per_s"), True),
+          ("Execute errors, c=8", rust["exec"], ("exec", "errors"), None),
+      ])
 print("(weir vs X: how many times better weir-worker is; > 1.00x means weir-worker wins)")
 for s in servers:
     f = py[s].get("failures")

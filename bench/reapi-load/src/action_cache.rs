@@ -24,6 +24,7 @@ use weir_proto::reapi::{
 use weir_proto::Digest;
 
 use crate::latency::Latencies;
+use crate::rate;
 
 /// Options of the `ac` test.
 #[derive(Debug, clap::Args)]
@@ -65,7 +66,7 @@ pub async fn run(channel: Channel, instance: &str, args: &AcArgs) -> anyhow::Res
     };
     let (update_s, update_lat) = drive(&channel, args, result.clone(), update).await.context("UpdateActionResult")?;
     let (get_s, get_lat) = drive(&channel, args, result, get).await.context("GetActionResult")?;
-    let per_s = |s: f64| (args.ops as f64 / s).round();
+    let per_s = |seconds: f64| rate::per_s(args.ops, seconds);
     println!(
         "  ActionCache {} ops (c={}): update {:.0}/s (p50 {:.2} ms), get {:.0}/s (p50 {:.2} ms)",
         args.ops,

@@ -1,8 +1,10 @@
-//! `reapi-load`: a Rust REAPI load generator for the benchmark rows where
-//! the Python client (`../shared/peers/reapi_bench.py`) is the bottleneck:
-//! ByteStream Write + Read of one big blob, Execute of many trivial
-//! actions at a fixed concurrency, and Action Cache updates at a fixed
-//! concurrency (the Python client's are sequential).
+//! `reapi-load`: a Rust REAPI load generator beside the Python client
+//! (`../shared/peers/reapi_bench.py`), which on a small machine competes
+//! with the server for the CPU and can be the bottleneck. It has every
+//! storage test of the Python client (FindMissingBlobs, batch update and
+//! read, ByteStream Write + Read of one big blob, Action Cache updates and
+//! reads, one at a time or C at once) and Execute of many trivial actions
+//! at a fixed concurrency.
 //!
 //! Key decision: it measures what the Python client measures, the same way
 //! (same resource names, same trivial `/bin/true` actions with an empty input
@@ -15,17 +17,26 @@
 //! | module | owns |
 //! |---|---|
 //! | [`target`] | the validated loopback endpoint and its gRPC channel |
+//! | [`find_missing`] | the FindMissingBlobs (all missing) measurement |
+//! | [`batch`] | the BatchUpdateBlobs / BatchReadBlobs measurement |
 //! | [`stream`] | the ByteStream Write/Read measurement |
 //! | [`execute`] | the Execute measurement |
 //! | [`action_cache`] | the concurrent Action Cache measurement |
 //! | [`latency`] | percentiles of a set of durations |
+//! | [`rate`] | MB/s and operations per second, rounded as the Python client |
+//! | [`xorshift`] | random blob contents and sizes |
+//! | [`write_chunk`] | a ByteStream Write of slices of a blob held in memory |
 
 mod action_cache;
+mod batch;
 mod execute;
+mod find_missing;
 mod latency;
+mod rate;
 mod stream;
 mod target;
 mod write_chunk;
+mod xorshift;
 
 use std::process::ExitCode;
 
@@ -53,6 +64,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Test {
+    /// FindMissingBlobs of N fresh (missing) digests, R times.
+    Fmb(find_missing::FindMissingArgs),
+    /// BatchUpdateBlobs then BatchReadBlobs of N random small blobs.
+    Batch(batch::BatchArgs),
     /// ByteStream Write then Read of one random blob.
     Stream(stream::StreamArgs),
     /// Execute N distinct trivial actions with concurrency C.
@@ -65,6 +80,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let target = target::Target::parse(&args.target)?;
     let channel = target.connect().await?;
     let result = match &args.test {
+        Test::Fmb(test) => find_missing::run(channel, &args.instance, test).await?,
+        Test::Batch(test) => batch::run(channel, &args.instance, test).await?,
         Test::Stream(test) => stream::run(channel, &args.instance, test).await?,
         Test::Exec(test) => execute::run(channel, &args.instance, test).await?,
         Test::Ac(test) => action_cache::run(channel, &args.instance, test).await?,

@@ -19,6 +19,8 @@ use weir_proto::resource_name::ResourceName;
 use weir_proto::Digest;
 
 use crate::write_chunk::{self, WriteChunk};
+use crate::rate::round1;
+use crate::xorshift::XorShift;
 
 const MIB: usize = 1 << 20;
 
@@ -81,7 +83,7 @@ async fn one_round(
     args: &StreamArgs,
 ) -> anyhow::Result<Round> {
     let size = args.mib * MIB;
-    let data = bytes::Bytes::from(random_bytes(size));
+    let data = bytes::Bytes::from(XorShift::fresh().bytes(size));
     let digest = Digest::of(&data);
     let upload = ResourceName::upload(instance, &uuid::Uuid::new_v4().to_string(), digest)?.to_string();
     let download = ResourceName::download(instance, digest)?.to_string();
@@ -130,46 +132,14 @@ async fn one_round(
     Ok(Round { write_mb_s: size as f64 / 1e6 / write_s, read_mb_s: size as f64 / 1e6 / read_s })
 }
 
-/// Incompressible bytes from a xorshift64* generator seeded by a fresh UUID.
-fn random_bytes(size: usize) -> Vec<u8> {
-    let seed = uuid::Uuid::new_v4().as_u64_pair();
-    let mut state = (seed.0 ^ seed.1) | 1;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn round1(value: f64) -> f64 {
-    (value * 10.0).round() / 10.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_bytes_have_the_size_and_differ_per_call() {
-        let a = random_bytes(1000);
-        let b = random_bytes(1000);
-        assert_eq!(a.len(), 1000);
-        assert_ne!(a, b);
-        // Not trivially compressible: all byte values show up in 64 KiB.
-        let big = random_bytes(64 * 1024);
-        let mut seen = [false; 256];
-        big.iter().for_each(|&x| seen[x as usize] = true);
-        assert!(seen.iter().all(|&s| s));
-    }
 
     #[test]
     fn median_takes_the_middle() {

@@ -159,7 +159,7 @@ impl ByteStreamService {
     /// The chunks of a read. Uncompressed reads stream from the store
     /// ([`READ_CHUNK`] at a time, never the whole blob in memory); compressed
     /// reads compress the whole blob, then slice it.
-    async fn inner_read(&self, request: ReadRequest) -> Result<ChunkStream, ServerError> {
+    pub(super) async fn inner_read(&self, request: ReadRequest) -> Result<ChunkStream, ServerError> {
         let name = self.parse(&request.resource_name, false)?;
         let digest = name.digest();
         if request.read_offset < 0 {

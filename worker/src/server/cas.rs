@@ -139,26 +139,22 @@ impl CasService {
             )));
         }
         let zstd = request.acceptable_compressors.contains(&(compressor::Value::Zstd as i32));
-        let state = &self.state;
-        let responses = futures::stream::iter(digests)
-            .map(|digest| async move {
+        let read = self.state.read_batch(&digests).await;
+        let responses = futures::stream::iter(digests.into_iter().zip(read))
+            .map(|(digest, read)| async move {
                 let mut response = batch_read_blobs_response::Response {
                     digest: Some(digest.to_proto()),
                     data: Vec::new(),
                     compressor: compressor::Value::Identity as i32,
                     status: Some(ok_status()),
                 };
-                let read = async {
-                    let data = state.read(&digest, 0, None).await?;
+                let encoded = match read {
                     // Compress only where it pays: larger blobs, and only if the client accepts it.
-                    if zstd && data.len() >= 4096 {
-                        Ok::<_, ServerError>((compress_zstd(data).await?, compressor::Value::Zstd))
-                    } else {
-                        Ok((data, compressor::Value::Identity))
-                    }
-                }
-                .await;
-                match read {
+                    Ok(data) if zstd && data.len() >= 4096 => compress_zstd(data).await.map(|c| (c, compressor::Value::Zstd)),
+                    Ok(data) => Ok((data, compressor::Value::Identity)),
+                    Err(err) => Err(err),
+                };
+                match encoded {
                     Ok((data, used)) => {
                         // Blobs read from files own their buffer: no copy.
                         response.data = Vec::from(data);

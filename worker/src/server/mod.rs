@@ -16,7 +16,8 @@
 //! | [`instances`] | the served instance names |
 //! | [`state`] | what the services share |
 //! | [`cas`], [`bytestream`], [`action_cache`], [`capabilities`], [`asset`] | one gRPC service each |
-//! | [`bytestream_routes`] | ByteStream as mounted: `Write` decoded without copying the data |
+//! | [`bytestream_routes`] | ByteStream as mounted: `Write` decoded and `Read` answered without copying the data |
+//! | [`read_body`] | the hand-framed gRPC body of a `Read` response |
 //! | [`tree_walker`] | breadth-first walks of `Directory` trees |
 //! | [`metrics`], [`status_page`] | counters, Prometheus text, the HTTP page |
 //! | [`error`] | [`ServerError`] and its one conversion to `tonic::Status` |
@@ -32,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod instances;
 pub mod metrics;
+pub mod read_body;
 pub mod state;
 pub mod status_page;
 pub mod tree_walker;

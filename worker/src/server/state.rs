@@ -54,6 +54,25 @@ impl ServerState {
         Ok(data)
     }
 
+    /// Reads several whole blobs (a `BatchReadBlobs`), one result per
+    /// digest, in order (see [`crate::store::BlobStore::read_batch`]).
+    pub async fn read_batch(&self, digests: &[Digest]) -> Vec<Result<Bytes, ServerError>> {
+        let empty = Digest::empty();
+        let stored: Vec<Digest> = digests.iter().filter(|d| **d != empty).copied().collect();
+        let mut read = self.store.read_batch(&stored).await.into_iter();
+        digests
+            .iter()
+            .map(|digest| {
+                if *digest == empty {
+                    return Ok(Bytes::new());
+                }
+                let data = read.next().unwrap_or_else(|| Err(StoreError::Io(std::io::Error::other("the store answered for fewer blobs than asked"))))?;
+                ServerMetrics::add(&self.metrics.bytes_downloaded, data.len() as u64);
+                Ok(data)
+            })
+            .collect()
+    }
+
     /// Streams a range of a blob in chunks of at most `chunk` bytes (see
     /// [`crate::store::BlobStore::read_chunks`]), counting the bytes as
     /// they are sent.

@@ -366,6 +366,52 @@ fn scan(objects: &Path, leftovers: Leftovers) -> Result<Vec<Digest>, StoreError>
     Ok(out)
 }
 
+/// Splits `items` into runs of about [`BATCH_GROUP`] bytes (by `size`), in
+/// order: a batch call costs one trip to the blocking pool per run.
+fn batch_groups<T>(items: impl IntoIterator<Item = T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut group_bytes = 0;
+    for item in items {
+        if groups.is_empty() || group_bytes >= BATCH_GROUP {
+            groups.push(Vec::new());
+            group_bytes = 0;
+        }
+        group_bytes += size(&item);
+        if let Some(group) = groups.last_mut() {
+            group.push(item);
+        }
+    }
+    groups
+}
+
+/// Runs `job` on every item, each group in one trip to the blocking pool,
+/// [`BATCH_GROUPS_IN_FLIGHT`] groups at a time; one result per item, in order.
+async fn in_groups<T, R>(
+    groups: Vec<Vec<T>>,
+    job: impl Fn(T) -> Result<R, StoreError> + Clone + Send + 'static,
+) -> Vec<Result<R, StoreError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let results: Vec<Vec<Result<R, StoreError>>> = futures::stream::iter(groups)
+        .map(|group| {
+            let job = job.clone();
+            let count = group.len();
+            async move {
+                let done = tokio::task::spawn_blocking(move || group.into_iter().map(job).collect::<Vec<_>>()).await;
+                done.unwrap_or_else(|e| {
+                    let message = e.to_string();
+                    (0..count).map(|_| Err(StoreError::Io(std::io::Error::other(message.clone())))).collect()
+                })
+            }
+        })
+        .buffered(BATCH_GROUPS_IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
 /// Opens the file of `digest` and checks its length and, with `verify`, its
 /// content (one streaming hash pass). `Ok(None)` means the file is corrupt.
 fn open_blob(path: &Path, digest: Digest, verify: bool) -> Result<Option<fs::File>, StoreError> {
@@ -461,37 +507,36 @@ impl BlobStore for FilesystemStore {
     /// Groups the blobs into runs of about [`BATCH_GROUP`] bytes, each stored
     /// in one trip to the blocking pool, [`BATCH_GROUPS_IN_FLIGHT`] at a time.
     async fn write_batch(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
-        let mut groups: Vec<Vec<(Digest, Bytes)>> = Vec::new();
-        let mut group_bytes = 0;
-        for blob in blobs {
-            if groups.is_empty() || group_bytes >= BATCH_GROUP {
-                groups.push(Vec::new());
-                group_bytes = 0;
-            }
-            group_bytes += blob.1.len();
-            if let Some(group) = groups.last_mut() {
-                group.push(blob);
-            }
-        }
-        let results: Vec<Vec<Result<(), StoreError>>> = futures::stream::iter(groups)
-            .map(|group| {
-                let shelf = self.shelf.clone();
-                let count = group.len();
-                async move {
-                    let stored = tokio::task::spawn_blocking(move || {
-                        group.into_iter().map(|(digest, data)| shelf.put(digest, &data)).collect::<Vec<_>>()
-                    })
-                    .await;
-                    stored.unwrap_or_else(|e| {
-                        let message = e.to_string();
-                        (0..count).map(|_| Err(StoreError::Io(std::io::Error::other(message.clone())))).collect()
-                    })
+        let shelf = self.shelf.clone();
+        in_groups(batch_groups(blobs, |(_, data)| data.len()), move |(digest, data)| shelf.put(digest, &data)).await
+    }
+
+    /// Reads the blobs in runs of about [`BATCH_GROUP`] bytes, each in one
+    /// trip to the blocking pool, [`BATCH_GROUPS_IN_FLIGHT`] at a time (a
+    /// trip per blob made thread hand-offs a fifth of a batch read's CPU);
+    /// each blob is checked as [`BlobStore::read`] checks it.
+    async fn read_batch(&self, digests: &[Digest]) -> Vec<Result<Bytes, StoreError>> {
+        let shelf = self.shelf.clone();
+        let groups = batch_groups(digests.iter().copied(), |digest| digest.size() as usize);
+        let read = in_groups(groups, move |digest| match open_blob(&shelf.path_of(&digest), digest, shelf.verify_reads)? {
+            Some(file) => read_at(&file, 0, digest.size() as usize).map(Some),
+            None => Ok(None),
+        })
+        .await;
+        let mut out = Vec::with_capacity(read.len());
+        for (digest, result) in digests.iter().zip(read) {
+            out.push(match result {
+                Ok(Some(data)) => Ok(data),
+                Ok(None) => Err(self.drop_corrupt(digest).await),
+                Err(err) => {
+                    if matches!(err, StoreError::NotFound(_)) {
+                        self.shelf.index.remove(digest);
+                    }
+                    Err(err)
                 }
-            })
-            .buffered(BATCH_GROUPS_IN_FLIGHT)
-            .collect()
-            .await;
-        results.into_iter().flatten().collect()
+            });
+        }
+        out
     }
 
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
@@ -690,6 +735,34 @@ mod tests {
         assert!(matches!(store.read_chunks(&digest, 0, Some(10), 4096).await, Err(StoreError::Corrupt(_))));
         assert_eq!(store.find_missing(&[digest]).await.unwrap(), vec![digest]);
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn batch_reads_answer_each_blob_in_order_across_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), false);
+        // Enough bytes for several groups of BATCH_GROUP.
+        let blobs: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 20_000 + i as usize])).collect();
+        let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+        let stored = store.write_batch(digests.iter().copied().zip(blobs.iter().cloned()).collect()).await;
+        assert!(stored.iter().all(Result::is_ok));
+        let (gone, rotten, absent) = (digests[3], digests[17], Digest::of(b"never stored"));
+        fs::remove_file(store.local_path(&gone).unwrap()).unwrap();
+        fs::write(store.local_path(&rotten).unwrap(), b"short").unwrap();
+
+        let mut asked = digests.clone();
+        asked.push(absent);
+        let read = store.read_batch(&asked).await;
+        assert_eq!(read.len(), asked.len());
+        for (i, result) in read.iter().enumerate() {
+            match asked[i] {
+                d if d == gone || d == absent => assert!(matches!(result, Err(StoreError::NotFound(_))), "blob {i}"),
+                d if d == rotten => assert!(matches!(result, Err(StoreError::Corrupt(_))), "blob {i}"),
+                _ => assert_eq!(result.as_ref().unwrap(), &blobs[i], "blob {i}"),
+            }
+        }
+        // The deleted and the corrupt blob are no longer reported present.
+        assert_eq!(store.find_missing(&[gone, rotten, digests[0]]).await.unwrap(), vec![gone, rotten]);
     }
 
     #[tokio::test]

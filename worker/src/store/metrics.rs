@@ -139,6 +139,21 @@ impl MetricsStore {
         MetricsStore { inner, counters: registry.register(layer) }
     }
 
+    /// Counts one whole-blob read (a call, its bytes or its miss).
+    fn note_read(&self, result: &Result<Bytes, StoreError>) {
+        self.count(result);
+        match result {
+            Ok(data) => {
+                self.counters.reads.fetch_add(1, Ordering::Relaxed);
+                self.counters.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            Err(StoreError::NotFound(_)) => {
+                self.counters.read_misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+
     fn count<T>(&self, result: &Result<T, StoreError>) {
         if let Err(err) = result {
             if !matches!(err, StoreError::NotFound(_)) {
@@ -172,18 +187,14 @@ impl BlobStore for MetricsStore {
 
     async fn read(&self, digest: &Digest, offset: u64, limit: Option<u64>) -> Result<Bytes, StoreError> {
         let result = self.inner.read(digest, offset, limit).await;
-        self.count(&result);
-        match &result {
-            Ok(data) => {
-                self.counters.reads.fetch_add(1, Ordering::Relaxed);
-                self.counters.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-            Err(StoreError::NotFound(_)) => {
-                self.counters.read_misses.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {}
-        }
+        self.note_read(&result);
         result
+    }
+
+    async fn read_batch(&self, digests: &[Digest]) -> Vec<Result<Bytes, StoreError>> {
+        let results = self.inner.read_batch(digests).await;
+        results.iter().for_each(|result| self.note_read(result));
+        results
     }
 
     async fn read_chunks(

@@ -159,6 +159,19 @@ pub trait BlobStore: Send + Sync + 'static {
             .await
     }
 
+    /// Reads several whole blobs (a `BatchReadBlobs`), answering for each,
+    /// in order. The default reads them with `read_all`, up to 16 at a time;
+    /// a store that can do better overrides it (the filesystem store reads a
+    /// group of blobs per trip to the blocking pool). Decorators that watch
+    /// reads (metrics, eviction) forward it and note each result.
+    async fn read_batch(&self, digests: &[Digest]) -> Vec<Result<Bytes, StoreError>> {
+        futures::stream::iter(digests.iter().copied())
+            .map(|digest| async move { self.read_all(&digest).await })
+            .buffered(16)
+            .collect()
+            .await
+    }
+
     /// Whether the store holds the blob.
     async fn has(&self, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self.find_missing(std::slice::from_ref(digest)).await?.is_empty())

@@ -214,6 +214,11 @@ impl BlobStore for SizeLimitedStore {
         self.note_read(digest, result)
     }
 
+    async fn read_batch(&self, digests: &[Digest]) -> Vec<Result<Bytes, StoreError>> {
+        let results = self.inner.read_batch(digests).await;
+        digests.iter().zip(results).map(|(digest, result)| self.note_read(digest, result)).collect()
+    }
+
     async fn write(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
         if digest.size() > self.max {
             return Err(StoreError::Full(*digest));
