@@ -217,8 +217,7 @@ main() {
     echo "weir_us_per_elt (wall) stays flat across N when loading is linear. On a shared machine"
     echo "wall times include waiting for a core: the CPU columns are the steadier comparison."
     echo "load = the machine's 1-minute load average before weir ran. weir reads and parses"
-    echo "element files on helper threads only when cores are idle; on a busy machine it loads on"
-    echo "one thread (WEIR_LOAD_THREADS=N forces N helpers, 0 none)."
+    echo "element files on one helper thread per further core (WEIR_LOAD_THREADS=N sets N, 0 none)."
     column -t -s $'\t' "$results" 2>/dev/null || cat "$results"
     log "workdir (projects, outputs, timings): $WORKDIR"
     if [ "$mismatches" -gt 0 ]; then
