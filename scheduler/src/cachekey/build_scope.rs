@@ -2,18 +2,21 @@
 //! for the whole graph.
 //!
 //! It owns [`BuildScopes`]: per element its runtime closure (post-order,
-//! itself last), its build-scope list, which dependency's closure is the
-//! longest prefix of each (for shared hash states), and the elements grouped
-//! in dependency levels. Key decision: a closure is the filtered
-//! concatenation of the runtime dependencies' closures, which are already
-//! known when elements are visited level by level, so nothing is ever
-//! re-walked; a visited set is an epoch-stamped array, so starting a new one
-//! costs nothing, and each worker thread keeps its own.
+//! itself last) and its build-scope list. Key decision: a closure is the
+//! filtered concatenation of the runtime dependencies' closures, which are
+//! already known when elements are visited level by level, so nothing is
+//! ever re-walked; a dependency already visited is skipped whole (its
+//! closure came with it); a visited set is an epoch-stamped array, so
+//! starting a new one costs nothing, and each worker thread keeps its own.
 
 use rayon::prelude::*;
 
 use super::element_input::ElementInput;
 use super::CacheKeyError;
+
+/// Levels whose dependencies' closures hold fewer members than this in
+/// all are done on the calling thread.
+const PARALLEL_WORK: usize = 16 * 1024;
 
 /// The dependency lists of every element of a graph, indexed like the inputs.
 #[derive(Debug, Default)]
@@ -22,10 +25,6 @@ pub struct BuildScopes {
     pub closures: Vec<Vec<u32>>,
     /// Build-scope list per element: the runtime closures of its build dependencies.
     pub scopes: Vec<Vec<u32>>,
-    /// Per element, the runtime dependency whose closure is the longest prefix of its closure.
-    pub closure_prefix: Vec<Option<usize>>,
-    /// Per element, the build dependency whose closure is the longest prefix of its scope.
-    pub scope_prefix: Vec<Option<usize>>,
 }
 
 impl BuildScopes {
@@ -34,23 +33,27 @@ impl BuildScopes {
     pub fn compute(inputs: &[ElementInput]) -> Result<Self, CacheKeyError> {
         let order = topological_order(inputs)?;
         let count = inputs.len();
-        let mut scopes = BuildScopes {
-            closures: vec![Vec::new(); count],
-            scopes: vec![Vec::new(); count],
-            closure_prefix: vec![None; count],
-            scope_prefix: vec![None; count],
-        };
+        let mut scopes = BuildScopes { closures: vec![Vec::new(); count], scopes: vec![Vec::new(); count] };
+        let mut marks = Marks::new(count);
         for level in &dependency_levels(inputs, &order) {
             let closures = &scopes.closures;
-            let computed: Vec<ElementLists> = level
-                .par_iter()
-                .map_init(|| Marks::new(count), |marks, &index| ElementLists::compute(&inputs[index], index, closures, marks))
-                .collect();
+            // Levels with little work are not worth waking other threads for.
+            let work: usize = level
+                .iter()
+                .flat_map(|&index| &inputs[index].dependencies)
+                .map(|dep| closures.get(dep.element).map_or(0, Vec::len))
+                .sum();
+            let computed: Vec<ElementLists> = if level.len() < 2 || work < PARALLEL_WORK {
+                level.iter().map(|&index| ElementLists::compute(&inputs[index], index, closures, &mut marks)).collect()
+            } else {
+                level
+                    .par_iter()
+                    .map_init(|| Marks::new(count), |marks, &index| ElementLists::compute(&inputs[index], index, closures, marks))
+                    .collect()
+            };
             for (&index, lists) in level.iter().zip(computed) {
                 scopes.closures[index] = lists.closure;
-                scopes.closure_prefix[index] = lists.closure_prefix;
                 scopes.scopes[index] = lists.scope;
-                scopes.scope_prefix[index] = lists.scope_prefix;
             }
         }
         Ok(scopes)
@@ -76,82 +79,56 @@ fn dependency_levels(inputs: &[ElementInput], order: &[usize]) -> Vec<Vec<usize>
 /// The lists of one element.
 struct ElementLists {
     closure: Vec<u32>,
-    closure_prefix: Option<usize>,
     scope: Vec<u32>,
-    scope_prefix: Option<usize>,
 }
 
 impl ElementLists {
     /// The lists of element `index`, whose dependencies' closures are in `closures`.
     fn compute(input: &ElementInput, index: usize, closures: &[Vec<u32>], marks: &mut Marks) -> Self {
-        marks.next_epoch();
-        let mut closure = Vec::new();
-        for dep in input.dependencies.iter().filter(|d| d.runtime) {
-            marks.extend_unvisited(&closures[dep.element], &mut closure);
-        }
-        closure.push(index as u32);
-        closure.shrink_to_fit();
-        let runtime_deps = input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element);
-        let closure_prefix = longest_closure_prefix(closures, runtime_deps, &closure);
-
-        marks.next_epoch();
-        let mut scope = Vec::new();
-        for dep in input.dependencies.iter().filter(|d| d.build) {
-            marks.extend_unvisited(&closures[dep.element], &mut scope);
-        }
-        scope.shrink_to_fit();
-        let build_deps = input.dependencies.iter().filter(|d| d.build).map(|d| d.element);
-        let scope_prefix = longest_closure_prefix(closures, build_deps, &scope);
-        ElementLists { closure, closure_prefix, scope, scope_prefix }
+        let closure = marks.union(input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element), closures, Some(index));
+        let scope = marks.union(input.dependencies.iter().filter(|d| d.build).map(|d| d.element), closures, None);
+        ElementLists { closure, scope }
     }
 }
 
-/// The dependency among `candidates` whose closure is the longest prefix of `sequence`.
-///
-/// A closure ends with its own element, so a candidate whose element is not
-/// at the right position is rejected in O(1); only the remaining ones are
-/// compared in full.
-fn longest_closure_prefix(
-    closures: &[Vec<u32>],
-    candidates: impl Iterator<Item = usize>,
-    sequence: &[u32],
-) -> Option<usize> {
-    let mut best: Option<(usize, usize)> = None;
-    for candidate in candidates {
-        let closure = &closures[candidate];
-        let len = closure.len();
-        if len == 0 || len > sequence.len() || best.is_some_and(|(_, best_len)| best_len >= len) {
-            continue;
-        }
-        if sequence[len - 1] as usize == candidate && sequence[..len] == closure[..] {
-            best = Some((candidate, len));
-        }
-    }
-    best.map(|(candidate, _)| candidate)
-}
-
-/// Visited marks with an epoch, so a fresh visited set costs nothing.
+/// Visited marks with an epoch, so a fresh visited set costs nothing, and
+/// a scratch list reused for every union (the result is copied out at its
+/// exact size, instead of growing and shrinking a new vector each time).
 struct Marks {
     stamps: Vec<u32>,
     epoch: u32,
+    scratch: Vec<u32>,
 }
 
 impl Marks {
     fn new(len: usize) -> Self {
-        Marks { stamps: vec![0; len], epoch: 0 }
+        Marks { stamps: vec![0; len], epoch: 0, scratch: Vec::new() }
     }
 
-    fn next_epoch(&mut self) {
+    /// The union of the closures of `elements` in order (first occurrence
+    /// kept), then `last` if given.
+    fn union(&mut self, elements: impl Iterator<Item = usize>, closures: &[Vec<u32>], last: Option<usize>) -> Vec<u32> {
         self.epoch += 1;
+        self.scratch.clear();
+        for element in elements {
+            self.extend_unvisited(element, &closures[element]);
+        }
+        self.scratch.extend(last.map(|index| index as u32));
+        self.scratch.to_vec()
     }
 
-    /// Appends the members of `closure` not yet visited, marking them.
-    fn extend_unvisited(&mut self, closure: &[u32], out: &mut Vec<u32>) {
+    /// Appends the members of `closure`, the closure of `element`, not yet
+    /// visited, marking them. A visited element came with its whole closure
+    /// (closures are unions of closures), so its closure is skipped at once.
+    fn extend_unvisited(&mut self, element: usize, closure: &[u32]) {
+        if self.stamps.get(element) == Some(&self.epoch) {
+            return;
+        }
         for &member in closure {
             let stamp = &mut self.stamps[member as usize];
             if *stamp != self.epoch {
                 *stamp = self.epoch;
-                out.push(member);
+                self.scratch.push(member);
             }
         }
     }
@@ -232,7 +209,6 @@ mod tests {
         let scopes = BuildScopes::compute(&all).unwrap();
         assert_eq!(scopes.scopes[4], vec![0, 2, 1, 3], "zzz, t1, aaa, t2 (spec §4.1)");
         assert_eq!(scopes.closures[4], vec![0, 2, 1, 3, 4]);
-        assert_eq!(scopes.scope_prefix[4], Some(2));
         assert_eq!(dependency_levels(&all, &topological_order(&all).unwrap()), vec![vec![0, 1], vec![2, 3], vec![4]]);
     }
 

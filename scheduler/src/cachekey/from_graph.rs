@@ -15,7 +15,7 @@ use crate::graph::{Element, ElementId, Graph, ProjectSummary};
 use crate::yaml::Map;
 
 use super::element_input::{DependencyInput, ElementInput, SourceInput, KEY_VARIABLES};
-use super::key_fields::{KeyFields, DEFAULT_KEY_LENGTH};
+use super::key_fields::{key_field, KeyFields, DEFAULT_KEY_LENGTH};
 use super::key_table::{ElementKeys, KeyTable};
 use super::node_value::map_to_value;
 use super::sandbox::HostPlatform;
@@ -85,8 +85,8 @@ pub struct ShownKeys<'a> {
 
 impl crate::graph::KeyFields for ShownKeys<'_> {
     fn field(&self, _graph: &Graph, element: &Element, field: &str) -> Option<String> {
-        let cached = |id| self.cached.as_ref().is_some_and(|set| set.contains(&id));
-        self.keys.fields_with(element.id, self.key_length, &cached)?.field(field).map(str::to_owned)
+        let cached = |index: usize| self.cached.as_ref().is_some_and(|set| set.contains(&ElementId(index as u32)));
+        key_field(&self.keys.table, &self.keys.inputs, element.id.index(), self.key_length, &cached, field)
     }
 }
 
@@ -120,14 +120,21 @@ struct InternedValues {
 }
 
 impl InternedValues {
+    /// The distinct mappings are found in one pass, then converted in parallel.
     fn collect(graph: &Graph) -> Result<Self, CacheKeyError> {
         let address = |map: &Arc<Map>| Arc::as_ptr(map) as usize;
-        let mut interned = InternedValues { values: HashMap::new(), environments: HashMap::new() };
+        let mut maps: HashMap<usize, &Map> = HashMap::new();
+        let mut environments: HashMap<usize, &Element> = HashMap::new();
         for element in &graph.elements {
             for map in [&element.config, &element.public, &element.sandbox] {
-                interned.values.entry(address(map)).or_insert_with(|| map_to_value(map));
+                maps.entry(address(map)).or_insert(map);
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = interned.environments.entry(address(&element.environment)) {
+            environments.entry(address(&element.environment)).or_insert(element);
+        }
+        let values = maps.into_par_iter().map(|(address, map)| (address, map_to_value(map))).collect();
+        let environments = environments
+            .into_par_iter()
+            .map(|(address, element)| {
                 let mut environment = BTreeMap::new();
                 for (name, value) in element.environment.iter() {
                     let value = value.as_str().ok_or_else(|| CacheKeyError::InvalidConfig {
@@ -136,10 +143,10 @@ impl InternedValues {
                     })?;
                     environment.insert(name.to_string(), value.to_owned());
                 }
-                slot.insert(Arc::new(environment));
-            }
-        }
-        Ok(interned)
+                Ok((address, Arc::new(environment)))
+            })
+            .collect::<Result<_, CacheKeyError>>()?;
+        Ok(InternedValues { values, environments })
     }
 
     fn value(&self, map: &Arc<Map>) -> Value {

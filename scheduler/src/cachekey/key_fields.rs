@@ -2,8 +2,8 @@
 //! `%{strict-key}`, `%{weak-key}`, `%{source-keys}`, `%{artifact}` and
 //! `%{state}`.
 //!
-//! It owns [`KeyFields`]. Key decision: an unknown key prints as 64 `?` like
-//! BuildStream, the short key is the first `log_key_length` characters of the
+//! It owns [`KeyFields`] and [`key_field`] (one field alone). Key decision:
+//! an unknown key prints as 64 `?` like BuildStream, the short key is the first `log_key_length` characters of the
 //! full key (BuildStream's `logging.key-length`, default 8), and the state is
 //! derived in BuildStream's order from a cache lookup the caller supplies
 //! (nothing is cached until a cache is configured). Until a source cache
@@ -49,33 +49,15 @@ impl KeyFields {
         key_length: usize,
         cached: &dyn Fn(usize) -> bool,
     ) -> Option<Self> {
-        let input = inputs.get(index)?;
-        let keys = table.get(index)?;
-        let unknown = || "?".repeat(64);
-        let full_key = keys.strong().map_or_else(unknown, str::to_owned);
-        let key = full_key.chars().take(key_length).collect();
-        let source_keys = Value::List(keys.sources.iter().map(|k| k.clone().unwrap_or(Value::Null)).collect());
-        let state = if !keys.sources_resolved() {
-            "no reference"
-        } else if input.kind == "junction" {
-            "junction"
-        } else if keys.strong().is_some() && cached(index) {
-            "cached"
-        } else if input.sources.iter().any(|source| source.kind != "local") {
-            "fetch needed"
-        } else if input.dependencies.iter().filter(|d| d.build).all(|d| cached(d.element)) {
-            "buildable"
-        } else {
-            "waiting"
-        };
+        let field = |name: &str| key_field(table, inputs, index, key_length, cached, name);
         Some(KeyFields {
-            artifact: artifact_name(&input.project, &input.name, &full_key),
-            key,
-            full_key,
-            strict_key: keys.strict.clone().unwrap_or_else(unknown),
-            weak_key: keys.weak.clone().unwrap_or_else(unknown),
-            source_keys: to_canonical(&source_keys),
-            state,
+            full_key: field("full-key")?,
+            key: field("key")?,
+            strict_key: field("strict-key")?,
+            weak_key: field("weak-key")?,
+            source_keys: field("source-keys")?,
+            artifact: field("artifact")?,
+            state: state(table, inputs, index, cached)?,
         })
     }
 
@@ -92,4 +74,53 @@ impl KeyFields {
             _ => return None,
         })
     }
+}
+
+/// The text of the one key field `name` (`full-key`, `key`, `strict-key`,
+/// `weak-key`, `source-keys`, `artifact` or `state`) of element `index`,
+/// computing only that field (`weir show` prints one or two of them for
+/// every element); arguments as for [`KeyFields::of`].
+pub fn key_field(
+    table: &KeyTable,
+    inputs: &[ElementInput],
+    index: usize,
+    key_length: usize,
+    cached: &dyn Fn(usize) -> bool,
+    name: &str,
+) -> Option<String> {
+    let input = inputs.get(index)?;
+    let keys = table.get(index)?;
+    let unknown = || "?".repeat(64);
+    let full_key = || keys.strong().map_or_else(unknown, str::to_owned);
+    Some(match name {
+        "full-key" => full_key(),
+        "key" => full_key().chars().take(key_length).collect(),
+        "strict-key" => keys.strict.clone().unwrap_or_else(unknown),
+        "weak-key" => keys.weak.clone().unwrap_or_else(unknown),
+        "source-keys" => {
+            to_canonical(&Value::List(keys.sources.iter().map(|k| k.clone().unwrap_or(Value::Null)).collect()))
+        }
+        "artifact" => artifact_name(&input.project, &input.name, &full_key()),
+        "state" => state(table, inputs, index, cached)?.to_owned(),
+        _ => return None,
+    })
+}
+
+/// `%{state}` of element `index`, in BuildStream's order.
+fn state(table: &KeyTable, inputs: &[ElementInput], index: usize, cached: &dyn Fn(usize) -> bool) -> Option<&'static str> {
+    let input = inputs.get(index)?;
+    let keys = table.get(index)?;
+    Some(if !keys.sources_resolved() {
+        "no reference"
+    } else if input.kind == "junction" {
+        "junction"
+    } else if keys.strong().is_some() && cached(index) {
+        "cached"
+    } else if input.sources.iter().any(|source| source.kind != "local") {
+        "fetch needed"
+    } else if input.dependencies.iter().filter(|d| d.build).all(|d| cached(d.element)) {
+        "buildable"
+    } else {
+        "waiting"
+    })
 }

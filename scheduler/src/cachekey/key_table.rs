@@ -6,26 +6,26 @@
 //! * the dict is serialised once per element, after the dependency list
 //!   (which comes first, right after the constant `core-artifact-version`);
 //!   every element's dependency entry is serialised once and streamed into
-//!   its dependants' hashes, resuming from shared hash states of whole
-//!   closures ([`PrefixStates`]);
+//!   its dependants' hashes, resuming from the hash state of the longest
+//!   prefix any earlier list shares with it ([`PrefixStates`]);
 //! * hashing is the one cost that grows quadratically (the dense shape puts
 //!   O(N) entries in each key), so elements are hashed in parallel (rayon),
 //!   each as soon as its dependencies are (no barrier per dependency level),
 //!   as are the per-element dict parts and the source keys.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use super::build_scope::BuildScopes;
 use super::canonical::{write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
-use super::prefix_states::{BatchedHasher, DependencyEntry, EntryMode, PrefixStates, DICT_HEAD};
-use super::sandbox::{sandbox_dict, HostPlatform};
+use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates};
+use super::sandbox::HostPlatform;
+use super::shared_texts::SharedTexts;
 use super::source_key::{SourceKeys, TreeDigester};
 use super::value::Value;
 use super::CacheKeyError;
@@ -63,9 +63,9 @@ pub struct KeyTable {
 }
 
 /// What an element's hashes need besides its dependencies' keys.
-struct ElementDict {
+struct ElementDict<'a> {
     /// Canonical text after the dependency list (see [`dict_tail`]).
-    tail: String,
+    tail: DictTail<'a>,
     /// How the weak key writes dependency entries.
     weak_mode: EntryMode,
     /// Direct dependencies declared `strict: true`.
@@ -79,27 +79,18 @@ impl KeyTable {
         host: &HostPlatform,
         digester: &dyn TreeDigester,
     ) -> Result<Self, CacheKeyError> {
-        let scopes = BuildScopes::compute(inputs)?;
+        // The dependency lists and the parts of each dict that depend on the
+        // element alone are independent: they are computed side by side (the
+        // lists are often one element at a time, on deep graphs). The parts
+        // many elements share are written once.
+        let shared = SharedTexts::collect(inputs, host);
+        let (scopes, parts) =
+            rayon::join(|| BuildScopes::compute(inputs), || element_parts(inputs, host, digester, &shared));
+        let scopes = scopes?;
+        let (sources, dicts, entries) = parts?;
 
-        // Source keys: local trees are read from disk once per path.
-        let mut source_keys = SourceKeys::new(digester);
-        source_keys.digest_local_trees(inputs.iter().flat_map(|input| &input.sources));
-        let sources: Vec<Vec<Option<Value>>> = inputs
-            .par_iter()
-            .map(|input| input.sources.iter().map(|source| source_keys.unique_key(&input.full_name, source)).collect())
-            .collect::<Result<_, _>>()?;
-
-        // The parts of each dict that depend on the element alone.
-        let dicts: Vec<Option<ElementDict>> = inputs
-            .par_iter()
-            .zip(&sources)
-            .map(|(input, sources)| element_dict(input, sources, host))
-            .collect::<Result<_, _>>()?;
-        let entries: Vec<DependencyEntry> =
-            inputs.par_iter().map(|input| DependencyEntry::new(&input.project, &input.name)).collect();
-
-        let prefixes = PrefixStates::new(inputs.len());
-        let hashing = Hashing { scopes: &scopes, entries: &entries, prefixes: &prefixes };
+        let prefixes = PrefixStates::new(&scopes.scopes);
+        let hashing = Hashing { entries: &entries, prefixes: &prefixes };
         let computed = hashing.all_keys(inputs, &dicts);
         let mut keys: Vec<ElementKeys> = computed
             .into_iter()
@@ -130,12 +121,41 @@ impl KeyTable {
     }
 }
 
+/// Per element: its source keys, its dict parts (`None` while a source is
+/// unresolved) and its entry in its dependants' lists.
+type ElementParts<'a> = (Vec<Vec<Option<Value>>>, Vec<Option<ElementDict<'a>>>, Vec<DependencyEntry>);
+
+/// The parts of every element's key that depend on the element alone.
+fn element_parts<'a>(
+    inputs: &[ElementInput],
+    host: &HostPlatform,
+    digester: &dyn TreeDigester,
+    shared: &'a SharedTexts,
+) -> Result<ElementParts<'a>, CacheKeyError> {
+    // Source keys: local trees are read from disk once per path.
+    let mut source_keys = SourceKeys::new(digester);
+    source_keys.digest_local_trees(inputs.iter().flat_map(|input| &input.sources));
+    let sources: Vec<Vec<Option<Value>>> = inputs
+        .par_iter()
+        .map(|input| input.sources.iter().map(|source| source_keys.unique_key(&input.full_name, source)).collect())
+        .collect::<Result<_, _>>()?;
+    let dicts: Vec<Option<ElementDict>> = inputs
+        .par_iter()
+        .zip(&sources)
+        .map(|(input, sources)| element_dict(input, sources, host, shared))
+        .collect::<Result<_, _>>()?;
+    let entries: Vec<DependencyEntry> =
+        inputs.par_iter().map(|input| DependencyEntry::new(&input.project, &input.name)).collect();
+    Ok((sources, dicts, entries))
+}
+
 /// The element-only part of the key computation; `None` while a source is unresolved.
-fn element_dict(
+fn element_dict<'a>(
     input: &ElementInput,
     sources: &[Option<Value>],
     host: &HostPlatform,
-) -> Result<Option<ElementDict>, CacheKeyError> {
+    shared: &'a SharedTexts,
+) -> Result<Option<ElementDict<'a>>, CacheKeyError> {
     // The plugin key is checked even for unresolved elements, so that an
     // unsupported kind is reported either way.
     let plugin = PluginKey::for_element(input)?;
@@ -150,14 +170,13 @@ fn element_dict(
     } else {
         EntryMode::Mixed
     };
-    Ok(Some(ElementDict { tail: dict_tail(input, &plugin, sources, host)?, weak_mode, strict_direct }))
+    Ok(Some(ElementDict { tail: dict_tail(input, &plugin, sources, host, shared)?, weak_mode, strict_direct }))
 }
 
 /// Read-only view of one level's hashing: the entries (with keys) of earlier levels.
 struct Hashing<'a> {
-    scopes: &'a BuildScopes,
     entries: &'a [DependencyEntry],
-    prefixes: &'a PrefixStates,
+    prefixes: &'a PrefixStates<'a>,
 }
 
 /// Weak and strict keys of one element, set once computed.
@@ -193,18 +212,27 @@ impl Hashing<'_> {
 
     /// The weak and strict keys of element `index` (`None` while a needed dependency key is unknown).
     fn element_keys(&self, index: usize, dict: &ElementDict) -> (Option<String>, Option<String>) {
-        let Some(mut weak_hasher) = self.hash_scope(index, dict.weak_mode, &dict.strict_direct) else {
+        let prints = self.prefixes.fingerprints(index);
+        let entries = self.entries;
+        let weak_text = |member: u32| {
+            let mode = match dict.weak_mode {
+                EntryMode::Mixed if dict.strict_direct.contains(&(member as usize)) => EntryMode::WeakKeyed,
+                other => other,
+            };
+            entries.get(member as usize)?.text(mode)
+        };
+        let Some(mut weak_hasher) = self.prefixes.hash_list(index, &prints, dict.weak_mode, weak_text) else {
             return (None, None);
         };
         weak_hasher.update(b"]");
-        weak_hasher.update(dict.tail.as_bytes());
+        dict.tail.feed(&mut weak_hasher, true);
         let weak = hex::encode(weak_hasher.finalize());
 
-        let strict = self.hash_scope(index, EntryMode::Strict, &[]).map(|mut strict_hasher| {
+        let strict_text = |member: u32| entries.get(member as usize)?.text(EntryMode::Strict);
+        let strict = self.prefixes.hash_list(index, &prints, EntryMode::Strict, strict_text).map(|mut strict_hasher| {
             // `weak-cache-key` sorts after every other member: it goes before the closing brace.
-            let body = dict.tail.strip_suffix('}').unwrap_or(&dict.tail);
             strict_hasher.update(b"]");
-            strict_hasher.update(body.as_bytes());
+            dict.tail.feed(&mut strict_hasher, false);
             strict_hasher.update(b",\"weak-cache-key\":\"");
             strict_hasher.update(weak.as_bytes());
             strict_hasher.update(b"\"}");
@@ -212,43 +240,13 @@ impl Hashing<'_> {
         });
         (Some(weak), strict)
     }
-
-    /// A hasher fed with the dict head and the build-scope entries of element
-    /// `index` (no closing `]`), resumed from the shared state of the closure
-    /// that starts the scope; `None` if a needed dependency key is unknown.
-    fn hash_scope(&self, index: usize, mode: EntryMode, strict_direct: &[usize]) -> Option<Sha256> {
-        let scope = &self.scopes.scopes[index];
-        let shared = match self.scopes.scope_prefix[index] {
-            Some(prefix) if mode != EntryMode::Mixed => self
-                .prefixes
-                .state(prefix, mode, &self.scopes.closures, &self.scopes.closure_prefix, self.entries)
-                .map(|state| (state, self.scopes.closures[prefix].len())),
-            _ => None,
-        };
-        let (hasher, done) = shared.unwrap_or_else(|| {
-            let mut hasher = Sha256::new();
-            hasher.update(DICT_HEAD.as_bytes());
-            hasher.update(b"[");
-            (hasher, 0)
-        });
-        let mut hasher = BatchedHasher::new(hasher);
-        for (position, &member) in scope.iter().enumerate().skip(done) {
-            let member = member as usize;
-            let member_mode = match mode {
-                EntryMode::Mixed if strict_direct.contains(&member) => EntryMode::WeakKeyed,
-                other => other,
-            };
-            self.entries[member].feed(&mut hasher, position == 0, member_mode)?;
-        }
-        Some(hasher.finish())
-    }
 }
 
 /// What the threads hashing elements share (see [`Hashing::all_keys`]).
 #[derive(Clone, Copy)]
 struct Work<'a> {
     hashing: &'a Hashing<'a>,
-    dicts: &'a [Option<ElementDict>],
+    dicts: &'a [Option<ElementDict<'a>>],
     slots: &'a [KeySlot],
     /// Per element, its dependencies not hashed yet.
     pending: &'a [AtomicUsize],
@@ -256,22 +254,47 @@ struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    /// Hashes element `index`, then starts each dependant it was the last
-    /// dependency of.
+    /// Hashes element `index`, then each dependant it was the last
+    /// dependency of: one of them on this thread (no task for a chain of
+    /// elements), the others as new tasks.
     fn run<'s>(self, scope: &rayon::Scope<'s>, index: usize)
     where
         'a: 's,
     {
-        let (weak, strict) =
-            self.dicts[index].as_ref().map_or((None, None), |dict| self.hashing.element_keys(index, dict));
-        self.hashing.entries[index].set_keys(weak.as_deref(), strict.as_deref());
-        let _ = self.slots[index].set((weak, strict));
-        for &dependant in &self.dependants[index] {
-            // AcqRel: the last decrement sees every dependency's keys.
-            if self.pending[dependant].fetch_sub(1, Ordering::AcqRel) == 1 {
-                scope.spawn(move |scope| self.run(scope, dependant));
+        let mut next = Some(index);
+        while let Some(index) = next.take() {
+            let (weak, strict) =
+                self.dicts[index].as_ref().map_or((None, None), |dict| self.hashing.element_keys(index, dict));
+            self.hashing.entries[index].set_keys(weak.as_deref(), strict.as_deref());
+            let _ = self.slots[index].set((weak, strict));
+            for &dependant in &self.dependants[index] {
+                // AcqRel: the last decrement sees every dependency's keys.
+                if self.pending[dependant].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if let Some(ready) = next.replace(dependant) {
+                        scope.spawn(move |scope| self.run(scope, ready));
+                    }
+                }
             }
         }
+    }
+}
+
+/// The canonical text of a key dict after the dependency list, without
+/// `weak-cache-key` (spec §3), in pieces so that a `public` text many
+/// elements share is used in place: `head`, `public`, `rest`.
+struct DictTail<'a> {
+    head: String,
+    public: &'a str,
+    rest: String,
+}
+
+impl DictTail<'_> {
+    /// Feeds the text into `hasher`, with its closing brace if `closed`.
+    fn feed(&self, hasher: &mut sha2::Sha256, closed: bool) {
+        hasher.update(self.head.as_bytes());
+        hasher.update(self.public.as_bytes());
+        let rest = if closed { &self.rest[..] } else { self.rest.strip_suffix('}').unwrap_or(&self.rest) };
+        hasher.update(rest.as_bytes());
     }
 }
 
@@ -280,13 +303,14 @@ impl<'a> Work<'a> {
 /// member by member in code-point order instead of building the dict as a
 /// value, which saves copying every element's public data and environment;
 /// the test oracle `base_dict` builds the same dict the obvious way.
-fn dict_tail(
+fn dict_tail<'a>(
     input: &ElementInput,
     plugin: &PluginKey,
     sources: &[Option<Value>],
     host: &HostPlatform,
-) -> Result<String, CacheKeyError> {
-    let mut out = String::with_capacity(2048);
+    shared: &'a SharedTexts,
+) -> Result<DictTail<'a>, CacheKeyError> {
+    let mut out = String::with_capacity(512);
     out.push_str(",\"element-base-key\":{\"build-root\":");
     write_string(&input.build_root, &mut out);
     out.push_str("},\"element-plugin-key\":");
@@ -309,18 +333,25 @@ fn dict_tail(
         out.push('}');
     }
     out.push_str(",\"fatal-warnings\":");
-    let mut warnings = input.fatal_warnings.clone();
-    warnings.sort();
-    write_canonical(&Value::from(warnings), &mut out);
-    out.push_str(",\"public\":");
-    if input.public.get("bst").and_then(|bst| bst.get("split-rules")).is_some() {
-        write_canonical(&input.public, &mut out);
-    } else {
-        write_canonical(&public_with_split_rules(&input.public), &mut out);
+    let mut warnings: Vec<&str> = input.fatal_warnings.iter().map(String::as_str).collect();
+    warnings.sort_unstable();
+    out.push('[');
+    for (position, warning) in warnings.into_iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        write_string(warning, &mut out);
     }
+    out.push(']');
+    out.push_str(",\"public\":");
+    let public = shared.public(input).unwrap_or_else(|| {
+        shared.write_public(input, &mut out);
+        ""
+    });
+    let head = std::mem::replace(&mut out, String::with_capacity(256));
     if plugin.run_commands {
         out.push_str(",\"sandbox\":");
-        write_canonical(&sandbox_dict(&input.full_name, &input.sandbox, host)?, &mut out);
+        shared.write_sandbox(input, host, &mut out)?;
     }
     out.push_str(",\"sources\":[");
     for (position, (source, key)) in input.sources.iter().zip(sources).enumerate() {
@@ -341,29 +372,20 @@ fn dict_tail(
         out.push('}');
     }
     out.push_str("]}");
-    Ok(out)
-}
-
-/// The element's public data, guaranteed to hold `bst.split-rules` (spec §5.4).
-fn public_with_split_rules(public: &Value) -> Value {
-    let mut public = match public {
-        Value::Map(map) => BTreeMap::clone(map),
-        _ => BTreeMap::new(),
-    };
-    let bst = public.entry("bst".into()).or_insert_with(Value::map);
-    if let Value::Map(bst) = bst {
-        Arc::make_mut(bst).entry("split-rules".into()).or_insert_with(Value::map);
-    }
-    Value::Map(Arc::new(public))
+    Ok(DictTail { head, public, rest: out })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
     use std::path::Path;
 
     use super::super::canonical::{generate_key, to_canonical};
     use super::super::element_input::{DependencyInput, SourceInput};
+    use super::super::prefix_states::DICT_HEAD;
+    use super::super::sandbox::sandbox_dict;
+    use super::super::shared_texts::public_with_split_rules;
     use super::*;
 
     /// The digest spec §8.1 gives for `files/local` of the upstream project.
@@ -535,7 +557,11 @@ mod tests {
     /// `dict_tail` wrapped back into the whole dict text with an empty dependency list.
     fn written_dict(input: &ElementInput, sources: &[Option<Value>]) -> String {
         let plugin = PluginKey::for_element(input).unwrap();
-        format!("{DICT_HEAD}[]{}", dict_tail(input, &plugin, sources, &host()).unwrap())
+        let shared = SharedTexts::collect(std::slice::from_ref(input), &host());
+        let text = |tail: DictTail| format!("{}{}{}", tail.head, tail.public, tail.rest);
+        let written = text(dict_tail(input, &plugin, sources, &host(), &shared).unwrap());
+        assert_eq!(written, text(dict_tail(input, &plugin, sources, &host(), &SharedTexts::default()).unwrap()));
+        format!("{DICT_HEAD}[]{written}")
     }
 
     #[test]
@@ -778,8 +804,9 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) % bound
         };
-        for round in 0..20 {
-            let count = 5 + next(40) as usize;
+        // The last rounds are big enough for lists longer than a checkpoint interval.
+        for round in 0..24 {
+            let count = if round < 20 { 5 + next(40) as usize } else { 150 + next(100) as usize };
             let mut all: Vec<ElementInput> = Vec::new();
             for index in 0..count {
                 let kind = ["stack", "manual", "compose", "import", "script", "filter"][next(6) as usize];
@@ -789,12 +816,17 @@ mod tests {
                 }
                 let mut chosen = Vec::new();
                 for _ in 0..next(5).min(index as u64) {
-                    let dep = next(index as u64) as usize;
+                    // Big rounds: mostly recent dependencies, for deep closures.
+                    let dep = if round >= 20 && next(4) > 0 {
+                        index - 1 - next(index.min(8) as u64) as usize
+                    } else {
+                        next(index as u64) as usize
+                    };
                     if chosen.contains(&dep) {
                         continue;
                     }
                     chosen.push(dep);
-                    let (build, runtime) = [(true, true), (true, false), (false, true)][next(3) as usize];
+                    let (build, runtime) = [(true, true), (true, false), (false, true), (true, true)][next(4) as usize];
                     input.dependencies.push(DependencyInput {
                         element: dep,
                         path: all[dep].name.clone(),
@@ -805,6 +837,10 @@ mod tests {
                     });
                 }
                 all.push(input);
+            }
+            if round >= 20 {
+                let longest = (0..all.len()).map(|index| reference_scope(&all, index).len()).max().unwrap_or(0);
+                assert!(longest > super::super::prefix_states::MIN_INTERVAL, "round {round}: longest list {longest}");
             }
             let table = keys_of(&all);
             for (index, (weak, strict)) in reference_keys(&all).into_iter().enumerate() {

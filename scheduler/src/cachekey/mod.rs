@@ -20,10 +20,13 @@ pub mod element_input;
 pub mod from_graph;
 pub mod key_fields;
 pub mod key_table;
+#[cfg(test)]
+mod key_phase_timing;
 pub mod node_value;
 pub mod plugin_key;
 mod prefix_states;
 pub mod sandbox;
+mod shared_texts;
 pub mod source_key;
 pub mod value;
 mod value_read;

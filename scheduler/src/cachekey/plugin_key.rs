@@ -97,13 +97,18 @@ fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
     let name = input.full_name.as_str();
     let mut key = Value::map();
     for step in ["configure-commands", "build-commands", "install-commands", "strip-commands"] {
-        insert(&mut key, step, config_list(name, &input.config, step)?.into());
+        insert(&mut key, step, config_list_value(name, &input.config, step)?);
     }
     if let Some(subdir) = input.variables.get("command-subdir").filter(|v| !v.is_empty()) {
         insert(&mut key, "command-subdir", subdir.as_str().into());
     }
     if input.variables.get("notparallel").is_some_and(|v| !v.is_empty()) {
         insert(&mut key, "notparallel", Value::Bool(true));
+    }
+    // Without dependency configuration every dependency is at `/`: no
+    // `layout` and no `digest-enviornment`.
+    if input.dependencies.iter().all(|dep| dep.configs.is_empty()) {
+        return Ok(key);
     }
     let mut layout: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut digest_environment: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -195,6 +200,15 @@ fn config_str(element: &str, config: &Value, key: &str, default: &str) -> Result
 
 fn config_bool(element: &str, config: &Value, key: &str, default: bool) -> Result<bool, CacheKeyError> {
     config.get(key).map_or(Ok(default), |v| read_bool(element, key, v))
+}
+
+/// A list of strings as a value: the configured list itself when it holds
+/// only strings (a cheap copy of shared text), else as [`config_list`] reads it.
+fn config_list_value(element: &str, config: &Value, key: &str) -> Result<Value, CacheKeyError> {
+    match config.get(key) {
+        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(list.clone()),
+        _ => Ok(config_list(element, config, key)?.into()),
+    }
 }
 
 fn config_list(element: &str, config: &Value, key: &str) -> Result<Vec<String>, CacheKeyError> {

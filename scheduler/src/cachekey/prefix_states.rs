@@ -1,24 +1,31 @@
 //! Shared SHA-256 states for dependency-list prefixes.
 //!
-//! It owns [`PrefixStates`] and [`DependencyEntry`] (an element's entry in
-//! its dependants' lists, serialised once per form, so hashing a list is one
-//! `update` per member). The key dict's canonical text starts with
-//! [`DICT_HEAD`] followed by the dependency list, and an element's build-scope
-//! list starts with the whole runtime closure of its first build dependency
-//! (often with a longer closure of another dependency), whose closure in turn
-//! starts with that of a runtime dependency (spec §4.1). So the hash state
-//! after `head + [` + the entries of a closure is the same for every
-//! dependant whose list starts with that closure. Key decision: those states
-//! are computed lazily, on the first dependant that needs one, each from the
-//! state of the longest closure it extends, and kept; a long closure is then
-//! hashed once, not once per dependant. States live in `OnceLock`s, so the
-//! elements of one level can share them while being hashed in parallel.
-//! Entries reach the hash through a [`BatchedHasher`]: a list is thousands
-//! of 40–120 byte entries, and one `update` per entry would run the block
-//! function one 64-byte block at a time.
+//! It owns [`PrefixStates`], [`Fingerprints`], [`DependencyEntry`] (an
+//! element's entry in its dependants' lists, serialised once per form, so
+//! hashing a list is one `update` per member) and [`BatchedHasher`]. The key
+//! dict's canonical text starts with [`DICT_HEAD`] followed by the
+//! dependency list, and on deep graphs many build-scope lists start with the
+//! same members (the runtime closure of a common first build dependency,
+//! often followed by more common members). So the hash state after
+//! `head + [` + the first entries of a list is the same for every list that
+//! starts with those members. Key decision: every list hashed leaves a
+//! checkpoint (its hash state) at every multiple of an interval (about a
+//! quarter of the average list, see [`MIN_INTERVAL`]), keyed by the
+//! mode, the position and a 128-bit fingerprint of the members before it; a
+//! later list with the same prefix finds its longest checkpoint by binary
+//! search over its own fingerprints and resumes from it. A fingerprint only
+//! finds a candidate: the members are compared with the list that stored the
+//! checkpoint before its state is used, so a collision costs sharing, never
+//! a wrong key. Sharing thus works across any two lists, not only along
+//! closures, and a long common prefix is hashed once. Checkpoints live in
+//! sharded mutexes, so the elements hashed in parallel share them, and their
+//! number is capped, which bounds the memory.
 
-use std::sync::OnceLock;
+#[cfg(test)]
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use super::canonical::write_string;
@@ -40,7 +47,7 @@ pub enum EntryMode {
 }
 
 impl EntryMode {
-    fn slot(self) -> Option<usize> {
+    fn slot(self) -> Option<u8> {
         match self {
             EntryMode::WeakNames => Some(0),
             EntryMode::WeakKeyed => Some(1),
@@ -97,115 +104,273 @@ impl DependencyEntry {
             EntryMode::Strict => self.strict.get().map(String::as_str),
         }
     }
-
-    /// Feeds this entry's text for `mode` into `hasher`; `None` if the key is unknown.
-    pub fn feed(&self, hasher: &mut BatchedHasher, first: bool, mode: EntryMode) -> Option<()> {
-        let text = self.text(mode)?;
-        hasher.update(&text.as_bytes()[usize::from(first)..]);
-        Some(())
-    }
 }
 
 /// Bytes gathered before they are hashed in one `update`.
-const BATCH: usize = 16 * 1024;
+const BATCH: usize = 2048;
 
 /// A SHA-256 state fed through a buffer, so that many short inputs are
-/// hashed as one long one (the digest is the same).
+/// hashed as one long one (the digest is the same): a list is thousands of
+/// 40–120 byte entries, and one `update` per entry would run the block
+/// function one 64-byte block at a time.
 pub struct BatchedHasher {
     hasher: Sha256,
-    buffer: Vec<u8>,
+    buffer: [u8; BATCH],
+    len: usize,
+    #[cfg(test)]
+    pieces: usize,
+}
+
+/// Pieces (dependency entries) fed to every [`BatchedHasher`] so far, for the timing harness.
+#[cfg(test)]
+static PIECES_HASHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Pieces fed to every [`BatchedHasher`] so far (test builds only).
+#[cfg(test)]
+pub fn entries_hashed() -> usize {
+    PIECES_HASHED.load(Ordering::Relaxed)
 }
 
 impl BatchedHasher {
     /// Continues from `hasher`'s state.
     pub fn new(hasher: Sha256) -> Self {
-        BatchedHasher { hasher, buffer: Vec::with_capacity(BATCH) }
+        BatchedHasher {
+            hasher,
+            buffer: [0; BATCH],
+            len: 0,
+            #[cfg(test)]
+            pieces: 0,
+        }
     }
 
     /// Adds `bytes`.
     pub fn update(&mut self, bytes: &[u8]) {
-        if self.buffer.len() + bytes.len() > BATCH {
+        #[cfg(test)]
+        {
+            self.pieces += 1;
+        }
+        if self.len + bytes.len() > BATCH {
             self.flush();
         }
         if bytes.len() > BATCH {
             self.hasher.update(bytes);
         } else {
-            self.buffer.extend_from_slice(bytes);
+            self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
         }
     }
 
     fn flush(&mut self) {
-        self.hasher.update(&self.buffer);
-        self.buffer.clear();
+        self.hasher.update(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+
+    /// A copy of the state after everything added so far.
+    pub fn state(&mut self) -> Sha256 {
+        self.flush();
+        self.hasher.clone()
     }
 
     /// The state after everything added.
     pub fn finish(mut self) -> Sha256 {
         self.flush();
+        #[cfg(test)]
+        PIECES_HASHED.fetch_add(self.pieces, Ordering::Relaxed);
         self.hasher
     }
 }
 
-/// Hash states after `DICT_HEAD + "[" + entries(closure(x))`, per element and
-/// mode, each computed at most once and shared by reference across threads.
-pub struct PrefixStates {
-    states: Vec<[OnceLock<Option<Sha256>>; 3]>,
+/// The checkpoint interval (in entries) is about a quarter of the average
+/// list, a power of two between these bounds. A shorter one means more
+/// sharing (at most `interval - 1` entries hashed again per list) but more
+/// states to store and look up: on the dense benchmark shape (lists of
+/// ~1,000 entries) 128 costs the least, on the layered one (~100) 32.
+pub const MIN_INTERVAL: usize = 16;
+/// See [`MIN_INTERVAL`].
+pub const MAX_INTERVAL: usize = 128;
+
+/// At most this many checkpoints are kept (a state is about 160 bytes with
+/// its key, so at most ~40 MB; the dense benchmark at 5,000 elements keeps
+/// ~60,000).
+const MAX_CHECKPOINTS: usize = 1 << 18;
+
+/// Mutex-protected shards of the checkpoint map (a power of two).
+const SHARDS: usize = 16;
+
+/// 128-bit fingerprints of a list's prefixes: entry `j` covers the first
+/// `(j + 1) * interval` members. Computed once per list, for every mode.
+pub struct Fingerprints(Vec<u128>);
+
+impl Fingerprints {
+    /// The fingerprints of `list`'s prefixes of every multiple of `interval` members.
+    fn of(list: &[u32], interval: usize) -> Self {
+        let mut prints = Vec::with_capacity(list.len() / interval);
+        let (mut low, mut high) = (0x243f_6a88_85a3_08d3_u64, 0x1319_8a2e_0370_7344_u64);
+        for chunk in list.chunks_exact(interval) {
+            for &member in chunk {
+                let token = mix(u64::from(member));
+                low = (low.rotate_left(23) ^ token).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                high = (high.rotate_left(41) ^ mix(token)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+            }
+            prints.push((u128::from(high) << 64) | u128::from(low));
+        }
+        Fingerprints(prints)
+    }
 }
 
-impl PrefixStates {
-    /// No state computed yet for `len` elements.
-    pub fn new(len: usize) -> Self {
-        PrefixStates { states: (0..len).map(|_| [OnceLock::new(), OnceLock::new(), OnceLock::new()]).collect() }
+/// SplitMix64's finaliser: spreads every input bit over the output.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Where a checkpoint is: mode slot, checkpoint index in the list, fingerprint.
+type CheckpointKey = (u8, u32, u128);
+
+/// A stored state and the list it was hashed for (to verify a match).
+struct Checkpoint {
+    owner: u32,
+    state: Sha256,
+}
+
+/// One shard of the checkpoints: a small index into states kept in the
+/// order stored, so that the index can be sized up front cheaply and the
+/// states take only the memory they use.
+#[derive(Default)]
+struct Shard {
+    index: FxHashMap<CheckpointKey, u32>,
+    states: Vec<Checkpoint>,
+}
+
+/// Hash states after `DICT_HEAD + "[" + ` the first entries of any list
+/// hashed so far, shared by reference across threads.
+pub struct PrefixStates<'a> {
+    lists: &'a [Vec<u32>],
+    interval: usize,
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl<'a> PrefixStates<'a> {
+    /// No checkpoint yet for the dependency lists `lists` (indexed by owner
+    /// element), with an interval suited to their lengths (see [`MIN_INTERVAL`]).
+    pub fn new(lists: &'a [Vec<u32>]) -> Self {
+        let average = lists.iter().map(Vec::len).sum::<usize>() / lists.len().max(1);
+        Self::with_interval(lists, (average / 4).next_power_of_two().clamp(MIN_INTERVAL, MAX_INTERVAL))
     }
 
-    /// The state after the entries of `closures[element]` in `mode`; `None`
-    /// when a member's key is unknown or the mode is never shared.
-    /// `prefix_of[x]` names a dependency whose closure starts `closures[x]`.
-    /// Every member's keys must already be in `entries`.
-    pub fn state(
+    /// As [`new`](Self::new), with a checkpoint every `interval` entries (at least 1).
+    pub fn with_interval(lists: &'a [Vec<u32>], interval: usize) -> Self {
+        let interval = interval.max(1);
+        // Index room for a checkpoint per interval of every list in two
+        // modes (the usual weak and strict), so that it never grows while shared.
+        let checkpoints = (2 * lists.iter().map(|list| list.len() / interval).sum::<usize>()).min(MAX_CHECKPOINTS);
+        PrefixStates {
+            lists,
+            interval,
+            shards: (0..SHARDS)
+                .map(|_| {
+                    let index = FxHashMap::with_capacity_and_hasher(checkpoints / SHARDS, Default::default());
+                    Mutex::new(Shard { index, states: Vec::new() })
+                })
+                .collect(),
+        }
+    }
+
+    /// The dependency list of element `owner` (empty if out of range).
+    pub fn list(&self, owner: usize) -> &'a [u32] {
+        self.lists.get(owner).map_or(&[], Vec::as_slice)
+    }
+
+    /// The fingerprints of list `owner`, for [`hash_list`](Self::hash_list) in every mode.
+    pub fn fingerprints(&self, owner: usize) -> Fingerprints {
+        Fingerprints::of(self.list(owner), self.interval)
+    }
+
+    /// The state after the dict head and every entry of list `owner`
+    /// (without the closing `]`), in `mode`; `text(member)` is a member's
+    /// entry with its leading comma (`None` if its key is unknown, which
+    /// makes the result `None`). `prints` are the list's [`fingerprints`](Self::fingerprints).
+    pub fn hash_list<'t>(
         &self,
-        element: usize,
+        owner: usize,
+        prints: &Fingerprints,
         mode: EntryMode,
-        closures: &[Vec<u32>],
-        prefix_of: &[Option<usize>],
-        entries: &[DependencyEntry],
+        text: impl Fn(u32) -> Option<&'t str>,
     ) -> Option<Sha256> {
-        let slot = mode.slot()?;
-        // Walk down the prefix chain to a known state (or the chain's end),
-        // then fill the states back up, shortest closure first.
-        let mut chain = Vec::new();
-        let mut current = Some(element);
-        while let Some(node) = current {
-            if self.states[node][slot].get().is_some() {
-                break;
-            }
-            chain.push(node);
-            current = prefix_of[node];
-        }
-        for &node in chain.iter().rev() {
-            self.states[node][slot].get_or_init(|| {
-                let (hasher, done) = match prefix_of[node] {
-                    Some(prefix) => (self.states[prefix][slot].get()?.clone()?, closures[prefix].len()),
-                    None => {
-                        let mut hasher = Sha256::new();
-                        hasher.update(DICT_HEAD.as_bytes());
-                        hasher.update(b"[");
-                        (hasher, 0)
-                    }
-                };
-                let mut hasher = BatchedHasher::new(hasher);
-                for (position, &member) in closures[node].iter().enumerate().skip(done) {
-                    entries[member as usize].feed(&mut hasher, position == 0, mode)?;
+        let list = self.lists.get(owner)?;
+        let slot = mode.slot();
+        let (state, done) = slot.and_then(|slot| self.resume(slot, list, prints)).unwrap_or_else(|| {
+            let mut hasher = Sha256::new();
+            hasher.update(DICT_HEAD.as_bytes());
+            hasher.update(b"[");
+            (hasher, 0)
+        });
+        let mut hasher = BatchedHasher::new(state);
+        for (position, &member) in list.iter().enumerate().skip(done) {
+            hasher.update(&text(member)?.as_bytes()[usize::from(position == 0)..]);
+            if let Some(slot) = slot.filter(|_| (position + 1) % self.interval == 0) {
+                let index = (position + 1) / self.interval - 1;
+                if let Some(&print) = prints.0.get(index) {
+                    self.store((slot, index as u32, print), owner, &mut hasher);
                 }
-                Some(hasher.finish())
-            });
+            }
         }
-        self.states[element][slot].get()?.clone()
+        Some(hasher.finish())
+    }
+
+    fn shard(&self, key: &CheckpointKey) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(key.2 as usize) & (SHARDS - 1)].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state at `key`, if stored.
+    fn lookup(&self, key: &CheckpointKey) -> Option<(u32, Sha256)> {
+        let shard = self.shard(key);
+        let checkpoint = shard.states.get(*shard.index.get(key)? as usize)?;
+        Some((checkpoint.owner, checkpoint.state.clone()))
+    }
+
+    /// Keeps `hasher`'s current state at `key`, unless one is there or the shard is full.
+    fn store(&self, key: CheckpointKey, owner: usize, hasher: &mut BatchedHasher) {
+        let state = hasher.state();
+        let mut shard = self.shard(&key);
+        let next = shard.states.len();
+        if next < MAX_CHECKPOINTS / SHARDS {
+            if let std::collections::hash_map::Entry::Vacant(slot) = shard.index.entry(key) {
+                slot.insert(next as u32);
+                shard.states.push(Checkpoint { owner: owner as u32, state });
+            }
+        }
+    }
+
+    /// The longest stored prefix of `list` in `slot`: its state and length.
+    /// Lists that share a checkpoint share every earlier one, so a binary
+    /// search over the checkpoints finds it; the members are then compared
+    /// with the owner's list before the state is trusted.
+    fn resume(&self, slot: u8, list: &[u32], prints: &Fingerprints) -> Option<(Sha256, usize)> {
+        let (mut low, mut high) = (0, prints.0.len());
+        let mut best = None;
+        while low < high {
+            let middle = (low + high) / 2;
+            match self.lookup(&(slot, middle as u32, prints.0[middle])) {
+                Some(found) => {
+                    best = Some((found, (middle + 1) * self.interval));
+                    low = middle + 1;
+                }
+                None => high = middle,
+            }
+        }
+        let ((owner, state), length) = best?;
+        let stored = self.lists.get(owner as usize)?;
+        (stored.get(..length)? == list.get(..length)?).then_some((state, length))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rayon::prelude::*;
+
     use super::*;
 
     #[test]
@@ -216,10 +381,95 @@ mod tests {
         let mut plain = Sha256::new();
         plain.update(DICT_HEAD.as_bytes());
         let mut batched = BatchedHasher::new(plain.clone());
-        for piece in &pieces {
+        for (index, piece) in pieces.iter().enumerate() {
             plain.update(piece);
             batched.update(piece);
+            if index == 100 {
+                assert_eq!(batched.state().finalize(), plain.clone().finalize(), "a state taken midway");
+            }
         }
         assert_eq!(batched.finish().finalize(), plain.finalize());
+    }
+
+    /// Entries of `count` elements; element `i`'s keys are unknown when `unknown(i)`.
+    fn entries(count: usize, unknown: impl Fn(usize) -> bool) -> Vec<DependencyEntry> {
+        (0..count)
+            .map(|index| {
+                let entry = DependencyEntry::new("project", &format!("elements/e{index}.bst"));
+                if !unknown(index) {
+                    entry.set_keys(Some(&format!("{index:064x}")), Some(&format!("{:064x}", index + 1)));
+                }
+                entry
+            })
+            .collect()
+    }
+
+    /// The state after the head and the entries of `list`, the obvious way.
+    fn plain_state(list: &[u32], text: impl Fn(u32) -> Option<String>) -> Option<Sha256> {
+        let mut whole = format!("{DICT_HEAD}[");
+        for (position, &member) in list.iter().enumerate() {
+            whole.push_str(&text(member)?[usize::from(position == 0)..]);
+        }
+        Some(Sha256::new().chain_update(whole.as_bytes()))
+    }
+
+    /// Random lists with long common prefixes (built from a few shared stems).
+    fn random_lists(seed: u64, count: usize, members: u32) -> Vec<Vec<u32>> {
+        let mut seed = seed;
+        let mut next = move |bound: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % bound
+        };
+        let stems: Vec<Vec<u32>> = (0..4).map(|_| (0..next(40)).map(|_| next(u64::from(members)) as u32).collect()).collect();
+        (0..count)
+            .map(|_| {
+                let stem = &stems[next(4) as usize];
+                let mut list: Vec<u32> = stem[..next(stem.len() as u64 + 1) as usize].to_vec();
+                list.extend((0..next(30)).map(|_| next(u64::from(members)) as u32));
+                list
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_states_equal_hashing_each_list_whole_in_every_mode() {
+        for (round, interval) in [1, 2, 3, 5, 8].into_iter().enumerate() {
+            let lists = random_lists(round as u64 + 7, 300, 60);
+            let unknown = |index: usize| index == 59 && round == 4;
+            let entries = entries(60, unknown);
+            let states = PrefixStates::with_interval(&lists, interval);
+            for mode in [EntryMode::WeakNames, EntryMode::WeakKeyed, EntryMode::Strict] {
+                // In parallel and twice, so that lists resume from each other's checkpoints.
+                for _ in 0..2 {
+                    (0..lists.len()).into_par_iter().for_each(|owner| {
+                        let prints = states.fingerprints(owner);
+                        let shared = states.hash_list(owner, &prints, mode, |m| entries[m as usize].text(mode));
+                        let plain = plain_state(&lists[owner], |m| entries[m as usize].text(mode).map(str::to_owned));
+                        assert_eq!(
+                            shared.map(Sha256::finalize),
+                            plain.map(Sha256::finalize),
+                            "list {owner}, mode {mode:?}, interval {interval}"
+                        );
+                    });
+                }
+            }
+            let kept: usize = states.shards.iter().map(|shard| shard.lock().map_or(0, |shard| shard.states.len())).sum();
+            assert!(kept > 0, "checkpoints were kept");
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_that_matches_other_members_is_not_trusted() {
+        // Two lists with different members; the first one's checkpoints are
+        // filed under the second one's fingerprints, as a collision would.
+        let lists = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
+        let entries = entries(9, |_| false);
+        let states = PrefixStates::with_interval(&lists, 2);
+        let text = |m: u32| entries[m as usize].text(EntryMode::Strict);
+        let colliding = states.fingerprints(1);
+        assert!(states.hash_list(0, &colliding, EntryMode::Strict, text).is_some());
+        let shared = states.hash_list(1, &colliding, EntryMode::Strict, text).map(Sha256::finalize);
+        let plain = plain_state(&lists[1], |m| text(m).map(str::to_owned)).map(Sha256::finalize);
+        assert_eq!(shared, plain);
     }
 }
