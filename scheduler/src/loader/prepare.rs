@@ -108,14 +108,7 @@ pub fn prepare_element(
     }
 
     // Environment.
-    let environment = match Expanded::reuse(&base.environment_expanded, node, "environment", &vars) {
-        Some(shared) => Section::Shared(shared),
-        None => {
-            let mut environment = section(&base.environment, file, node, "environment")?;
-            vars.expand_map(&mut environment, env.source_map())?;
-            Section::Own(environment)
-        }
-    };
+    let environment = shared_or_own(&base.environment_expanded, &base.environment, node, "environment", &vars, env.source_map())?;
     let mut nocache: BTreeSet<String> = BTreeSet::new();
     if !facts.first_pass {
         nocache.extend(nocache_base.iter().cloned());
@@ -149,14 +142,7 @@ pub fn prepare_element(
     };
 
     // Sandbox.
-    let sandbox = match Expanded::reuse(&base.sandbox_expanded, node, "sandbox", &vars) {
-        Some(shared) => Section::Shared(shared),
-        None => {
-            let mut sandbox = section(&base.sandbox, file, node, "sandbox")?;
-            vars.expand_map(&mut sandbox, env.source_map())?;
-            Section::Own(sandbox)
-        }
-    };
+    let sandbox = shared_or_own(&base.sandbox_expanded, &base.sandbox, node, "sandbox", &vars, env.source_map())?;
 
     let sources = prepare_sources(env, &facts.name, node, &vars)?;
 
@@ -184,6 +170,25 @@ pub fn prepare_element(
         external_key,
     };
     Ok(Prepared { element, kind, vars: facts.has_dep_configs.then_some(vars) })
+}
+
+/// Section `key` of an element: the kind's expanded copy when the element
+/// can share it, else the kind's `base` section with the element's own
+/// composed on top, expanded with the element's variables.
+fn shared_or_own<'b>(
+    expanded: &'b Option<Expanded>,
+    base: &LoadResult<Map>,
+    node: &Map,
+    key: &str,
+    vars: &Variables,
+    sources: &SourceMap,
+) -> LoadResult<Section<'b>> {
+    if let Some(shared) = Expanded::reuse(expanded, node, key, vars) {
+        return Ok(Section::Shared(shared));
+    }
+    let mut own = section(base, node.span.file, node, key)?;
+    vars.expand_map(&mut own, sources)?;
+    Ok(Section::Own(own))
 }
 
 /// The element's sources (spec sources §1): each one's kind, directory and

@@ -271,6 +271,13 @@ impl FilesystemStore {
             None => Ok(None),
         })
         .await;
+        self.settle(digest, outcome).await
+    }
+
+    /// What reading `digest` gave, as the caller gets it: a damaged file
+    /// (`Ok(None)`) is dropped and reported missing, and a file gone from
+    /// under the index leaves the index.
+    async fn settle<T>(&self, digest: &Digest, outcome: Result<Option<T>, StoreError>) -> Result<T, StoreError> {
         match outcome {
             Ok(Some(value)) => Ok(value),
             Ok(None) => Err(self.drop_corrupt(digest).await),
@@ -525,16 +532,7 @@ impl BlobStore for FilesystemStore {
         .await;
         let mut out = Vec::with_capacity(read.len());
         for (digest, result) in digests.iter().zip(read) {
-            out.push(match result {
-                Ok(Some(data)) => Ok(data),
-                Ok(None) => Err(self.drop_corrupt(digest).await),
-                Err(err) => {
-                    if matches!(err, StoreError::NotFound(_)) {
-                        self.shelf.index.remove(digest);
-                    }
-                    Err(err)
-                }
-            });
+            out.push(self.settle(digest, result).await);
         }
         out
     }
