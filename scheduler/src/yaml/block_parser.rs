@@ -316,6 +316,111 @@ mod tests {
         }
     }
 
+    /// Random documents: block-style trees rendered with random indentation
+    /// steps, compact or indented sequences, tricky scalars and keys, and
+    /// some lines damaged afterwards (indent, comments, blank lines).
+    /// Whenever the fast path accepts one, its tree is the full parser's.
+    mod random_documents {
+        use super::agrees;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Tree {
+            Scalar(&'static str),
+            Map(Vec<(&'static str, Tree)>),
+            Seq(Vec<Tree>),
+        }
+
+        const KEYS: [&str; 12] = ["a", "b", "c", "d", "kind", "sources", "x y", "a#b", "k-1", "(>)", "\"q\"", "? k"];
+        const SCALARS: [&str; 28] = [
+            "v", "w", "y/%{x}", "\"q\"", "'s'", "'it''s'", "-j1", "x #c", "x#c", "~", "True", "a:b", "' pad '",
+            "\"d: q\"", "[1]", "{a: b}", "|", "&a x", "*a", "a: b", "v:", "- x", "\"a\\\"b\"", "'open", "\"q\" #c", "!t v",
+            "@x", "1.5",
+        ];
+
+        fn tree() -> impl Strategy<Value = Tree> {
+            // Mostly plain values, so that many documents are in the subset.
+            let scalar = prop_oneof![
+                4 => prop::sample::select(&SCALARS[..12]).prop_map(Tree::Scalar),
+                1 => prop::sample::select(&SCALARS[..]).prop_map(Tree::Scalar),
+            ];
+            scalar.prop_recursive(4, 40, 5, |inner| {
+                prop_oneof![
+                    prop::collection::vec((prop::sample::select(&KEYS[..]), inner.clone()), 1..4).prop_map(Tree::Map),
+                    prop::collection::vec(inner, 1..4).prop_map(Tree::Seq),
+                ]
+            })
+        }
+
+        /// Renders `tree` as the value of a key (or a sequence item) at `indent`.
+        fn render(tree: &Tree, indent: usize, step: usize, compact: bool, out: &mut Vec<String>, lead: String) {
+            let pad = " ".repeat(indent);
+            match tree {
+                Tree::Scalar(v) => out.push(format!("{lead} {v}")),
+                Tree::Map(entries) => {
+                    out.push(lead);
+                    for (k, v) in entries {
+                        render(v, indent + step, step, compact, out, format!("{pad}{}{k}:", " ".repeat(step)));
+                    }
+                }
+                Tree::Seq(items) => {
+                    out.push(lead);
+                    let dash = if compact { indent } else { indent + step };
+                    for item in items {
+                        match item {
+                            Tree::Map(entries) if !entries.is_empty() => {
+                                let (k, v) = &entries[0];
+                                let mut first = Vec::new();
+                                render(v, dash + 2, step, compact, &mut first, format!("{}- {k}:", " ".repeat(dash)));
+                                out.extend(first);
+                                for (k, v) in &entries[1..] {
+                                    render(v, dash + 2, step, compact, out, format!("{}{k}:", " ".repeat(dash + 2)));
+                                }
+                            }
+                            other => render(other, dash, step, compact, out, format!("{}-", " ".repeat(dash))),
+                        }
+                    }
+                }
+            }
+        }
+
+        /// A document: a root mapping of `entries`, then damage.
+        fn document() -> impl Strategy<Value = String> {
+            let entries = prop::collection::vec((prop::sample::select(&KEYS[..]), tree()), 1..4);
+            let damage = prop::collection::vec((any::<prop::sample::Index>(), 0..6usize), 0..2);
+            (entries, 1..4usize, any::<bool>(), damage).prop_map(|(entries, step, compact, damage)| {
+                let mut lines = Vec::new();
+                for (k, v) in &entries {
+                    render(v, 0, step, compact, &mut lines, format!("{k}:"));
+                }
+                for (at, kind) in damage {
+                    let i = at.index(lines.len());
+                    match kind {
+                        0 => lines[i].insert(0, ' '),
+                        1 => {
+                            if lines[i].starts_with(' ') {
+                                lines[i].remove(0);
+                            }
+                        }
+                        2 => lines.insert(i, "# a comment".into()),
+                        3 => lines.insert(i, String::new()),
+                        4 => lines[i].push_str(" # trailing"),
+                        _ => lines[i].push_str("  "),
+                    }
+                }
+                lines.join("\n") + "\n"
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+            #[test]
+            fn accepted_documents_give_the_full_parsers_tree(text in document()) {
+                agrees(&text);
+            }
+        }
+    }
+
     #[test]
     fn every_conformance_and_example_file_gives_the_full_parsers_tree() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
