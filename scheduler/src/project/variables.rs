@@ -7,7 +7,11 @@
 //! checked up front) and first-pass elements (only what is expanded).
 //! A [`VariablesBase`] resolves the table every element of one kind starts
 //! from once; an element's table then reuses each value whose whole chain of
-//! references it does not override, and resolves only the rest.
+//! references it does not override, and resolves only the rest. Shared
+//! entries are not copied, neither while resolving ([`Variables`] marks them
+//! `Base`) nor after ([`ResolvedVariables`] keeps the base by reference and
+//! only the element's own values), and plain scalar overrides are laid over
+//! the base without composing a copy of it ([`Variables::over_base`]).
 
 use std::cell::RefCell;
 use rustc_hash::FxHashMap as HashMap;
