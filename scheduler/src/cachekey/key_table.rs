@@ -7,7 +7,7 @@
 //!   (which comes first, right after the constant `core-artifact-version`);
 //!   every element's dependency entry is serialised once and streamed into
 //!   its dependants' hashes, resuming from the hash state of the longest
-//!   prefix any earlier list shares with it ([`PrefixStates`]);
+//!   prefix any earlier list shares with it (`PrefixStates`);
 //! * hashing is the one cost that grows quadratically (the dense shape puts
 //!   O(N) entries in each key), so elements are hashed in parallel (rayon),
 //!   each as soon as its dependencies are (no barrier per dependency level),

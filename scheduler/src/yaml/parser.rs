@@ -4,7 +4,7 @@
 //!
 //! Key decision: the saphyr event parser is driven directly (no intermediate
 //! document model), so positions come straight from the event spans.
-//! Mapping keys are shared per thread (see [`shared_key`]).
+//! Mapping keys are shared per thread (see `shared_key`).
 
 use std::sync::Arc;
 
