@@ -143,7 +143,7 @@ impl ArtifactCache {
     }
 
     /// [`lookup`](Self::lookup) for many artifacts at once, one answer per
-    /// name in order: the index is asked per name, [`INDEX_LOOKUPS`] at a
+    /// name in order: the index is asked per name, `INDEX_LOOKUPS` at a
     /// time, then the records are read and their trees checked in batches,
     /// so a cached graph costs one index round trip per element instead of
     /// three. A record that vanishes between the steps is looked up alone.

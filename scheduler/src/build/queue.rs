@@ -142,7 +142,7 @@ pub trait ElementRunner: Send + Sync + 'static {
     /// lookup depends on the element's keys only.
     fn lookup(&self, job: &Job) -> impl Future<Output = Result<Option<Artifact>, BuildError>> + Send;
     /// [`lookup`](Self::lookup) of every element of `plan`, one answer per
-    /// element in plan order; by default [`PREFETCH_LOOKUPS`] lookups at a
+    /// element in plan order; by default `PREFETCH_LOOKUPS` lookups at a
     /// time. The queue asks this before anything is scheduled (a key does
     /// not depend on what gets built, so a fully cached graph is answered
     /// without waiting on its depth); an element whose lookup failed is

@@ -16,7 +16,7 @@
 //!   file it registers ([`Map::set_file`]) when it takes it;
 //! * a file still waiting in the queue when the loader wants it is parsed by
 //!   the loader itself (it never waits for queued work), and at most
-//!   [`MAX_READY`] parsed trees wait for the loader (memory stays bounded when
+//!   `MAX_READY` parsed trees wait for the loader (memory stays bounded when
 //!   the workers run ahead);
 //! * the trees the workers parsed are also freed by them ([`Prefetcher::recycle`]):
 //!   glibc's allocator serialises frees into another thread's arena with
