@@ -69,12 +69,13 @@ impl Session {
     /// Sorts the direct dependencies of every loaded element.
     pub fn sort_dependencies(&mut self) {
         let n = self.elements.len();
-        let labels = [
-            Labels::new(&self.elements, false, false),
-            Labels::new(&self.elements, true, true),
-            Labels::new(&self.elements, false, true),
-            Labels::new(&self.elements, true, false),
-        ];
+        let edges = Edges::new(&self.elements);
+        // The four labellings are independent walks: two threads do two each.
+        let ((a, b), (c, d)) = rayon::join(
+            || (Labels::new(&edges, false, false), Labels::new(&edges, true, true)),
+            || (Labels::new(&edges, false, true), Labels::new(&edges, true, false)),
+        );
+        let labels = [a, b, c, d];
         // Height above the leaves: a dependency is always strictly lower.
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_unstable_by_key(|&i| labels[0].post[i]);
@@ -89,7 +90,7 @@ impl Session {
             })
             .collect();
         drop(labels);
-        let shared = Pruning { nodes, edges: Edges::new(&self.elements) };
+        let shared = Pruning { nodes, edges };
         // Each element's list is sorted on its own: in parallel, each thread
         // with its own search state (the answers are the same on any thread).
         let mut lists: Vec<(usize, Vec<super::session::LoadedDep>)> = self
@@ -156,17 +157,17 @@ struct Labels {
 }
 
 impl Labels {
-    fn new(elements: &[super::session::LoadElement], reversed: bool, roots_reversed: bool) -> Labels {
-        let n = elements.len();
+    fn new(edges: &Edges, reversed: bool, roots_reversed: bool) -> Labels {
+        let n = edges.len();
         const UNSEEN: u32 = u32::MAX;
         let mut post = vec![UNSEEN; n];
         let mut low = vec![UNSEEN; n];
         let mut start = vec![UNSEEN; n];
         let mut counter = 0u32;
         let child = |x: usize, i: usize| {
-            let deps = &elements[x].deps;
+            let deps = edges.of(x);
             let j = if reversed { deps.len() - 1 - i } else { i };
-            deps[j].element.index()
+            deps[j] as usize
         };
         let mut started = vec![false; n];
         for r in 0..n {
@@ -178,7 +179,7 @@ impl Labels {
             start[root] = counter;
             let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
             while let Some(&mut (x, ref mut next)) = stack.last_mut() {
-                if *next < elements[x].deps.len() {
+                if *next < edges.of(x).len() {
                     let d = child(x, *next);
                     *next += 1;
                     if !started[d] {
@@ -189,8 +190,8 @@ impl Labels {
                 } else {
                     post[x] = counter;
                     let mut l = counter;
-                    for dep in &elements[x].deps {
-                        l = l.min(low[dep.element.index()]);
+                    for &dep in edges.of(x) {
+                        l = l.min(low[dep as usize]);
                     }
                     low[x] = l;
                     counter += 1;
@@ -245,6 +246,11 @@ impl Edges {
 
     fn of(&self, x: usize) -> &[u32] {
         &self.targets[self.start[x] as usize..self.start[x + 1] as usize]
+    }
+
+    /// Number of elements.
+    fn len(&self) -> usize {
+        self.start.len() - 1
     }
 }
 
