@@ -298,7 +298,6 @@ impl Session {
         let project = self.project(id);
         let pass = project.pass(false)?;
         let prep = Arc::new(super::prepare::ProjectPrep {
-            name: project.name.clone(),
             environment_nocache: pass.environment_nocache.clone(),
             source_overrides: pass.source_overrides.clone(),
             provenance_attributes: project.source_provenance_attributes.clone(),

@@ -254,8 +254,6 @@ pub fn configure_core_kind(kind: &crate::yaml::Scalar, config: &Map) -> LoadResu
 /// What elements of one project prepared off the loader's thread share.
 #[derive(Debug)]
 pub struct ProjectPrep {
-    /// The project's name.
-    pub name: String,
     /// Its `environment-nocache`.
     pub environment_nocache: Vec<String>,
     /// Its `sources:` overrides.
@@ -301,13 +299,13 @@ impl Preparer {
     pub fn start() -> Preparer {
         let (jobs, queue) = channel::<Job>();
         let thread = std::thread::Builder::new().name("weir-prepare".into()).spawn(move || {
-            let mut thread_env = ThreadEnv { sources: SourceMap::new(), interner: MapInterner::default(), project: None };
+            let (sources, mut interner) = (SourceMap::new(), MapInterner::default());
             let mut outcomes = Vec::new();
             for job in queue {
                 let Job { facts, kind, base, project, node } = job;
                 let id = facts.id;
-                thread_env.project = Some(project.clone());
-                let result = prepare_element(&mut thread_env, facts, kind, &base, &project.environment_nocache, &node);
+                let mut env = ThreadEnv { sources: &sources, interner: &mut interner, project: &project };
+                let result = prepare_element(&mut env, facts, kind, &base, &project.environment_nocache, &node);
                 outcomes.push((id, result.map(Box::new).map_err(|_| node)));
             }
             outcomes
@@ -338,10 +336,10 @@ impl Preparer {
 
 /// The preparing thread's surroundings: no plugin, no `project.refs`, no
 /// registered files (a failure is retried by the loader, which has them).
-struct ThreadEnv {
-    sources: SourceMap,
-    interner: MapInterner,
-    project: Option<Arc<ProjectPrep>>,
+struct ThreadEnv<'a> {
+    sources: &'a SourceMap,
+    interner: &'a mut MapInterner,
+    project: &'a ProjectPrep,
 }
 
 /// An error that sends the element back to the loader.
@@ -349,13 +347,13 @@ fn not_here() -> LoadError {
     LoadError::new(LoadErrorReason::InvalidData, "prepared by the loader")
 }
 
-impl PrepareEnv for ThreadEnv {
+impl PrepareEnv for ThreadEnv<'_> {
     fn source_map(&self) -> &SourceMap {
-        &self.sources
+        self.sources
     }
 
     fn source_map_and_interner(&mut self) -> (&SourceMap, &mut MapInterner) {
-        (&self.sources, &mut self.interner)
+        (self.sources, self.interner)
     }
 
     fn configure_external(&mut self, _: &std::path::Path, _: &str, _: &Map, _: Span) -> LoadResult<Option<ExternalKey>> {
@@ -363,12 +361,11 @@ impl PrepareEnv for ThreadEnv {
     }
 
     fn provenance_attributes(&self) -> &[String] {
-        self.project.as_ref().map_or(&[], |p| &p.provenance_attributes)
+        &self.project.provenance_attributes
     }
 
     fn source_overrides(&self) -> &Map {
-        static EMPTY: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
-        self.project.as_ref().map_or_else(|| EMPTY.get_or_init(|| Map::new(Span::synthetic(SourceMap::core()))), |p| &p.source_overrides)
+        &self.project.source_overrides
     }
 
     fn apply_refs(&mut self, _: &str, _: usize, _: &mut Map) -> LoadResult<()> {

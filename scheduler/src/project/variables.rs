@@ -177,7 +177,7 @@ impl VariablesBase {
             // Failures stay unresolved here; each element reports its own.
             let _ = vars.resolve_index(i, sources);
         }
-        let Variables { extra_names, entries, index, .. } = vars;
+        let Variables { extra_names, extra_index: index, entries, .. } = vars;
         let mut defs: Vec<BaseDefinition> = extra_names
             .into_iter()
             .zip(entries.into_inner())
@@ -193,7 +193,6 @@ impl VariablesBase {
                 Entry::Base => None,
             })
             .collect();
-        let index = index.extra;
         for i in 0..defs.len() {
             let Some(parts) = defs[i].parts.clone() else { continue };
             for part in parts.iter() {
@@ -223,14 +222,6 @@ impl VariablesBase {
     }
 }
 
-/// Name → position in a table: the base table's index for the entries the
-/// table shares with it (its first ones, in the same order), and its own for
-/// the rest.
-#[derive(Debug, Default)]
-struct Index {
-    extra: NameIndex,
-}
-
 /// A variable table being resolved: a base table's entries first (shared
 /// unless the table changes them or what they refer to), then its own.
 #[derive(Debug)]
@@ -238,8 +229,9 @@ pub struct Variables {
     base: Option<Arc<VariablesBase>>,
     /// Names of the entries after the base's (all of them without a base).
     extra_names: Vec<Arc<str>>,
+    /// Position of each of those names (the base's own index has the rest).
+    extra_index: NameIndex,
     entries: RefCell<Vec<Entry>>,
-    index: Index,
 }
 
 fn pieces(text: &str) -> Option<Arc<[Part]>> {
@@ -269,7 +261,7 @@ impl Variables {
         let base_len = base.map_or(0, |b| b.defs.len());
         let mut entries = Vec::with_capacity(len);
         let mut extra_names = Vec::with_capacity(len - base_len);
-        let mut index = Index::default();
+        let mut extra_index = NameIndex::default();
         // Base entries this table defines differently.
         let mut changed: Vec<usize> = Vec::new();
         for (i, (name, node)) in map.iter().enumerate() {
@@ -287,13 +279,13 @@ impl Variables {
                     entries.push(Entry::Own(Definition::new(s.value.clone(), pieces(&s.value), s.span)));
                 }
                 None => {
-                    index.extra.insert(name.clone(), i);
+                    extra_index.insert(name.clone(), i);
                     extra_names.push(name.clone());
                     entries.push(Entry::Own(Definition::new(s.value.clone(), pieces(&s.value), s.span)));
                 }
             }
         }
-        let vars = Variables { base: base.cloned(), extra_names, entries: RefCell::new(entries), index };
+        let vars = Variables { base: base.cloned(), extra_names, extra_index, entries: RefCell::new(entries) };
         vars.finish_base(changed);
         Ok(vars)
     }
@@ -307,20 +299,25 @@ impl Variables {
         let base_len = base.defs.len();
         let mut entries: Vec<Entry> = Vec::with_capacity(base_len + 4);
         entries.resize_with(base_len, || Entry::Base);
-        let mut vars = Variables { base: Some(base.clone()), extra_names: Vec::new(), entries: RefCell::new(entries), index: Index::default() };
+        let mut vars = Variables {
+            base: Some(base.clone()),
+            extra_names: Vec::new(),
+            extra_index: NameIndex::default(),
+            entries: RefCell::new(entries),
+        };
         let mut changed: Vec<usize> = Vec::new();
         for (name, value, span) in assignments {
             let definition = Entry::Own(Definition::new(value.clone(), pieces(value), span));
-            let entries = vars.entries.get_mut();
-            match base.index.get(name).or_else(|| vars.index.extra.get(name)) {
-                Some(&i) => {
+            match vars.position(name) {
+                Some(i) => {
                     if i < base_len {
                         changed.push(i);
                     }
-                    entries[i] = definition;
+                    vars.entries.get_mut()[i] = definition;
                 }
                 None => {
-                    vars.index.extra.insert(name.clone(), entries.len());
+                    let entries = vars.entries.get_mut();
+                    vars.extra_index.insert(name.clone(), entries.len());
                     vars.extra_names.push(name.clone());
                     entries.push(definition);
                 }
@@ -373,7 +370,7 @@ impl Variables {
 
     /// The position of `name`.
     fn position(&self, name: &str) -> Option<usize> {
-        self.base.as_ref().and_then(|b| b.index.get(name)).or_else(|| self.index.extra.get(name)).copied()
+        self.base.as_ref().and_then(|b| b.index.get(name)).or_else(|| self.extra_index.get(name)).copied()
     }
 
     /// The resolved value at `position`, if resolved yet.
