@@ -160,7 +160,8 @@ const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "sta
 /// `show`'s memory peaks at its end, after the parsed files were freed:
 /// mimalloc (the `weir` binary's allocator) gives freed pages back at once
 /// instead of after its 10 ms delay. Measured at 10,000 elements: peak RSS
-/// 72 → 64 MiB, the same CPU time. Harmless under another allocator.
+/// 72 → 64 MiB for 5–10% more CPU time (the memory goal is the tighter
+/// one). Harmless under another allocator.
 fn return_freed_pages_at_once() {
     // `mi_option_purge_delay` of mimalloc 3 (libmimalloc-sys 0.1.49, pinned),
     // whose bindings predate the option's name.
