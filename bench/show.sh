@@ -6,7 +6,7 @@
 # Usage: bench/show.sh [--weir-only] [--sizes "1000 10000 50000"]
 #                      [--dense-sizes "2000"] [--huge] [--bst-max N]
 #                      [--key-sizes "10000"] [--key-dense-sizes "5000"]
-#                      [--runs R] [--workdir DIR]
+#                      [--runs R] [--warmup W] [--workdir DIR]
 #
 #   --weir-only        do not install or run bst (weir figures only)
 #   --sizes LIST       layered project sizes (default "1000 10000 50000")
@@ -20,6 +20,10 @@
 #   --key-dense-sizes LIST
 #                      dense sizes shown with keys (default "5000"; "" for none)
 #   --runs R           runs per measurement, the median is reported (default 1)
+#   --warmup W         untimed runs of each tool before its timed ones
+#                      (default 1): the first run after a project is written
+#                      still meets the generator's writeback and cold
+#                      directory caches, for both tools alike
 #   --workdir DIR      scratch directory (default: a fresh mktemp -d, kept)
 #
 # Environment:
@@ -53,6 +57,7 @@ BST_MAX=0   # 0 = no limit
 KEY_SIZES="10000"
 KEY_DENSE_SIZES="5000"
 RUNS=1
+WARMUP=1
 WORKDIR=
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
@@ -67,6 +72,7 @@ while [ $# -gt 0 ]; do
         --key-sizes) KEY_SIZES=${2?--key-sizes needs a list}; shift ;;
         --key-dense-sizes) KEY_DENSE_SIZES=${2?--key-dense-sizes needs a list}; shift ;;
         --runs) RUNS=${2?--runs needs a number}; shift ;;
+        --warmup) WARMUP=${2?--warmup needs a number}; shift ;;
         --workdir) WORKDIR=${2?--workdir needs a directory}; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -143,6 +149,10 @@ measure() {
 # median_of TOOL PROJ TAG FORMAT: median wall time, CPU time and peak RSS over $RUNS runs.
 median_of() {
     local tool=$1 proj=$2 tag=$3 format=$4 r line rows=""
+    for r in $(seq 1 "$WARMUP"); do
+        line=$(measure "$tool" "$proj" "$tag" "warmup-$r" "$format")
+        [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
+    done
     for r in $(seq 1 "$RUNS"); do
         line=$(measure "$tool" "$proj" "$tag" "$r" "$format")
         [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
@@ -180,6 +190,7 @@ main() {
             log "generating $shape-$n"
             python3 "$GEN" --elements "$n" --seed 1 --shape "$shape" --out "$proj" --force >"$WORKDIR/gen-$shape-$n.json"
             touch "$proj/.generated"
+            sync  # the generator's writeback is not timed with the first tool
         fi
 
         log "weir show --format '$format' on $shape-$n"
