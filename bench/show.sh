@@ -146,22 +146,38 @@ measure() {
         END { printf "%.2f %.2f %.0f\n", wall, user + sys, rss }' "$tv"
 }
 
-# median_of TOOL PROJ TAG FORMAT: median wall time, CPU time and peak RSS over $RUNS runs.
-median_of() {
-    local tool=$1 proj=$2 tag=$3 format=$4 r line rows=""
-    for r in $(seq 1 "$WARMUP"); do
-        line=$(measure "$tool" "$proj" "$tag" "warmup-$r" "$format")
-        [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
-    done
-    for r in $(seq 1 "$RUNS"); do
-        line=$(measure "$tool" "$proj" "$tag" "$r" "$format")
-        [ "$line" = FAIL ] && { echo "FAIL - -"; return; }
-        rows+="$line"$'\n'
-    done
-    printf '%s' "$rows" | python3 -c '
+# medians: the median of each column of the "wall cpu rss" lines on stdin.
+medians() {
+    python3 -c '
 import statistics, sys
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 print("%.2f %.2f %d" % tuple(statistics.median(r[i] for r in rows) for i in range(3)))'
+}
+
+# median_of TOOLS PROJ TAG FORMAT: for each tool of TOOLS ("weir" or
+# "weir bst"), the median wall time, CPU time and peak RSS over $RUNS runs,
+# one line per tool. With two tools the runs alternate (weir, bst, weir,
+# ...), so that a slow spell of a shared host falls on both tools instead
+# of on all the runs of one.
+median_of() {
+    local tools=$1 proj=$2 tag=$3 format=$4 r tool line
+    declare -A rows=()
+    for tool in $tools; do
+        for r in $(seq 1 "$WARMUP"); do
+            line=$(measure "$tool" "$proj" "$tag" "warmup-$r" "$format")
+            [ "$line" = FAIL ] && rows[$tool]=FAIL
+        done
+    done
+    for r in $(seq 1 "$RUNS"); do
+        for tool in $tools; do
+            [ "${rows[$tool]:-}" = FAIL ] && continue
+            line=$(measure "$tool" "$proj" "$tag" "$r" "$format")
+            if [ "$line" = FAIL ]; then rows[$tool]=FAIL; else rows[$tool]+="$line"$'\n'; fi
+        done
+    done
+    for tool in $tools; do
+        if [ "${rows[$tool]}" = FAIL ]; then echo "FAIL - -"; else printf '%s' "${rows[$tool]}" | medians; fi
+    done
 }
 
 # ratio A B FORMAT: A / B, or "-" when either is not a positive number.
@@ -193,17 +209,19 @@ main() {
             sync  # the generator's writeback is not timed with the first tool
         fi
 
-        log "weir show --format '$format' on $shape-$n"
         load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo -)
-        read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag" "$format")"
         b_wall=-; b_cpu=-; b_rss=-; same=-; bst_note=
         if [ "$WEIR_ONLY" -eq 1 ] || [ "$mode" != bst ]; then
             bst_note="(weir only)"
         elif [ "$BST_MAX" -ne 0 ] && [ "$n" -gt "$BST_MAX" ]; then
             bst_note="(skipped: --bst-max $BST_MAX)"
+        fi
+        if [ -n "$bst_note" ]; then
+            log "weir show --format '$format' on $shape-$n"
+            read -r w_wall w_cpu w_rss <<<"$(median_of weir "$proj" "$tag" "$format")"
         else
-            log "bst show --format '$format' on $shape-$n"
-            read -r b_wall b_cpu b_rss <<<"$(median_of bst "$proj" "$tag" "$format")"
+            log "weir show and bst show --format '$format' on $shape-$n (runs alternate)"
+            { read -r w_wall w_cpu w_rss; read -r b_wall b_cpu b_rss; } < <(median_of "weir bst" "$proj" "$tag" "$format")
             if [ "$w_wall" != FAIL ] && [ "$b_wall" != FAIL ]; then
                 if cmp -s "$WORKDIR/weir-$tag-1.out" "$WORKDIR/bst-$tag-1.out"; then
                     same=yes
@@ -223,7 +241,7 @@ main() {
 
     echo
     echo "weir show vs bst show target.bst, format name = '%{name}', keys = '%{name} %{full-key}';"
-    echo "median of $RUNS run(s)."
+    echo "median of $RUNS run(s) after $WARMUP untimed warm-up run(s); weir and bst runs alternate."
     echo "speedup = bst / weir (wall and user+sys CPU); memory_ratio = weir peak RSS / bst peak RSS;"
     echo "weir_us_per_elt (wall) stays flat across N when loading is linear. On a shared machine"
     echo "wall times include waiting for a core: the CPU columns are the steadier comparison."
