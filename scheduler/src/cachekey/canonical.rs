@@ -95,7 +95,16 @@ pub fn write_string(text: &str, out: &mut String) {
 
 /// Lowercase hex SHA-256 of already canonical text.
 pub fn hash_canonical(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    hex_digest(&Sha256::digest(text.as_bytes()).into())
+}
+
+/// A SHA-256 digest in lowercase hex, as keys are written (through a
+/// table, where `hex::encode` goes character by character).
+pub fn hex_digest(digest: &[u8; 32]) -> String {
+    let mut text = [0u8; 64];
+    // Cannot fail: the output is exactly twice the input's length.
+    let _ = hex::encode_to_slice(digest, &mut text);
+    text.iter().map(|&digit| char::from(digit)).collect()
 }
 
 /// The key of a value: SHA-256 of its canonical text (BuildStream's `generate_key`).

@@ -61,7 +61,8 @@ pub struct SourceInput {
     pub config: Value,
     /// The directory of the element's project (local paths are relative to it).
     pub project_dir: PathBuf,
-    /// `url` translated through the project's aliases, for kinds that download.
+    /// `url` translated through the project's aliases, for `remote` (the
+    /// only kind whose key reads it).
     pub translated_url: Option<String>,
     /// The unique key an external source plugin computed (other kinds: `None`).
     pub external_key: Option<Value>,

@@ -6,10 +6,11 @@
 //! translation for download URLs. Key decision: this is the only code in the
 //! module that knows the loader's types; everything after it is plain data.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::graph::{Element, ElementId, Graph, ProjectSummary};
 use crate::yaml::Map;
@@ -115,16 +116,16 @@ pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError>
 /// mappings into one `Arc`; they are converted once per distinct mapping
 /// (keyed by address, valid while the graph is borrowed) and shared.
 struct InternedValues {
-    values: HashMap<usize, Value>,
-    environments: HashMap<usize, Arc<BTreeMap<String, String>>>,
+    values: FxHashMap<usize, Value>,
+    environments: FxHashMap<usize, Arc<BTreeMap<String, String>>>,
 }
 
 impl InternedValues {
     /// The distinct mappings are found in one pass, then converted in parallel.
     fn collect(graph: &Graph) -> Result<Self, CacheKeyError> {
         let address = |map: &Arc<Map>| Arc::as_ptr(map) as usize;
-        let mut maps: HashMap<usize, &Map> = HashMap::new();
-        let mut environments: HashMap<usize, &Element> = HashMap::new();
+        let mut maps: FxHashMap<usize, &Map> = FxHashMap::default();
+        let mut environments: FxHashMap<usize, &Element> = FxHashMap::default();
         for element in &graph.elements {
             for map in [&element.config, &element.public, &element.sandbox] {
                 maps.entry(address(map)).or_insert(map);
@@ -173,7 +174,11 @@ fn element_input(
         .iter()
         .map(|source| {
             let config = map_to_value(&source.config);
-            let translated_url = config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project));
+            // Only `remote` keys read the translated URL (its file name).
+            let translated_url = match source.kind.as_str() {
+                "remote" => config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project)),
+                _ => None,
+            };
             SourceInput {
                 kind: source.kind.clone(),
                 directory: source.directory.clone(),

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use super::build_scope::BuildScopes;
-use super::canonical::{write_canonical, write_string};
+use super::canonical::{hex_digest, write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
 use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates};
@@ -226,7 +226,7 @@ impl Hashing<'_> {
         };
         weak_hasher.update(b"]");
         dict.tail.feed(&mut weak_hasher, true);
-        let weak = hex::encode(weak_hasher.finalize());
+        let weak = hex_digest(&weak_hasher.finalize().into());
 
         let strict_text = |member: u32| entries.get(member as usize)?.text(EntryMode::Strict);
         let strict = self.prefixes.hash_list(index, &prints, EntryMode::Strict, strict_text).map(|mut strict_hasher| {
@@ -236,7 +236,7 @@ impl Hashing<'_> {
             strict_hasher.update(b",\"weak-cache-key\":\"");
             strict_hasher.update(weak.as_bytes());
             strict_hasher.update(b"\"}");
-            hex::encode(strict_hasher.finalize())
+            hex_digest(&strict_hasher.finalize().into())
         });
         (Some(weak), strict)
     }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use super::canonical::{write_canonical, write_string};
 use super::element_input::ElementInput;
 use crate::graph::ExternalKey;
 use super::value::Value;
@@ -92,24 +93,64 @@ impl PluginKey {
     }
 }
 
-/// BuildElement's key (spec §6.1).
+/// BuildElement's key (spec §6.1), as canonical text ([`Value::Raw`]):
+/// every element of the kind writes its command lists, often long and
+/// distinct per element, so they are written in place from the
+/// configuration instead of being copied into a new mapping first.
 fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
     let name = input.full_name.as_str();
-    let mut key = Value::map();
+    let mut members: Vec<(&str, Member)> = Vec::with_capacity(8);
     for step in ["configure-commands", "build-commands", "install-commands", "strip-commands"] {
-        insert(&mut key, step, config_list_value(name, &input.config, step)?);
+        members.push((step, config_list_member(name, &input.config, step)?));
     }
     if let Some(subdir) = input.variables.get("command-subdir").filter(|v| !v.is_empty()) {
-        insert(&mut key, "command-subdir", subdir.as_str().into());
+        members.push(("command-subdir", Member::Owned(subdir.as_str().into())));
     }
     if input.variables.get("notparallel").is_some_and(|v| !v.is_empty()) {
-        insert(&mut key, "notparallel", Value::Bool(true));
+        members.push(("notparallel", Member::Owned(Value::Bool(true))));
     }
     // Without dependency configuration every dependency is at `/`: no
     // `layout` and no `digest-enviornment`.
-    if input.dependencies.iter().all(|dep| dep.configs.is_empty()) {
-        return Ok(key);
+    if input.dependencies.iter().any(|dep| !dep.configs.is_empty()) {
+        let (layout, digest_environment) = build_element_layout(input)?;
+        members.extend(layout.map(|layout| ("layout", Member::Owned(layout))));
+        members.extend(digest_environment.map(|digest| ("digest-enviornment", Member::Owned(digest))));
     }
+    // Members in code-point order, as `ujson.dumps(sort_keys=True)` writes them.
+    members.sort_unstable_by_key(|(key, _)| *key);
+    let mut text = String::with_capacity(1024);
+    text.push('{');
+    for (position, (key, member)) in members.iter().enumerate() {
+        if position > 0 {
+            text.push(',');
+        }
+        write_string(key, &mut text);
+        text.push(':');
+        write_canonical(member.value(), &mut text);
+    }
+    text.push('}');
+    Ok(Value::Raw(text))
+}
+
+/// A member of a key mapping: a value of the configuration, or a new one.
+enum Member<'a> {
+    Borrowed(&'a Value),
+    Owned(Value),
+}
+
+impl Member<'_> {
+    fn value(&self) -> &Value {
+        match self {
+            Member::Borrowed(value) => value,
+            Member::Owned(value) => value,
+        }
+    }
+}
+
+/// BuildElement's `layout` and `digest-enviornment` members (each `None`
+/// when BuildStream leaves it out) from the dependency configurations.
+fn build_element_layout(input: &ElementInput) -> Result<(Option<Value>, Option<Value>), CacheKeyError> {
+    let name = input.full_name.as_str();
     let mut layout: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut digest_environment: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, config) in dependency_configurations(input) {
@@ -127,13 +168,9 @@ fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
     }
     // Python: `any(location for location in layout if location != "/")`, so an
     // empty location string does not count.
-    if layout.keys().any(|location| location != "/" && !location.is_empty()) {
-        insert(&mut key, "layout", paths_by_name(layout));
-    }
-    if !digest_environment.is_empty() {
-        insert(&mut key, "digest-enviornment", paths_by_name(digest_environment));
-    }
-    Ok(key)
+    let layout = layout.keys().any(|location| location != "/" && !location.is_empty()).then(|| paths_by_name(layout));
+    let digest_environment = (!digest_environment.is_empty()).then(|| paths_by_name(digest_environment));
+    Ok((layout, digest_environment))
 }
 
 /// ScriptElement's key for the core `script` kind (spec §6.2).
@@ -204,10 +241,11 @@ fn config_bool(element: &str, config: &Value, key: &str, default: bool) -> Resul
 
 /// A list of strings as a value: the configured list itself when it holds
 /// only strings (a cheap copy of shared text), else as [`config_list`] reads it.
-fn config_list_value(element: &str, config: &Value, key: &str) -> Result<Value, CacheKeyError> {
+/// A list of strings of the configuration, as it is when it is one.
+fn config_list_member<'a>(element: &str, config: &'a Value, key: &str) -> Result<Member<'a>, CacheKeyError> {
     match config.get(key) {
-        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(list.clone()),
-        _ => Ok(config_list(element, config, key)?.into()),
+        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(Member::Borrowed(list)),
+        _ => Ok(Member::Owned(config_list(element, config, key)?.into())),
     }
 }
 
@@ -293,7 +331,7 @@ mod tests {
     fn manual_layout_absent_when_everything_is_at_root() {
         let mut input = element("manual", Value::map());
         input.dependencies = vec![dep("a.bst", true, vec![mapping([("location", "/".into())])])];
-        assert!(PluginKey::for_element(&input).unwrap().key.get("layout").is_none());
+        assert!(!to_canonical(&PluginKey::for_element(&input).unwrap().key).contains("layout"));
     }
 
     #[test]
