@@ -29,21 +29,22 @@ pub struct ElementInput {
     /// The fully expanded `build-root` variable.
     pub build_root: String,
     /// The variables of [`KEY_VARIABLES`] that are defined, expanded.
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<&'static str, String>,
     /// The composed, expanded `config` mapping (plugin defaults included).
     pub config: Value,
     /// The composed, expanded environment (shared: elements often have equal ones).
     pub environment: Arc<BTreeMap<String, String>>,
-    /// The effective `environment-nocache` set.
-    pub environment_nocache: BTreeSet<String>,
+    /// The effective `environment-nocache` set (shared: usually the project's).
+    pub environment_nocache: Arc<BTreeSet<String>>,
     /// The composed, expanded public data (with the composed `bst.split-rules`).
     pub public: Value,
     /// The composed, expanded `sandbox` mapping (before host defaults).
     pub sandbox: Value,
     /// Sources in declaration order.
     pub sources: Vec<SourceInput>,
-    /// The element's project's `fatal-warnings` (any order; implicit entries included).
-    pub fatal_warnings: Vec<String>,
+    /// The element's project's `fatal-warnings` (any order; implicit entries
+    /// included; shared by the project's elements).
+    pub fatal_warnings: Arc<[String]>,
     /// Direct dependencies in the loader's sorted order (spec §4.2), links resolved.
     pub dependencies: Vec<DependencyInput>,
     /// How an external plugin kind's key is made (`None` for core kinds).
@@ -59,8 +60,9 @@ pub struct SourceInput {
     pub directory: Option<String>,
     /// The composed, expanded source configuration (`kind`, `directory`, `provenance` removed).
     pub config: Value,
-    /// The directory of the element's project (local paths are relative to it).
-    pub project_dir: PathBuf,
+    /// The directory of the element's project (local paths are relative to
+    /// it; shared by the project's sources).
+    pub project_dir: Arc<PathBuf>,
     /// `url` translated through the project's aliases, for `remote` (the
     /// only kind whose key reads it).
     pub translated_url: Option<String>,

@@ -7,6 +7,7 @@
 //! module that knows the loader's types; everything after it is plain data.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -94,6 +95,7 @@ impl crate::graph::KeyFields for ShownKeys<'_> {
 /// The key inputs of every element, indexed by element id (converted in parallel).
 pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError> {
     let interned = InternedValues::collect(graph)?;
+    let projects: Vec<ProjectInput> = graph.projects.iter().map(ProjectInput::new).collect();
     graph
         .elements
         .par_iter()
@@ -104,7 +106,7 @@ pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError>
                     detail: format!("{}: element id {} stored at index {index}", element.full_name, element.id.0),
                 });
             }
-            let project = graph.projects.get(element.project.0 as usize).ok_or_else(|| CacheKeyError::Internal {
+            let project = projects.get(element.project.0 as usize).ok_or_else(|| CacheKeyError::Internal {
                 detail: format!("{}: unknown project instance {}", element.full_name, element.project.0),
             })?;
             element_input(element, project, &interned)
@@ -112,25 +114,48 @@ pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError>
         .collect()
 }
 
-/// The loader interns equal `config`, `environment`, `public` and `sandbox`
-/// mappings into one `Arc`; they are converted once per distinct mapping
-/// (keyed by address, valid while the graph is borrowed) and shared.
-struct InternedValues {
-    values: FxHashMap<usize, Value>,
-    environments: FxHashMap<usize, Arc<BTreeMap<String, String>>>,
+/// What the elements of one project share in their inputs, made once.
+struct ProjectInput<'g> {
+    summary: &'g ProjectSummary,
+    directory: Arc<PathBuf>,
+    fatal_warnings: Arc<[String]>,
 }
 
-impl InternedValues {
+impl<'g> ProjectInput<'g> {
+    fn new(summary: &'g ProjectSummary) -> Self {
+        ProjectInput {
+            summary,
+            directory: Arc::new(summary.directory.clone()),
+            fatal_warnings: summary.fatal_warnings.as_slice().into(),
+        }
+    }
+}
+
+/// The loader interns equal `config`, `environment`, `public` and `sandbox`
+/// mappings into one `Arc`; they are converted once per distinct mapping
+/// (keyed by address, valid while the graph is borrowed) and shared. Equal
+/// `environment-nocache` lists (usually the project's) share one set.
+struct InternedValues<'g> {
+    values: FxHashMap<usize, Value>,
+    environments: FxHashMap<usize, Arc<BTreeMap<String, String>>>,
+    nocache: FxHashMap<&'g [String], Arc<BTreeSet<String>>>,
+}
+
+impl<'g> InternedValues<'g> {
     /// The distinct mappings are found in one pass, then converted in parallel.
-    fn collect(graph: &Graph) -> Result<Self, CacheKeyError> {
+    fn collect(graph: &'g Graph) -> Result<Self, CacheKeyError> {
         let address = |map: &Arc<Map>| Arc::as_ptr(map) as usize;
         let mut maps: FxHashMap<usize, &Map> = FxHashMap::default();
         let mut environments: FxHashMap<usize, &Element> = FxHashMap::default();
+        let mut nocache: FxHashMap<&[String], Arc<BTreeSet<String>>> = FxHashMap::default();
         for element in &graph.elements {
             for map in [&element.config, &element.public, &element.sandbox] {
                 maps.entry(address(map)).or_insert(map);
             }
             environments.entry(address(&element.environment)).or_insert(element);
+            nocache
+                .entry(element.environment_nocache.as_slice())
+                .or_insert_with(|| Arc::new(element.environment_nocache.iter().cloned().collect()));
         }
         let values = maps.into_par_iter().map(|(address, map)| (address, map_to_value(map))).collect();
         let environments = environments
@@ -147,7 +172,7 @@ impl InternedValues {
                 Ok((address, Arc::new(environment)))
             })
             .collect::<Result<_, CacheKeyError>>()?;
-        Ok(InternedValues { values, environments })
+        Ok(InternedValues { values, environments, nocache })
     }
 
     fn value(&self, map: &Arc<Map>) -> Value {
@@ -157,17 +182,21 @@ impl InternedValues {
     fn environment(&self, map: &Arc<Map>) -> Arc<BTreeMap<String, String>> {
         self.environments.get(&(Arc::as_ptr(map) as usize)).cloned().unwrap_or_default()
     }
+
+    fn nocache(&self, names: &[String]) -> Arc<BTreeSet<String>> {
+        self.nocache.get(names).cloned().unwrap_or_else(|| Arc::new(names.iter().cloned().collect()))
+    }
 }
 
 /// The key input of one element.
 fn element_input(
     element: &Element,
-    project: &ProjectSummary,
+    project: &ProjectInput,
     interned: &InternedValues,
 ) -> Result<ElementInput, CacheKeyError> {
-    let variables: BTreeMap<String, String> = KEY_VARIABLES
+    let variables: BTreeMap<&'static str, String> = KEY_VARIABLES
         .iter()
-        .filter_map(|name| element.variable(name).map(|value| ((*name).to_owned(), value.to_owned())))
+        .filter_map(|name| element.variable(name).map(|value| (*name, value.to_owned())))
         .collect();
     let sources = element
         .sources
@@ -176,14 +205,14 @@ fn element_input(
             let config = map_to_value(&source.config);
             // Only `remote` keys read the translated URL (its file name).
             let translated_url = match source.kind.as_str() {
-                "remote" => config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project)),
+                "remote" => config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project.summary)),
                 _ => None,
             };
             SourceInput {
                 kind: source.kind.clone(),
                 directory: source.directory.clone(),
                 config,
-                project_dir: project.directory.clone(),
+                project_dir: Arc::clone(&project.directory),
                 translated_url,
                 external_key: source.unique_key.as_ref().map(Value::from),
             }
@@ -210,11 +239,11 @@ fn element_input(
         variables,
         config: interned.value(&element.config),
         environment: interned.environment(&element.environment),
-        environment_nocache: element.environment_nocache.iter().cloned().collect::<BTreeSet<_>>(),
+        environment_nocache: interned.nocache(&element.environment_nocache),
         public: interned.value(&element.public),
         sandbox: interned.value(&element.sandbox),
         sources,
-        fatal_warnings: project.fatal_warnings.clone(),
+        fatal_warnings: Arc::clone(&project.fatal_warnings),
         dependencies,
         external: element.external_key.clone(),
     })
@@ -335,8 +364,8 @@ mod tests {
         let fetch = &inputs[0];
         assert_eq!(fetch.sources[0].translated_url.as_deref(), Some("https://example.com/mirror/dir/file.txt"));
         assert_eq!(fetch.sources[0].directory.as_deref(), Some("opt"));
-        assert_eq!(fetch.sources[1].project_dir, PathBuf::from("/project"));
-        assert_eq!(fetch.fatal_warnings, vec!["overlaps".to_owned()]);
+        assert_eq!(*fetch.sources[1].project_dir, PathBuf::from("/project"));
+        assert_eq!(&fetch.fatal_warnings[..], ["overlaps".to_owned()]);
         assert_eq!(fetch.build_root, "/buildstream/proj/fetch.bst");
         let build = &inputs[1];
         assert_eq!(build.dependencies.len(), 1);

@@ -538,7 +538,7 @@ mod tests {
             })
             .collect();
         put("sources", Value::List(source_entries));
-        let mut warnings = input.fatal_warnings.clone();
+        let mut warnings = input.fatal_warnings.to_vec();
         warnings.sort();
         put("fatal-warnings", warnings.into());
         if plugin.run_commands {
@@ -569,8 +569,8 @@ mod tests {
         let mut with_everything = element("elements/x.bst", "manual", Value::map());
         with_everything.sources.push(local_source());
         with_everything.sources.push(SourceInput { kind: "local".into(), directory: Some("opt".into()), ..local_source() });
-        with_everything.fatal_warnings = vec!["z".into(), "a".into()];
-        with_everything.environment_nocache.insert("TERM".into());
+        with_everything.fatal_warnings = ["z".to_owned(), "a".to_owned()].into();
+        Arc::make_mut(&mut with_everything.environment_nocache).insert("TERM".into());
         Arc::make_mut(&mut with_everything.environment).insert("\u{e9}\"".into(), "\u{7f}\n".into());
         let mut no_split_rules = element("elements/y.bst", "import", Value::map());
         no_split_rules.public = mapping(vec![("other", strings(&["x"]))]);
@@ -621,9 +621,9 @@ mod tests {
 
         // A nocache variable leaves the key alone; a cached one changes it.
         Arc::make_mut(&mut build1.environment).insert("MAKEFLAGS".into(), "-j8".into());
-        build1.environment_nocache = BTreeSet::from(["MAKEFLAGS".to_owned()]);
+        build1.environment_nocache = Arc::new(BTreeSet::from(["MAKEFLAGS".to_owned()]));
         assert_eq!(keys_of(&[build1.clone()]).get(0).unwrap(), keys);
-        build1.environment_nocache.clear();
+        Arc::make_mut(&mut build1.environment_nocache).clear();
         assert_ne!(keys_of(&[build1]).get(0).unwrap().strict, keys.strict);
     }
 
