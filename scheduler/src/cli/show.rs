@@ -42,7 +42,7 @@ pub fn project_directory(global: &GlobalArgs) -> Result<PathBuf, Failure> {
 
 /// The load options from the global arguments.
 pub fn load_options(global: &GlobalArgs) -> LoadOptions {
-    LoadOptions { cli_options: global.option_pairs(), user_config: global.config.clone(), helper_threads: None }
+    LoadOptions { cli_options: global.option_pairs(), user_config: global.config.clone(), ..LoadOptions::default() }
 }
 
 fn variables_map(element: &Element) -> Map {
@@ -184,7 +184,8 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         }
     }
     let directory = project_directory(global)?;
-    let options = load_options(global);
+    // The process ends right after printing (see the end of the closure).
+    let options = LoadOptions { short_lived: true, ..load_options(global) };
     let targets = args.targets.clone();
     let deps = args.deps;
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());

@@ -272,7 +272,7 @@ pub fn load(directory: &Path, targets: &[String], options: &LoadOptions) -> Resu
         Ok(graph) => {
             let messages = std::mem::take(&mut session.messages);
             let key_length = session.user.key_length().unwrap_or(8);
-            session.retire();
+            session.retire(options.short_lived);
             Ok(Loaded { graph, messages, key_length })
         }
         Err(e) => Err(LoadFailure::render(&e, &session.sources)),

@@ -109,6 +109,10 @@ pub struct LoadOptions {
     /// Helper threads for reading and preparing element files: `None`
     /// decides from the machine (and `WEIR_LOAD_THREADS`).
     pub helper_threads: Option<usize>,
+    /// The process ends soon after the load (as `weir show` does): the
+    /// loader's own state (every parsed file) is left to the exit instead
+    /// of being freed on a thread that competes with the caller's next work.
+    pub short_lived: bool,
 }
 
 /// All state of one load.
@@ -211,9 +215,14 @@ impl Session {
     /// Ends a finished session: external plugin processes are stopped now,
     /// the rest (every parsed element file, a large share of the loader's
     /// allocations) is freed on a background thread, so that the caller
-    /// goes on with the graph meanwhile. Freed here when no thread starts.
-    pub fn retire(mut self) {
+    /// goes on with the graph meanwhile (freed here when no thread starts),
+    /// or not at all when the process ends soon anyway (`short_lived`).
+    pub fn retire(mut self, short_lived: bool) {
         drop(std::mem::take(&mut self.plugins));
+        if short_lived {
+            std::mem::forget(self);
+            return;
+        }
         let _ = std::thread::Builder::new().name("weir-free".into()).spawn(move || drop(self));
     }
 }
