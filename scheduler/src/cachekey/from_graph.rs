@@ -131,10 +131,14 @@ impl<'g> ProjectInput<'g> {
     }
 }
 
-/// The loader interns equal `config`, `environment`, `public` and `sandbox`
-/// mappings into one `Arc`; they are converted once per distinct mapping
-/// (keyed by address, valid while the graph is borrowed) and shared. Equal
+/// The loader interns equal `environment`, `public` and `sandbox` mappings
+/// into one `Arc`; they are converted once per distinct mapping (keyed by
+/// address, valid while the graph is borrowed) and shared, which also lets
+/// [`super::shared_texts`] write each distinct one once. Equal
 /// `environment-nocache` lists (usually the project's) share one set.
+/// (`config`, with its per-element commands nearly always distinct, is
+/// converted per element, in parallel: a table of 10,000 converted
+/// configurations, filled on one thread, cost more than it saved.)
 struct InternedValues<'g> {
     values: FxHashMap<usize, Value>,
     environments: FxHashMap<usize, Arc<BTreeMap<String, String>>>,
@@ -149,7 +153,7 @@ impl<'g> InternedValues<'g> {
         let mut environments: FxHashMap<usize, &Element> = FxHashMap::default();
         let mut nocache: FxHashMap<&[String], Arc<BTreeSet<String>>> = FxHashMap::default();
         for element in &graph.elements {
-            for map in [&element.config, &element.public, &element.sandbox] {
+            for map in [&element.public, &element.sandbox] {
                 maps.entry(address(map)).or_insert(map);
             }
             environments.entry(address(&element.environment)).or_insert(element);
@@ -237,7 +241,7 @@ fn element_input(
         kind: element.kind.clone(),
         build_root: element.variable("build-root").unwrap_or_default().to_owned(),
         variables,
-        config: interned.value(&element.config),
+        config: map_to_value(&element.config),
         environment: interned.environment(&element.environment),
         environment_nocache: interned.nocache(&element.environment_nocache),
         public: interned.value(&element.public),
