@@ -156,7 +156,7 @@ mod tests {
         SourceInput {
             kind: kind.into(),
             config: pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect(),
-            project_dir: Arc::new(PathBuf::from("/p")),
+            project_dir: std::sync::Arc::new(PathBuf::from("/p")),
             ..Default::default()
         }
     }
