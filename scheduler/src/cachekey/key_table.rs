@@ -647,8 +647,8 @@ mod tests {
     fn script1_layout() {
         let config = mapping(vec![("commands", strings(&["echo \"Hello World !\""])), ("root-read-only", "False".into())]);
         let mut script1 = element("elements/script1.bst", "script", config);
-        script1.variables.insert("cwd".into(), "/".into());
-        script1.variables.insert("install-root".into(), "/buildstream-install".into());
+        script1.variables.insert("cwd", "/".into());
+        script1.variables.insert("install-root", "/buildstream-install".into());
         script1.dependencies.push(build_dep(0, "elements/import1.bst"));
         let table = keys_of(&[import1(), script1]);
         let keys = table.get(1).unwrap();

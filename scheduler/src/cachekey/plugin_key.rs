@@ -309,8 +309,8 @@ mod tests {
     #[test]
     fn manual_layout_and_quirks() {
         let mut input = element("manual", mapping([("build-commands", vec!["make".to_owned()].into())]));
-        input.variables.insert("notparallel".into(), "false".into());
-        input.variables.insert("command-subdir".into(), String::new());
+        input.variables.insert("notparallel", "false".into());
+        input.variables.insert("command-subdir", String::new());
         let opt = mapping([("location", "/opt".into()), ("digest-environment", "D".into())]);
         input.dependencies = vec![
             dep("a.bst", true, vec![]),
@@ -337,8 +337,8 @@ mod tests {
     #[test]
     fn script_layout_always_present() {
         let mut input = element("script", mapping([("commands", vec!["echo \"Hello World !\"".to_owned()].into())]));
-        input.variables.insert("install-root".into(), "/buildstream-install".into());
-        input.variables.insert("cwd".into(), String::new());
+        input.variables.insert("install-root", "/buildstream-install".into());
+        input.variables.insert("cwd", String::new());
         assert_eq!(
             key_text(&input),
             r#"{"commands":{"commands":["echo \"Hello World !\""]},"cwd":"/","install-root":"/buildstream-install","layout":{},"root-read-only":false}"#
