@@ -8,6 +8,7 @@
 //! `digest-enviornment` and `notparallel` truthiness); a kind that is not
 //! core is refused rather than guessed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::canonical::{write_canonical, write_string};
@@ -99,22 +100,22 @@ impl PluginKey {
 /// configuration instead of being copied into a new mapping first.
 fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
     let name = input.full_name.as_str();
-    let mut members: Vec<(&str, Member)> = Vec::with_capacity(8);
+    let mut members: Vec<(&str, Cow<Value>)> = Vec::with_capacity(8);
     for step in ["configure-commands", "build-commands", "install-commands", "strip-commands"] {
         members.push((step, config_list_member(name, &input.config, step)?));
     }
     if let Some(subdir) = input.variables.get("command-subdir").filter(|v| !v.is_empty()) {
-        members.push(("command-subdir", Member::Owned(subdir.as_str().into())));
+        members.push(("command-subdir", Cow::Owned(subdir.as_str().into())));
     }
     if input.variables.get("notparallel").is_some_and(|v| !v.is_empty()) {
-        members.push(("notparallel", Member::Owned(Value::Bool(true))));
+        members.push(("notparallel", Cow::Owned(Value::Bool(true))));
     }
     // Without dependency configuration every dependency is at `/`: no
     // `layout` and no `digest-enviornment`.
     if input.dependencies.iter().any(|dep| !dep.configs.is_empty()) {
         let (layout, digest_environment) = build_element_layout(input)?;
-        members.extend(layout.map(|layout| ("layout", Member::Owned(layout))));
-        members.extend(digest_environment.map(|digest| ("digest-enviornment", Member::Owned(digest))));
+        members.extend(layout.map(|layout| ("layout", Cow::Owned(layout))));
+        members.extend(digest_environment.map(|digest| ("digest-enviornment", Cow::Owned(digest))));
     }
     // Members in code-point order, as `ujson.dumps(sort_keys=True)` writes them.
     members.sort_unstable_by_key(|(key, _)| *key);
@@ -126,25 +127,10 @@ fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
         }
         write_string(key, &mut text);
         text.push(':');
-        write_canonical(member.value(), &mut text);
+        write_canonical(member, &mut text);
     }
     text.push('}');
     Ok(Value::Raw(text))
-}
-
-/// A member of a key mapping: a value of the configuration, or a new one.
-enum Member<'a> {
-    Borrowed(&'a Value),
-    Owned(Value),
-}
-
-impl Member<'_> {
-    fn value(&self) -> &Value {
-        match self {
-            Member::Borrowed(value) => value,
-            Member::Owned(value) => value,
-        }
-    }
 }
 
 /// BuildElement's `layout` and `digest-enviornment` members (each `None`
@@ -242,10 +228,10 @@ fn config_bool(element: &str, config: &Value, key: &str, default: bool) -> Resul
 /// A list of strings as a value: the configured list itself when it holds
 /// only strings (a cheap copy of shared text), else as [`config_list`] reads it.
 /// A list of strings of the configuration, as it is when it is one.
-fn config_list_member<'a>(element: &str, config: &'a Value, key: &str) -> Result<Member<'a>, CacheKeyError> {
+fn config_list_member<'a>(element: &str, config: &'a Value, key: &str) -> Result<Cow<'a, Value>, CacheKeyError> {
     match config.get(key) {
-        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(Member::Borrowed(list)),
-        _ => Ok(Member::Owned(config_list(element, config, key)?.into())),
+        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(Cow::Borrowed(list)),
+        _ => Ok(Cow::Owned(config_list(element, config, key)?.into())),
     }
 }
 
