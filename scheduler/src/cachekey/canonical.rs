@@ -32,19 +32,27 @@ pub fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Map(map) => {
-            out.push('{');
-            for (index, (key, item)) in map.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_canonical(item, out);
-            }
-            out.push('}');
-        }
+        Value::Map(map) => write_object(map.iter(), out, write_canonical),
     }
+}
+
+/// Appends a JSON object of `members`, which must come in code-point order
+/// of their names, each value written by `write_value`.
+pub fn write_object<K: AsRef<str>, V>(
+    members: impl IntoIterator<Item = (K, V)>,
+    out: &mut String,
+    mut write_value: impl FnMut(V, &mut String),
+) {
+    out.push('{');
+    for (index, (key, value)) in members.into_iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        write_string(key.as_ref(), out);
+        out.push(':');
+        write_value(value, out);
+    }
+    out.push('}');
 }
 
 /// The canonical JSON text of `value`.

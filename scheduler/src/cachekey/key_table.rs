@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use super::build_scope::BuildScopes;
-use super::canonical::{hex_digest, write_canonical, write_string};
+use super::canonical::{hex_digest, write_canonical, write_object, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
 use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates};
@@ -320,17 +320,9 @@ fn dict_tail<'a>(
     out.push_str(",\"element-plugin-version\":");
     out.push_str(&plugin.artifact_version.to_string());
     if plugin.run_commands {
-        out.push_str(",\"environment\":{");
+        out.push_str(",\"environment\":");
         let cached = input.environment.iter().filter(|(name, _)| !input.environment_nocache.contains(*name));
-        for (position, (name, value)) in cached.enumerate() {
-            if position > 0 {
-                out.push(',');
-            }
-            write_string(name, &mut out);
-            out.push(':');
-            write_string(value, &mut out);
-        }
-        out.push('}');
+        write_object(cached, &mut out, |value, out| write_string(value, out));
     }
     out.push_str(",\"fatal-warnings\":");
     let mut warnings: Vec<&str> = input.fatal_warnings.iter().map(String::as_str).collect();

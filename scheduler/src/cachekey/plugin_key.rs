@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::canonical::{write_canonical, write_string};
+use super::canonical::{write_canonical, write_object};
 use super::element_input::ElementInput;
 use crate::graph::ExternalKey;
 use super::value::Value;
@@ -120,16 +120,7 @@ fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
     // Members in code-point order, as `ujson.dumps(sort_keys=True)` writes them.
     members.sort_unstable_by_key(|(key, _)| *key);
     let mut text = String::with_capacity(1024);
-    text.push('{');
-    for (position, (key, member)) in members.iter().enumerate() {
-        if position > 0 {
-            text.push(',');
-        }
-        write_string(key, &mut text);
-        text.push(':');
-        write_canonical(member, &mut text);
-    }
-    text.push('}');
+    write_object(members.iter().map(|(key, member)| (key, &**member)), &mut text, write_canonical);
     Ok(Value::Raw(text))
 }
 
