@@ -136,26 +136,9 @@ fn default_targets(session: &Session) -> Vec<String> {
     if !project.default_targets.is_empty() {
         return project.default_targets.clone();
     }
-    let root = &project.element_path;
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != ".bst") {
-                    stack.push(path);
-                }
-            } else if path.extension().is_some_and(|e| e == "bst") {
-                if let Ok(rel) = path.strip_prefix(root) {
-                    out.push(rel.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::project::element_files::element_files(&project.element_path, |dir| {
+        dir.file_name().is_some_and(|name| name != ".bst")
+    })
 }
 
 /// Threads that read and parse element files ahead of the loader: one per

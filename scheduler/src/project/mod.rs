@@ -8,6 +8,7 @@
 
 pub mod conditionals;
 pub mod defaults;
+pub mod element_files;
 pub mod expression;
 pub mod host;
 pub mod options;

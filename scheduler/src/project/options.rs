@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::element_files::element_files;
 use super::expression::Value;
 use super::host::{canonical_arch, Host};
 use super::symbol::check_symbol;
@@ -218,27 +219,6 @@ fn declared_values(def: &Map, kind: OptionType, name: &str) -> LoadResult<Vec<St
     Ok(values)
 }
 
-/// Every `*.bst` file under `dir`, relative to it, sorted.
-fn element_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "bst") {
-                if let Ok(rel) = path.strip_prefix(dir) {
-                    out.push(rel.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 impl OptionPool {
     /// Reads the `options` declarations of a project.
     pub fn declare(decls: &Map, host: &Host, element_path: &Path) -> LoadResult<OptionPool> {
@@ -343,7 +323,7 @@ impl OptionPool {
                     option.value = OptionValue::Str(host.system.clone());
                 }
                 OptionType::ElementMask => {
-                    option.values = element_files(element_path);
+                    option.values = element_files(element_path, |_| true);
                     let items =
                         def.get_str_list("default")?.unwrap_or_default().iter().map(|s| s.value.to_string()).collect();
                     option.set_list(items, Some(def.span))?;

@@ -425,15 +425,10 @@ mod tests {
     fn every_conformance_and_example_file_gives_the_full_parsers_tree() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let shared = std::env::var_os("WEIR_SHARED").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("../shared"));
-        let mut dirs = vec![root.join("examples"), shared.join("conformance/data")];
         let (mut files, mut accepted) = (0, 0);
-        while let Some(dir) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "bst" || e == "yml" || e == "yaml" || e == "conf" || e == "refs") {
+        for dir in [root.join("examples"), shared.join("conformance/data")] {
+            for path in crate::project::element_files::files_under(&dir, |_| true) {
+                if path.extension().is_some_and(|e| e == "bst" || e == "yml" || e == "yaml" || e == "conf" || e == "refs") {
                     let Ok(text) = std::fs::read_to_string(&path) else { continue };
                     files += 1;
                     accepted += usize::from(agrees(&text));
