@@ -189,7 +189,8 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let targets = args.targets.clone();
     let deps = args.deps;
     let format = args.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.to_string());
-    if !wants_keys(&format) {
+    let keys_wanted = wants_keys(&format);
+    if !keys_wanted {
         return_freed_pages_at_once();
     }
     let global = global.clone();
@@ -202,7 +203,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         // kind that declares no `cache-key`) is still shown, with empty key
         // fields and a warning.
         let mut timer = loader::PhaseTimer::new();
-        let keys = if wants_keys(&format) {
+        let keys = if keys_wanted {
             match crate::cachekey::GraphKeys::compute(&loaded.graph) {
                 Ok(keys) => Some(keys),
                 Err(err) => {
