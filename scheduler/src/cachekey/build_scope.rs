@@ -186,7 +186,7 @@ mod tests {
     use super::super::element_input::DependencyInput;
     use super::*;
 
-    fn element(deps: &[(usize, bool, bool)]) -> ElementInput {
+    fn element(deps: &[(usize, bool, bool)]) -> ElementInput<'static> {
         ElementInput {
             dependencies: deps
                 .iter()

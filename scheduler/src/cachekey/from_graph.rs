@@ -1,11 +1,13 @@
 //! The adapter from the loader's element graph to key inputs, and the one
-//! entry point `weir show` (and later `build`) calls: [`GraphKeys`].
+//! entry point `weir show` and `weir build` call: [`GraphKeys`].
 //!
 //! It owns the mapping of [`crate::graph::Element`] fields onto
 //! [`ElementInput`] (element ids become input indices one to one) and alias
 //! translation for download URLs. Key decision: this is the only code in the
-//! module that knows the loader's types; everything after it is plain data.
+//! module that knows the loader's element types; the inputs borrow the
+//! graph's texts and configurations instead of copying them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use rustc_hash::FxHashMap;
 use crate::graph::{Element, ElementId, Graph, ProjectSummary};
 use crate::yaml::Map;
 
-use super::element_input::{DependencyInput, ElementInput, SourceInput, KEY_VARIABLES};
+use super::element_input::{DependencyInput, ElementInput, KeyVariables, SourceInput, KEY_VARIABLES};
 use super::key_fields::{key_field, KeyFields, DEFAULT_KEY_LENGTH};
 use super::key_table::{ElementKeys, KeyTable};
 use super::node_value::map_to_value;
@@ -25,27 +27,29 @@ use super::source_key::{MerkleDigester, TreeDigester};
 use super::value::Value;
 use super::CacheKeyError;
 
-/// The keys of every element of a loaded graph.
+/// The keys of every element of a loaded graph (which it borrows).
 #[derive(Debug)]
-pub struct GraphKeys {
-    inputs: Vec<ElementInput>,
+pub struct GraphKeys<'g> {
+    inputs: Vec<ElementInput<'g>>,
     table: KeyTable,
 }
 
-impl GraphKeys {
+impl<'g> GraphKeys<'g> {
     /// Computes the keys of every element of `graph` for this host, digesting
     /// `local` sources with weir-proto's Merkle builder.
-    pub fn compute(graph: &Graph) -> Result<Self, CacheKeyError> {
+    pub fn compute(graph: &'g Graph) -> Result<Self, CacheKeyError> {
         Self::compute_with(graph, &HostPlatform::detect(), &MerkleDigester)
     }
 
     /// Computes the keys with an explicit host platform and tree digester.
     pub fn compute_with(
-        graph: &Graph,
+        graph: &'g Graph,
         host: &HostPlatform,
         digester: &dyn TreeDigester,
     ) -> Result<Self, CacheKeyError> {
+        let mut timer = crate::loader::PhaseTimer::new();
         let inputs = element_inputs(graph)?;
+        timer.done("keys: inputs");
         let table = KeyTable::compute(&inputs, host, digester)?;
         Ok(GraphKeys { inputs, table })
     }
@@ -53,6 +57,16 @@ impl GraphKeys {
     /// The keys of element `id`.
     pub fn keys(&self, id: ElementId) -> Option<&ElementKeys> {
         self.table.get(id.index())
+    }
+
+    /// The keys, indexed by element id.
+    pub fn table(&self) -> &KeyTable {
+        &self.table
+    }
+
+    /// The keys alone, indexed by element id, without the borrow of the graph.
+    pub fn into_table(self) -> KeyTable {
+        self.table
     }
 
     /// The printable key fields of element `id` (`%{full-key}`, `%{key}`,
@@ -78,7 +92,7 @@ impl GraphKeys {
 /// cache holds; without one nothing is cached).
 pub struct ShownKeys<'a> {
     /// The keys.
-    pub keys: &'a GraphKeys,
+    pub keys: &'a GraphKeys<'a>,
     /// `%{key}`'s length.
     pub key_length: usize,
     /// The elements whose artifact is cached, when a cache was asked.
@@ -93,7 +107,7 @@ impl crate::graph::KeyFields for ShownKeys<'_> {
 }
 
 /// The key inputs of every element, indexed by element id (converted in parallel).
-pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput>, CacheKeyError> {
+pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput<'_>>, CacheKeyError> {
     let interned = InternedValues::collect(graph)?;
     let projects: Vec<ProjectInput> = graph.projects.iter().map(ProjectInput::new).collect();
     graph
@@ -193,29 +207,30 @@ impl<'g> InternedValues<'g> {
 }
 
 /// The key input of one element.
-fn element_input(
-    element: &Element,
+fn element_input<'g>(
+    element: &'g Element,
     project: &ProjectInput,
     interned: &InternedValues,
-) -> Result<ElementInput, CacheKeyError> {
-    let variables: BTreeMap<&'static str, String> = KEY_VARIABLES
-        .iter()
-        .filter_map(|name| element.variable(name).map(|value| (*name, value.to_owned())))
-        .collect();
+) -> Result<ElementInput<'g>, CacheKeyError> {
+    let mut variables = KeyVariables::default();
+    for name in KEY_VARIABLES {
+        if let Some(value) = element.variable(name) {
+            variables.insert(name, value);
+        }
+    }
     let sources = element
         .sources
         .iter()
         .map(|source| {
-            let config = map_to_value(&source.config);
             // Only `remote` keys read the translated URL (its file name).
             let translated_url = match source.kind.as_str() {
-                "remote" => config.get("url").and_then(Value::as_str).map(|url| translate_url(url, project.summary)),
+                "remote" => source.config.get("url").and_then(|url| url.as_str()).map(|url| translate_url(url, project.summary)),
                 _ => None,
             };
             SourceInput {
-                kind: source.kind.clone(),
-                directory: source.directory.clone(),
-                config,
+                kind: Cow::Borrowed(&source.kind),
+                directory: source.directory.as_deref().map(Cow::Borrowed),
+                config: Cow::Borrowed(&source.config),
                 project_dir: Arc::clone(&project.directory),
                 translated_url,
                 external_key: source.unique_key.as_ref().map(Value::from),
@@ -227,21 +242,21 @@ fn element_input(
         .iter()
         .map(|dep| DependencyInput {
             element: dep.element.index(),
-            path: dep.path.clone(),
+            path: Cow::Borrowed(&dep.path),
             build: dep.dep_type.is_build(),
             runtime: dep.dep_type.is_runtime(),
             strict: dep.strict,
-            configs: dep.configs.iter().map(map_to_value).collect(),
+            configs: Cow::Borrowed(&dep.configs),
         })
         .collect();
     Ok(ElementInput {
-        project: element.project_name.clone(),
-        name: element.name.clone(),
-        full_name: element.full_name.clone(),
-        kind: element.kind.clone(),
-        build_root: element.variable("build-root").unwrap_or_default().to_owned(),
+        project: Cow::Borrowed(&element.project_name),
+        name: Cow::Borrowed(&element.name),
+        full_name: Cow::Borrowed(&element.full_name),
+        kind: Cow::Borrowed(&element.kind),
+        build_root: Cow::Borrowed(element.variable("build-root").unwrap_or_default()),
         variables,
-        config: map_to_value(&element.config),
+        config: Cow::Borrowed(&element.config),
         environment: interned.environment(&element.environment),
         environment_nocache: interned.nocache(&element.environment_nocache),
         public: interned.value(&element.public),
@@ -249,7 +264,7 @@ fn element_input(
         sources,
         fatal_warnings: Arc::clone(&project.fatal_warnings),
         dependencies,
-        external: element.external_key.clone(),
+        external: element.external_key.as_ref().map(Cow::Borrowed),
     })
 }
 
@@ -364,7 +379,8 @@ mod tests {
 
     #[test]
     fn graph_elements_become_inputs() {
-        let inputs = element_inputs(&graph()).unwrap();
+        let graph = graph();
+        let inputs = element_inputs(&graph).unwrap();
         let fetch = &inputs[0];
         assert_eq!(fetch.sources[0].translated_url.as_deref(), Some("https://example.com/mirror/dir/file.txt"));
         assert_eq!(fetch.sources[0].directory.as_deref(), Some("opt"));
@@ -374,13 +390,14 @@ mod tests {
         let build = &inputs[1];
         assert_eq!(build.dependencies.len(), 1);
         assert!(build.dependencies[0].build && !build.dependencies[0].runtime);
-        assert_eq!(build.dependencies[0].configs[0].get("location"), Some(&Value::from("/sysroot")));
+        assert_eq!(build.dependencies[0].configs[0].get("location").and_then(|n| n.as_str()), Some("/sysroot"));
         assert!(build.environment_nocache.contains("MAKEFLAGS"));
     }
 
     #[test]
     fn fields_of_a_graph() {
-        let keys = GraphKeys::compute_with(&graph(), &host(), &NamedDigester).unwrap();
+        let graph = graph();
+        let keys = GraphKeys::compute_with(&graph, &host(), &NamedDigester).unwrap();
         let fetch = keys.fields(ElementId(0)).unwrap();
         assert_eq!(
             fetch.source_keys,
@@ -397,7 +414,6 @@ mod tests {
         assert!(super::super::canonical::is_key(&build.strict_key));
         assert!(super::super::canonical::is_key(&build.weak_key));
         assert_eq!(build.full_key, build.strict_key);
-        let graph = graph();
         let lookup: &dyn crate::graph::KeyFields = &ShownKeys { keys: &keys, key_length: DEFAULT_KEY_LENGTH, cached: None };
         assert_eq!(lookup.field(&graph, graph.element(ElementId(1)), "full-key"), Some(build.full_key.clone()));
         assert_eq!(lookup.field(&graph, graph.element(ElementId(0)), "source-keys"), Some(fetch.source_keys.clone()));

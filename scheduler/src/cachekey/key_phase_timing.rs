@@ -21,22 +21,28 @@ use super::source_key::MerkleDigester;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Process CPU time (user + system) so far.
-fn process_cpu() -> Duration {
+/// Process CPU time (user + system) and minor page faults so far.
+fn process_cpu() -> (Duration, i64) {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
+        return (Duration::ZERO, 0);
     }
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
+    (time(usage.ru_utime) + time(usage.ru_stime), usage.ru_minflt)
 }
 
 /// Runs `f`, printing its wall and CPU time under `label`.
 fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
-    let (wall, cpu) = (Instant::now(), process_cpu());
+    let (wall, (cpu, faults)) = (Instant::now(), process_cpu());
     let value = f();
-    println!("{label:>14}: wall {:7.1} ms, cpu {:7.1} ms", ms(wall.elapsed()), ms(process_cpu() - cpu));
+    let (cpu_after, faults_after) = process_cpu();
+    println!(
+        "{label:>14}: wall {:7.1} ms, cpu {:7.1} ms, {} page faults",
+        ms(wall.elapsed()),
+        ms(cpu_after - cpu),
+        faults_after - faults
+    );
     value
 }
 

@@ -10,11 +10,13 @@
 //!   prefix any earlier list shares with it (`PrefixStates`);
 //! * hashing is the one cost that grows quadratically (the dense shape puts
 //!   O(N) entries in each key), so elements are hashed in parallel (rayon),
-//!   each as soon as its dependencies are (no barrier per dependency level),
-//!   as are the per-element dict parts and the source keys.
+//!   each as soon as its dependencies are (no barrier per dependency level);
+//!   an element's dict parts are written by the task that hashes it, so that
+//!   they are never all held at once. Source keys are computed in parallel
+//!   beforehand.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rayon::prelude::*;
 use sha2::Digest;
@@ -79,29 +81,33 @@ impl KeyTable {
         host: &HostPlatform,
         digester: &dyn TreeDigester,
     ) -> Result<Self, CacheKeyError> {
-        // The dependency lists and the parts of each dict that depend on the
+        // The dependency lists and the parts of each entry that depend on the
         // element alone are independent: they are computed side by side (the
         // lists are often one element at a time, on deep graphs). The parts
         // many elements share are written once.
+        let mut timer = crate::loader::PhaseTimer::new();
         let shared = SharedTexts::collect(inputs, host);
-        let (scopes, parts) =
-            rayon::join(|| BuildScopes::compute(inputs), || element_parts(inputs, host, digester, &shared));
+        let (scopes, parts) = rayon::join(|| BuildScopes::compute(inputs), || element_parts(inputs, digester));
         let scopes = scopes?;
-        let (sources, dicts, entries) = parts?;
-
+        let (sources, entries) = parts?;
         let prefixes = PrefixStates::new(&scopes.scopes);
+        timer.done("keys: scopes, sources");
+
         let hashing = Hashing { entries: &entries, prefixes: &prefixes };
+        let dicts = DictMaker { inputs, sources: &sources, host, shared: &shared, first_error: Mutex::new(None) };
         let computed = hashing.all_keys(inputs, &dicts);
-        let mut keys: Vec<ElementKeys> = computed
+        timer.done("keys: hashing");
+        if let Some((_, error)) = dicts.first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(error);
+        }
+        let keys = computed
             .into_iter()
-            .map(|slot| {
+            .zip(sources)
+            .map(|(slot, sources)| {
                 let (weak, strict) = slot.into_inner().unwrap_or((None, None));
-                ElementKeys { weak, strict, sources: Vec::new() }
+                ElementKeys { weak, strict, sources }
             })
             .collect();
-        for (keys, sources) in keys.iter_mut().zip(sources) {
-            keys.sources = sources;
-        }
         Ok(KeyTable { keys })
     }
 
@@ -121,17 +127,11 @@ impl KeyTable {
     }
 }
 
-/// Per element: its source keys, its dict parts (`None` while a source is
-/// unresolved) and its entry in its dependants' lists.
-type ElementParts<'a> = (Vec<Vec<Option<Value>>>, Vec<Option<ElementDict<'a>>>, Vec<DependencyEntry>);
+/// Per element: its source keys and its entry in its dependants' lists.
+type ElementParts = (Vec<Vec<Option<Value>>>, Vec<DependencyEntry>);
 
-/// The parts of every element's key that depend on the element alone.
-fn element_parts<'a>(
-    inputs: &[ElementInput],
-    host: &HostPlatform,
-    digester: &dyn TreeDigester,
-    shared: &'a SharedTexts,
-) -> Result<ElementParts<'a>, CacheKeyError> {
+/// The parts of every element's entry that depend on the element alone.
+fn element_parts(inputs: &[ElementInput], digester: &dyn TreeDigester) -> Result<ElementParts, CacheKeyError> {
     // Source keys: local trees are read from disk once per path.
     let mut source_keys = SourceKeys::new(digester);
     source_keys.digest_local_trees(inputs.iter().flat_map(|input| &input.sources));
@@ -139,14 +139,38 @@ fn element_parts<'a>(
         .par_iter()
         .map(|input| input.sources.iter().map(|source| source_keys.unique_key(&input.full_name, source)).collect())
         .collect::<Result<_, _>>()?;
-    let dicts: Vec<Option<ElementDict>> = inputs
-        .par_iter()
-        .zip(&sources)
-        .map(|(input, sources)| element_dict(input, sources, host, shared))
-        .collect::<Result<_, _>>()?;
     let entries: Vec<DependencyEntry> =
         inputs.par_iter().map(|input| DependencyEntry::new(&input.project, &input.name)).collect();
-    Ok((sources, dicts, entries))
+    Ok((sources, entries))
+}
+
+/// Makes each element's dict parts when it is hashed, so that only the
+/// elements being hashed hold theirs (a graph's worth of dict texts, about
+/// 1.5 KB each, is written into buffers the allocator reuses at once).
+/// Errors are kept, the first element's first.
+struct DictMaker<'a> {
+    inputs: &'a [ElementInput<'a>],
+    sources: &'a [Vec<Option<Value>>],
+    host: &'a HostPlatform,
+    shared: &'a SharedTexts,
+    first_error: Mutex<Option<(usize, CacheKeyError)>>,
+}
+
+impl DictMaker<'_> {
+    /// The dict parts of element `index`; `None` while a source is
+    /// unresolved or when they could not be made (the error is kept).
+    fn dict(&self, index: usize) -> Option<ElementDict<'_>> {
+        match element_dict(&self.inputs[index], &self.sources[index], self.host, self.shared) {
+            Ok(dict) => dict,
+            Err(error) => {
+                let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+                if first.as_ref().is_none_or(|(earlier, _)| index < *earlier) {
+                    *first = Some((index, error));
+                }
+                None
+            }
+        }
+    }
 }
 
 /// The element-only part of the key computation; `None` while a source is unresolved.
@@ -187,7 +211,7 @@ impl Hashing<'_> {
     /// dependencies are (each then has every member of its lists done, as
     /// those are dependencies of dependencies), on any rayon thread: no
     /// element waits for a whole level of the graph to finish.
-    fn all_keys(&self, inputs: &[ElementInput], dicts: &[Option<ElementDict>]) -> Vec<KeySlot> {
+    fn all_keys(&self, inputs: &[ElementInput], dicts: &DictMaker) -> Vec<KeySlot> {
         let count = inputs.len();
         let slots: Vec<KeySlot> = (0..count).map(|_| OnceLock::new()).collect();
         let pending: Vec<AtomicUsize> = inputs.iter().map(|input| AtomicUsize::new(input.dependencies.len())).collect();
@@ -246,7 +270,7 @@ impl Hashing<'_> {
 #[derive(Clone, Copy)]
 struct Work<'a> {
     hashing: &'a Hashing<'a>,
-    dicts: &'a [Option<ElementDict<'a>>],
+    dicts: &'a DictMaker<'a>,
     slots: &'a [KeySlot],
     /// Per element, its dependencies not hashed yet.
     pending: &'a [AtomicUsize],
@@ -264,7 +288,7 @@ impl<'a> Work<'a> {
         let mut next = Some(index);
         while let Some(index) = next.take() {
             let (weak, strict) =
-                self.dicts[index].as_ref().map_or((None, None), |dict| self.hashing.element_keys(index, dict));
+                self.dicts.dict(index).map_or((None, None), |dict| self.hashing.element_keys(index, &dict));
             self.hashing.entries[index].set_keys(weak.as_deref(), strict.as_deref());
             let _ = self.slots[index].set((weak, strict));
             for &dependant in &self.dependants[index] {
@@ -373,7 +397,10 @@ mod tests {
     use std::sync::Arc;
     use std::path::Path;
 
+    use std::borrow::Cow;
+
     use super::super::canonical::{generate_key, to_canonical};
+    use super::super::node_value::value_to_map;
     use super::super::element_input::{DependencyInput, SourceInput};
     use super::super::prefix_states::DICT_HEAD;
     use super::super::sandbox::sandbox_dict;
@@ -467,36 +494,36 @@ mod tests {
         .collect()
     }
 
-    fn element(name: &str, kind: &str, config: Value) -> ElementInput {
+    fn element(name: &str, kind: &str, config: Value) -> ElementInput<'static> {
         ElementInput {
             project: "cachekey".into(),
-            name: name.into(),
-            full_name: name.into(),
-            kind: kind.into(),
-            build_root: format!("/buildstream/cachekey/{name}"),
-            config,
+            name: name.to_owned().into(),
+            full_name: name.to_owned().into(),
+            kind: kind.to_owned().into(),
+            build_root: format!("/buildstream/cachekey/{name}").into(),
+            config: Cow::Owned(value_to_map(&config)),
             environment: Arc::new(default_environment()),
             public: default_public(),
             ..Default::default()
         }
     }
 
-    fn local_source() -> SourceInput {
+    fn local_source() -> SourceInput<'static> {
         SourceInput {
             kind: "local".into(),
-            config: mapping(vec![("path", "files/local".into())]),
+            config: Cow::Owned(value_to_map(&mapping(vec![("path", "files/local".into())]))),
             ..Default::default()
         }
     }
 
-    fn import1() -> ElementInput {
+    fn import1() -> ElementInput<'static> {
         let mut import = element("elements/import1.bst", "import", mapping(vec![("source", "/".into()), ("target", "/".into())]));
         import.sources.push(local_source());
         import
     }
 
-    fn build_dep(element: usize, path: &str) -> DependencyInput {
-        DependencyInput { element, path: path.into(), build: true, runtime: false, ..Default::default() }
+    fn build_dep(element: usize, path: &str) -> DependencyInput<'static> {
+        DependencyInput { element, path: path.to_owned().into(), build: true, runtime: false, ..Default::default() }
     }
 
     fn keys_of(inputs: &[ElementInput]) -> KeyTable {
@@ -512,9 +539,9 @@ mod tests {
         };
         put("core-artifact-version", Value::Int(CORE_ARTIFACT_VERSION));
         put("dependencies", Value::List(Vec::new()));
-        put("element-base-key", [("build-root", Value::from(input.build_root.as_str()))].into_iter().collect());
+        put("element-base-key", [("build-root", Value::from(&*input.build_root))].into_iter().collect());
         put("element-plugin-key", plugin.key.clone());
-        put("element-plugin-name", Value::from(input.kind.as_str()));
+        put("element-plugin-name", Value::from(&*input.kind));
         put("element-plugin-version", Value::Int(plugin.artifact_version));
         put("public", public_with_split_rules(&input.public));
         let source_entries = input
@@ -522,7 +549,7 @@ mod tests {
             .iter()
             .zip(sources)
             .map(|(source, key)| {
-                let mut entry = vec![("key", key.clone().unwrap_or(Value::Null)), ("name", Value::from(source.kind.as_str()))];
+                let mut entry = vec![("key", key.clone().unwrap_or(Value::Null)), ("name", Value::from(&*source.kind))];
                 if let Some(directory) = source.directory.as_deref().filter(|d| !d.is_empty()) {
                     entry.push(("directory", Value::from(directory)));
                 }
@@ -639,8 +666,8 @@ mod tests {
     fn script1_layout() {
         let config = mapping(vec![("commands", strings(&["echo \"Hello World !\""])), ("root-read-only", "False".into())]);
         let mut script1 = element("elements/script1.bst", "script", config);
-        script1.variables.insert("cwd", "/".into());
-        script1.variables.insert("install-root", "/buildstream-install".into());
+        script1.variables.insert("cwd", "/");
+        script1.variables.insert("install-root", "/buildstream-install");
         script1.dependencies.push(build_dep(0, "elements/import1.bst"));
         let table = keys_of(&[import1(), script1]);
         let keys = table.get(1).unwrap();
@@ -649,12 +676,12 @@ mod tests {
     }
 
     /// A stack element named `name` depending (type all) on `deps`.
-    fn stack(name: &str, deps: &[usize], all: &[ElementInput]) -> ElementInput {
+    fn stack(name: &str, deps: &[usize], all: &[ElementInput]) -> ElementInput<'static> {
         let mut input = element(name, "stack", Value::map());
         for &dep in deps {
             input.dependencies.push(DependencyInput {
                 element: dep,
-                path: all[dep].name.clone(),
+                path: all[dep].name.to_string().into(),
                 build: true,
                 runtime: true,
                 ..Default::default()
@@ -707,11 +734,33 @@ mod tests {
     }
 
     #[test]
+    fn the_first_element_that_has_no_key_is_reported() {
+        // Elements 2 and 4 have unknown kinds (4 depends on 2, 3 on nothing):
+        // whichever is hashed first, element 2 is named, as a sequential
+        // computation would.
+        let mut all = vec![import1()];
+        all.push(stack("elements/mid.bst", &[0], &all));
+        all.push(element("elements/odd.bst", "no-such-kind", Value::map()));
+        all.push(element("elements/fine.bst", "manual", Value::map()));
+        let mut last = element("elements/last.bst", "other-kind", Value::map());
+        last.dependencies.push(build_dep(2, "elements/odd.bst"));
+        all.push(last);
+        for _ in 0..20 {
+            match KeyTable::compute(&all, &host(), &FixedDigester) {
+                Err(CacheKeyError::UnsupportedElementKind { element, kind }) => {
+                    assert_eq!((element.as_str(), kind.as_str()), ("elements/odd.bst", "no-such-kind"));
+                }
+                other => panic!("expected an unsupported kind, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unresolved_sources_leave_keys_unknown_but_weak_names_survive() {
         let mut tar = element("elements/tar.bst", "import", Value::map());
         tar.sources.push(SourceInput {
             kind: "tar".into(),
-            config: mapping(vec![("url", "https://example.com/x.tar".into())]),
+            config: Cow::Owned(value_to_map(&mapping(vec![("url", "https://example.com/x.tar".into())]))),
             ..Default::default()
         });
         let mut all = vec![tar];
@@ -766,7 +815,7 @@ mod tests {
             let mut dict = BTreeMap::clone(&dict);
             let scope = reference_scope(all, index);
             let entry = |dep: usize, key: Option<&str>| {
-                let mut items = vec![Value::from(all[dep].project.as_str()), Value::from(all[dep].name.as_str())];
+                let mut items = vec![Value::from(&*all[dep].project), Value::from(&*all[dep].name)];
                 items.extend(key.map(Value::from));
                 Value::List(items)
             };
@@ -821,11 +870,11 @@ mod tests {
                     let (build, runtime) = [(true, true), (true, false), (false, true), (true, true)][next(4) as usize];
                     input.dependencies.push(DependencyInput {
                         element: dep,
-                        path: all[dep].name.clone(),
+                        path: all[dep].name.to_string().into(),
                         build,
                         runtime,
                         strict: build && next(5) == 0,
-                        configs: Vec::new(),
+                        configs: Cow::Borrowed(&[]),
                     });
                 }
                 all.push(input);

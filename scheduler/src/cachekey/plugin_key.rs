@@ -8,15 +8,16 @@
 //! `digest-enviornment` and `notparallel` truthiness); a kind that is not
 //! core is refused rather than guessed.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::canonical::{write_canonical, write_object};
 use super::element_input::ElementInput;
-use crate::graph::ExternalKey;
+use super::node_value::write_node;
 use super::value::Value;
-use super::value_read::{read_bool, read_str, read_str_list};
+use super::value_read::{node_bool, node_str, node_str_list};
 use super::CacheKeyError;
+use crate::graph::ExternalKey;
+use crate::yaml::{Map, Node};
 
 /// What the element kind contributes to the key dict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,15 +35,15 @@ pub struct PluginKey {
 impl PluginKey {
     /// The plugin facts for one element.
     pub fn for_element(input: &ElementInput) -> Result<Self, CacheKeyError> {
-        let name = input.full_name.as_str();
-        let config = &input.config;
+        let name = &*input.full_name;
+        let config = &*input.config;
         let plain = |key: Value, run_commands: bool| PluginKey {
             key,
             run_commands,
             strict_rebuild: false,
             artifact_version: 0,
         };
-        match input.kind.as_str() {
+        match &*input.kind {
             "import" => {
                 let source = config_str(name, config, "source", "/")?;
                 let target = config_str(name, config, "target", "/")?;
@@ -80,7 +81,7 @@ impl PluginKey {
                 strict_rebuild: true,
                 artifact_version: 0,
             }),
-            other => match &input.external {
+            other => match input.external.as_deref() {
                 Some(ExternalKey::BuildElement) => Ok(plain(build_element_key(input)?, true)),
                 Some(ExternalKey::Plugin { unique_key, run_commands, strict_rebuild, artifact_version }) => Ok(PluginKey {
                     key: Value::from(unique_key),
@@ -94,50 +95,60 @@ impl PluginKey {
     }
 }
 
+/// A member of a key that is written from a configuration node as it is,
+/// or from a key value.
+enum Member<'a> {
+    Node(&'a Node),
+    Value(Value),
+}
+
 /// BuildElement's key (spec §6.1), as canonical text ([`Value::Raw`]):
 /// every element of the kind writes its command lists, often long and
 /// distinct per element, so they are written in place from the
 /// configuration instead of being copied into a new mapping first.
 fn build_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
-    let name = input.full_name.as_str();
-    let mut members: Vec<(&str, Cow<Value>)> = Vec::with_capacity(8);
+    let name = &*input.full_name;
+    let mut members: Vec<(&str, Member)> = Vec::with_capacity(8);
     for step in ["configure-commands", "build-commands", "install-commands", "strip-commands"] {
         members.push((step, config_list_member(name, &input.config, step)?));
     }
     if let Some(subdir) = input.variables.get("command-subdir").filter(|v| !v.is_empty()) {
-        members.push(("command-subdir", Cow::Owned(subdir.as_str().into())));
+        members.push(("command-subdir", Member::Value(subdir.into())));
     }
     if input.variables.get("notparallel").is_some_and(|v| !v.is_empty()) {
-        members.push(("notparallel", Cow::Owned(Value::Bool(true))));
+        members.push(("notparallel", Member::Value(Value::Bool(true))));
     }
     // Without dependency configuration every dependency is at `/`: no
     // `layout` and no `digest-enviornment`.
     if input.dependencies.iter().any(|dep| !dep.configs.is_empty()) {
         let (layout, digest_environment) = build_element_layout(input)?;
-        members.extend(layout.map(|layout| ("layout", Cow::Owned(layout))));
-        members.extend(digest_environment.map(|digest| ("digest-enviornment", Cow::Owned(digest))));
+        members.extend(layout.map(|layout| ("layout", Member::Value(layout))));
+        members.extend(digest_environment.map(|digest| ("digest-enviornment", Member::Value(digest))));
     }
     // Members in code-point order, as `ujson.dumps(sort_keys=True)` writes them.
     members.sort_unstable_by_key(|(key, _)| *key);
     let mut text = String::with_capacity(1024);
-    write_object(members.iter().map(|(key, member)| (key, &**member)), &mut text, write_canonical);
+    write_object(members.iter().map(|(key, member)| (key, member)), &mut text, |member, out| match member {
+        Member::Node(node) => write_node(node, out),
+        Member::Value(value) => write_canonical(value, out),
+    });
     Ok(Value::Raw(text))
 }
 
 /// BuildElement's `layout` and `digest-enviornment` members (each `None`
 /// when BuildStream leaves it out) from the dependency configurations.
 fn build_element_layout(input: &ElementInput) -> Result<(Option<Value>, Option<Value>), CacheKeyError> {
-    let name = input.full_name.as_str();
+    let name = &*input.full_name;
     let mut layout: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut digest_environment: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, config) in dependency_configurations(input) {
         let mut location = "/".to_owned();
-        if let Some(config) = config.filter(|c| c.as_map().is_some_and(|m| !m.is_empty())) {
+        if let Some(config) = config.filter(|c| !c.is_empty()) {
             if let Some(value) = config.get("location") {
-                location = read_str(name, "dependency config location", value)?;
+                location = node_str(name, "dependency config location", value)?.to_owned();
             }
             if let Some(value) = config.get("digest-environment") {
-                let variable = read_str(name, "dependency config digest-environment", value)?;
+                let variable = node_str(name, "dependency config digest-environment", value)?.to_owned();
                 digest_environment.entry(variable).or_default().push(path.to_owned());
             }
         }
@@ -152,19 +163,17 @@ fn build_element_layout(input: &ElementInput) -> Result<(Option<Value>, Option<V
 
 /// ScriptElement's key for the core `script` kind (spec §6.2).
 fn script_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
-    let name = input.full_name.as_str();
+    let name = &*input.full_name;
     let commands = config_list(name, &input.config, "commands")?;
-    let variable_or_root = |variable: &str| {
-        input.variables.get(variable).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| "/".to_owned())
-    };
+    let variable_or_root = |variable: &str| input.variables.get(variable).filter(|v| !v.is_empty()).unwrap_or("/").to_owned();
     let root_read_only = config_bool(name, &input.config, "root-read-only", false)?;
     let mut layout: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, config) in dependency_configurations(input) {
         let location = match config.and_then(|c| c.get("location")) {
-            Some(value) => read_str(name, "dependency config location", value)?,
-            None => "/".to_owned(),
+            Some(value) => node_str(name, "dependency config location", value)?,
+            None => "/",
         };
-        layout.entry(location).or_default().push(path.to_owned());
+        layout.entry(location.to_owned()).or_default().push(path.to_owned());
     }
     Ok(mapping([
         ("commands", mapping([("commands", commands.into())])),
@@ -177,13 +186,13 @@ fn script_element_key(input: &ElementInput) -> Result<Value, CacheKeyError> {
 
 /// The `(path, config)` pairs `configure_dependencies()` receives: build
 /// dependencies in sorted order, one pair per config (or one with `None`).
-fn dependency_configurations(input: &ElementInput) -> Vec<(&str, Option<&Value>)> {
+fn dependency_configurations<'a>(input: &'a ElementInput) -> Vec<(&'a str, Option<&'a Map>)> {
     let mut pairs = Vec::new();
     for dep in input.dependencies.iter().filter(|d| d.build) {
         if dep.configs.is_empty() {
-            pairs.push((dep.path.as_str(), None));
+            pairs.push((&*dep.path, None));
         } else {
-            pairs.extend(dep.configs.iter().map(|config| (dep.path.as_str(), Some(config))));
+            pairs.extend(dep.configs.iter().map(|config| (&*dep.path, Some(config))));
         }
     }
     pairs
@@ -208,40 +217,43 @@ fn sorted(mut items: Vec<String>) -> Vec<String> {
     items
 }
 
-fn config_str(element: &str, config: &Value, key: &str, default: &str) -> Result<String, CacheKeyError> {
-    config.get(key).map_or_else(|| Ok(default.to_owned()), |v| read_str(element, key, v))
+fn config_str(element: &str, config: &Map, key: &str, default: &str) -> Result<String, CacheKeyError> {
+    config.get(key).map_or(Ok(default), |v| node_str(element, key, v)).map(str::to_owned)
 }
 
-fn config_bool(element: &str, config: &Value, key: &str, default: bool) -> Result<bool, CacheKeyError> {
-    config.get(key).map_or(Ok(default), |v| read_bool(element, key, v))
+fn config_bool(element: &str, config: &Map, key: &str, default: bool) -> Result<bool, CacheKeyError> {
+    config.get(key).map_or(Ok(default), |v| node_bool(element, key, v))
 }
 
-/// A list of strings as a value: the configured list itself when it holds
-/// only strings (a cheap copy of shared text), else as [`config_list`] reads it.
-/// A list of strings of the configuration, as it is when it is one.
-fn config_list_member<'a>(element: &str, config: &'a Value, key: &str) -> Result<Cow<'a, Value>, CacheKeyError> {
+/// A list of strings of the configuration as a key member: the configured
+/// list itself, written as it is, once it is known to hold only strings.
+fn config_list_member<'a>(element: &str, config: &'a Map, key: &str) -> Result<Member<'a>, CacheKeyError> {
     match config.get(key) {
-        Some(list @ Value::List(items)) if items.iter().all(|item| matches!(item, Value::Str(_))) => Ok(Cow::Borrowed(list)),
-        _ => Ok(Cow::Owned(config_list(element, config, key)?.into())),
+        Some(list @ Node::Seq(seq)) if seq.items.iter().all(|item| matches!(item, Node::Scalar(_))) => Ok(Member::Node(list)),
+        _ => Ok(Member::Value(config_list(element, config, key)?.into())),
     }
 }
 
-fn config_list(element: &str, config: &Value, key: &str) -> Result<Vec<String>, CacheKeyError> {
-    config.get(key).map_or_else(|| Ok(Vec::new()), |v| read_str_list(element, key, v))
+fn config_list(element: &str, config: &Map, key: &str) -> Result<Vec<String>, CacheKeyError> {
+    config.get(key).map_or_else(|| Ok(Vec::new()), |v| node_str_list(element, key, v))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::canonical::to_canonical;
     use super::super::element_input::DependencyInput;
+    use super::super::node_value::value_to_map;
     use super::*;
+    use std::borrow::Cow;
 
-    fn element(kind: &str, config: Value) -> ElementInput {
-        ElementInput { kind: kind.into(), full_name: "e.bst".into(), config, ..Default::default() }
+    fn element(kind: &str, config: Value) -> ElementInput<'static> {
+        let config = Cow::Owned(value_to_map(&config));
+        ElementInput { kind: kind.to_owned().into(), full_name: "e.bst".into(), config, ..Default::default() }
     }
 
-    fn dep(path: &str, build: bool, configs: Vec<Value>) -> DependencyInput {
-        DependencyInput { path: path.into(), build, runtime: true, configs, ..Default::default() }
+    fn dep(path: &str, build: bool, configs: Vec<Value>) -> DependencyInput<'static> {
+        let configs = Cow::Owned(configs.iter().map(value_to_map).collect());
+        DependencyInput { path: path.to_owned().into(), build, runtime: true, configs, ..Default::default() }
     }
 
     fn key_text(input: &ElementInput) -> String {
@@ -286,8 +298,8 @@ mod tests {
     #[test]
     fn manual_layout_and_quirks() {
         let mut input = element("manual", mapping([("build-commands", vec!["make".to_owned()].into())]));
-        input.variables.insert("notparallel", "false".into());
-        input.variables.insert("command-subdir", String::new());
+        input.variables.insert("notparallel", "false");
+        input.variables.insert("command-subdir", "");
         let opt = mapping([("location", "/opt".into()), ("digest-environment", "D".into())]);
         input.dependencies = vec![
             dep("a.bst", true, vec![]),
@@ -314,8 +326,8 @@ mod tests {
     #[test]
     fn script_layout_always_present() {
         let mut input = element("script", mapping([("commands", vec!["echo \"Hello World !\"".to_owned()].into())]));
-        input.variables.insert("install-root", "/buildstream-install".into());
-        input.variables.insert("cwd", String::new());
+        input.variables.insert("install-root", "/buildstream-install");
+        input.variables.insert("cwd", "");
         assert_eq!(
             key_text(&input),
             r#"{"commands":{"commands":["echo \"Hello World !\""]},"cwd":"/","install-root":"/buildstream-install","layout":{},"root-read-only":false}"#

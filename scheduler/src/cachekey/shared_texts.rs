@@ -130,7 +130,7 @@ mod tests {
         HostPlatform { os: "linux".into(), arch: "x86-64".into() }
     }
 
-    fn input(public: &Value, sandbox: &Value) -> ElementInput {
+    fn input(public: &Value, sandbox: &Value) -> ElementInput<'static> {
         ElementInput { full_name: "e.bst".into(), public: public.clone(), sandbox: sandbox.clone(), ..Default::default() }
     }
 

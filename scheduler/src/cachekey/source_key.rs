@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::element_input::SourceInput;
 use super::value::Value;
-use super::value_read::{read_bool, read_str};
+use super::value_read::{node_bool, node_str};
 use super::CacheKeyError;
 
 /// Computes the digest (`hash` hex string) of a file or directory tree as
@@ -53,10 +53,10 @@ impl<'a> SourceKeys<'a> {
 
     /// Digests, in parallel, every `local` tree among `sources` that is not
     /// memoised yet; [`unique_key`](Self::unique_key) then only looks them up.
-    pub fn digest_local_trees<'s>(&mut self, sources: impl Iterator<Item = &'s SourceInput>) {
+    pub fn digest_local_trees<'s, 'g: 's>(&mut self, sources: impl Iterator<Item = &'s SourceInput<'g>>) {
         let mut paths: Vec<PathBuf> = sources
             .filter(|source| source.kind == "local")
-            .filter_map(|source| source.config.get("path").and_then(Value::as_str).map(|p| source.project_dir.join(p)))
+            .filter_map(|source| source.config.get("path").and_then(|path| path.as_str()).map(|p| source.project_dir.join(p)))
             .filter(|path| !self.trees.contains_key(path))
             .collect();
         paths.sort();
@@ -75,8 +75,8 @@ impl<'a> SourceKeys<'a> {
     /// The unique key of `source` of element `element`; `None` while unresolved.
     pub fn unique_key(&self, element: &str, source: &SourceInput) -> Result<Option<Value>, CacheKeyError> {
         let config = &source.config;
-        let field = |name: &str| config.get(name).map(|v| read_str(element, name, v)).transpose();
-        match source.kind.as_str() {
+        let field = |name: &str| config.get(name).map(|v| node_str(element, name, v).map(str::to_owned)).transpose();
+        match &*source.kind {
             "local" => {
                 let path = field("path")?.ok_or_else(|| missing(element, "local", "path"))?;
                 let full = source.project_dir.join(&path);
@@ -111,7 +111,7 @@ impl<'a> SourceKeys<'a> {
                         None => python_basename(translated).to_owned(),
                     };
                     let executable =
-                        config.get("executable").map(|v| read_bool(element, "executable", v)).transpose()?;
+                        config.get("executable").map(|v| node_bool(element, "executable", v)).transpose()?;
                     key.push(Value::from(filename));
                     key.push(Value::Bool(executable.unwrap_or(false)));
                 }
@@ -152,10 +152,14 @@ mod tests {
         }
     }
 
-    fn source(kind: &str, pairs: &[(&str, &str)]) -> SourceInput {
+    fn source(kind: &str, pairs: &[(&str, &str)]) -> SourceInput<'static> {
+        let mut config = crate::yaml::Map::default();
+        for (key, value) in pairs {
+            config.insert(*key, crate::yaml::Node::scalar(*value, config.span));
+        }
         SourceInput {
-            kind: kind.into(),
-            config: pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect(),
+            kind: kind.to_owned().into(),
+            config: std::borrow::Cow::Owned(config),
             project_dir: std::sync::Arc::new(PathBuf::from("/p")),
             ..Default::default()
         }

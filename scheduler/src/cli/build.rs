@@ -24,7 +24,7 @@ use crate::build::{
     plan_from_graph, ArtifactKeys, BuildError, BuildEvent, BuildPlan, BuildQueue, ElementRunner, EventSink, Offer, OnError,
     QueueOptions, RemoteRunner,
 };
-use crate::cachekey::{sandbox::HostPlatform, GraphKeys};
+use crate::cachekey::{sandbox::HostPlatform, GraphKeys, KeyTable};
 use crate::graph::{ElementId, Graph};
 use crate::loader::{self, LoadFailure};
 use crate::remote::{default_cache_dir, EmbeddedWorker, EndpointSpec, RemoteClient, RemoteConfig, RemoteError};
@@ -138,8 +138,8 @@ pub struct BuildArgs {
 pub struct Session {
     /// The graph.
     pub graph: Graph,
-    /// Keys of every element.
-    pub keys: GraphKeys,
+    /// Keys of every element, indexed by element id.
+    pub keys: KeyTable,
     /// The storage remote (CAS and artifacts).
     pub storage: RemoteClient,
     /// The execution remotes (sharing the storage remote's CAS).
@@ -159,7 +159,9 @@ impl Session {
         // project loads; it stops when dropped on any early return.
         let load = tokio::task::spawn_blocking(move || {
             let graph = loader::load(&directory, &targets, &options).map_err(load_failure)?.graph;
-            let keys = GraphKeys::compute(&graph).map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?;
+            let keys = GraphKeys::compute(&graph)
+                .map_err(|e| Failure::new("ELEMENT", "CACHE_KEY", e.to_string()))?
+                .into_table();
             Ok::<_, Failure>((graph, keys))
         });
         let (loaded, started) = tokio::join!(load, remotes.endpoints());
@@ -186,7 +188,7 @@ impl Session {
 
     /// The artifact keys of `id` (strict mode: the strong key is the strict key).
     pub fn artifact_keys(&self, id: ElementId) -> Option<ArtifactKeys> {
-        let keys = self.keys.keys(id)?;
+        let keys = self.keys.get(id.index())?;
         Some(ArtifactKeys { strong: keys.strict.clone()?, weak: keys.weak.clone()? })
     }
 }
@@ -200,7 +202,7 @@ pub(super) fn cached_elements(
     global: &GlobalArgs,
     remote: &RemoteArgs,
     graph: &Graph,
-    keys: &GraphKeys,
+    keys: &KeyTable,
 ) -> Result<Option<HashSet<ElementId>>, Failure> {
     let remotes = remote.remotes(global)?;
     if let Remotes::Embedded(dir) = &remotes {
@@ -212,7 +214,7 @@ pub(super) fn cached_elements(
         let (spec, _, embedded) = remotes.endpoints().await?;
         let cache = crate::build::ArtifactCache::new(RemoteClient::connect(spec).await.map_err(remote_failure)?);
         let strict: Vec<(ElementId, String)> =
-            graph.elements.iter().filter_map(|e| Some((e.id, keys.keys(e.id)?.strict.clone()?))).collect();
+            graph.elements.iter().filter_map(|e| Some((e.id, keys.get(e.id.index())?.strict.clone()?))).collect();
         let names: Vec<crate::build::artifact::ArtifactName<'_>> = strict
             .iter()
             .map(|(id, key)| {

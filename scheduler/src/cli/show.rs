@@ -217,7 +217,7 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode, Failure> {
         timer.done("cache keys");
         // `%{state}` says `cached` only with a cache to ask.
         let cached = match &keys {
-            Some(keys) if format.contains("%{state}") => match super::build::cached_elements(&global, &remote, &loaded.graph, keys) {
+            Some(keys) if format.contains("%{state}") => match super::build::cached_elements(&global, &remote, &loaded.graph, keys.table()) {
                 Ok(cached) => cached,
                 Err(failure) => {
                     messages.push(format!("warning: the artifact cache was not consulted for %{{state}}: {}", failure.message));

@@ -160,11 +160,21 @@ fn load_threads() -> usize {
 /// Prints how long each load phase took when `WEIR_LOAD_TIMINGS` is set:
 /// wall time, the loading thread's CPU time and the whole process's (on a
 /// shared machine the CPU times are the steadier figures; the loading
-/// thread's is the critical path when other threads keep up).
+/// thread's is the critical path when other threads keep up), and the
+/// process's page faults (each new page of memory costs one, a few
+/// microseconds of system time).
 pub(crate) struct PhaseTimer {
     enabled: bool,
     last: std::time::Instant,
     last_cpu: (f64, f64),
+    last_faults: i64,
+}
+
+/// Minor page faults of the whole process so far.
+fn page_faults() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 { usage.ru_minflt } else { 0 }
 }
 
 /// CPU seconds of the calling thread and of the whole process.
@@ -182,7 +192,8 @@ impl PhaseTimer {
     /// Starts timing the first phase.
     pub(crate) fn new() -> PhaseTimer {
         let enabled = std::env::var_os("WEIR_LOAD_TIMINGS").is_some();
-        PhaseTimer { enabled, last: std::time::Instant::now(), last_cpu: if enabled { cpu_times() } else { (0.0, 0.0) } }
+        let (last_cpu, last_faults) = if enabled { (cpu_times(), page_faults()) } else { ((0.0, 0.0), 0) };
+        PhaseTimer { enabled, last: std::time::Instant::now(), last_cpu, last_faults }
     }
 
     /// Prints `text` when enabled.
@@ -195,14 +206,15 @@ impl PhaseTimer {
     /// Ends `phase` (printing it when enabled) and starts the next.
     pub(crate) fn done(&mut self, phase: &str) {
         if self.enabled {
-            let cpu = cpu_times();
+            let (cpu, faults) = (cpu_times(), page_faults());
             eprintln!(
-                "weir: {phase}: {:.3}s (cpu: this thread {:.3}s, process {:.3}s)",
+                "weir: {phase}: {:.3}s (cpu: this thread {:.3}s, process {:.3}s; {} page faults)",
                 self.last.elapsed().as_secs_f64(),
                 cpu.0 - self.last_cpu.0,
-                cpu.1 - self.last_cpu.1
+                cpu.1 - self.last_cpu.1,
+                faults - self.last_faults
             );
-            self.last_cpu = cpu;
+            (self.last_cpu, self.last_faults) = (cpu, faults);
         }
         self.last = std::time::Instant::now();
     }

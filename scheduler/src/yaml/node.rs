@@ -128,6 +128,13 @@ fn type_error(key: &str, node: &Node, expected: &str) -> LoadError {
     )
 }
 
+impl Default for Map {
+    /// An empty mapping made by the core (attributed to the first file).
+    fn default() -> Map {
+        Map::new(Span::synthetic(super::provenance::FileId(0)))
+    }
+}
+
 impl Map {
     /// An empty mapping.
     pub fn new(span: Span) -> Map {
