@@ -106,26 +106,29 @@ impl crate::graph::KeyFields for ShownKeys<'_> {
     }
 }
 
-/// The key inputs of every element, indexed by element id (converted in parallel).
+/// The key inputs of every element, indexed by element id (converted in
+/// parallel, straight into their places: the graph is checked first, so
+/// that the conversion itself cannot fail).
 pub fn element_inputs(graph: &Graph) -> Result<Vec<ElementInput<'_>>, CacheKeyError> {
+    for (index, element) in graph.elements.iter().enumerate() {
+        if element.id.index() != index {
+            return Err(CacheKeyError::Internal {
+                detail: format!("{}: element id {} stored at index {index}", element.full_name, element.id.0),
+            });
+        }
+        if element.project.0 as usize >= graph.projects.len() {
+            return Err(CacheKeyError::Internal {
+                detail: format!("{}: unknown project instance {}", element.full_name, element.project.0),
+            });
+        }
+    }
     let interned = InternedValues::collect(graph)?;
     let projects: Vec<ProjectInput> = graph.projects.iter().map(ProjectInput::new).collect();
-    graph
+    Ok(graph
         .elements
         .par_iter()
-        .enumerate()
-        .map(|(index, element)| {
-            if element.id.index() != index {
-                return Err(CacheKeyError::Internal {
-                    detail: format!("{}: element id {} stored at index {index}", element.full_name, element.id.0),
-                });
-            }
-            let project = projects.get(element.project.0 as usize).ok_or_else(|| CacheKeyError::Internal {
-                detail: format!("{}: unknown project instance {}", element.full_name, element.project.0),
-            })?;
-            element_input(element, project, &interned)
-        })
-        .collect()
+        .map(|element| element_input(element, &projects[element.project.0 as usize], &interned))
+        .collect())
 }
 
 /// What the elements of one project share in their inputs, made once.
@@ -211,7 +214,7 @@ fn element_input<'g>(
     element: &'g Element,
     project: &ProjectInput,
     interned: &InternedValues,
-) -> Result<ElementInput<'g>, CacheKeyError> {
+) -> ElementInput<'g> {
     let mut variables = KeyVariables::default();
     for name in KEY_VARIABLES {
         if let Some(value) = element.variable(name) {
@@ -249,7 +252,7 @@ fn element_input<'g>(
             configs: Cow::Borrowed(&dep.configs),
         })
         .collect();
-    Ok(ElementInput {
+    ElementInput {
         project: Cow::Borrowed(&element.project_name),
         name: Cow::Borrowed(&element.name),
         full_name: Cow::Borrowed(&element.full_name),
@@ -265,7 +268,7 @@ fn element_input<'g>(
         fatal_warnings: Arc::clone(&project.fatal_warnings),
         dependencies,
         external: element.external_key.as_ref().map(Cow::Borrowed),
-    })
+    }
 }
 
 /// `alias:rest` → the alias's URL + `rest` when the project defines the alias
