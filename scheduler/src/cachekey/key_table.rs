@@ -22,12 +22,12 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use super::build_scope::BuildScopes;
-use super::canonical::{hex_digest, write_canonical, write_object, write_string};
+use super::canonical::{hex_digest, write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
 use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates};
 use super::sandbox::HostPlatform;
-use super::shared_texts::SharedTexts;
+use super::shared_texts::{write_middle, SharedTexts};
 use super::source_key::{SourceKeys, TreeDigester};
 use super::value::Value;
 use super::CacheKeyError;
@@ -304,11 +304,12 @@ impl<'a> Work<'a> {
 }
 
 /// The canonical text of a key dict after the dependency list, without
-/// `weak-cache-key` (spec §3), in pieces so that a `public` text many
-/// elements share is used in place: `head`, `public`, `rest`.
+/// `weak-cache-key` (spec §3), in pieces so that the members many elements
+/// share are used in place: `head` (the element's own members), `middle`
+/// (shared, see [`SharedTexts`]), `rest` (its sources).
 struct DictTail<'a> {
     head: String,
-    public: &'a str,
+    middle: &'a str,
     rest: String,
 }
 
@@ -316,7 +317,7 @@ impl DictTail<'_> {
     /// Feeds the text into `hasher`, with its closing brace if `closed`.
     fn feed(&self, hasher: &mut sha2::Sha256, closed: bool) {
         hasher.update(self.head.as_bytes());
-        hasher.update(self.public.as_bytes());
+        hasher.update(self.middle.as_bytes());
         let rest = if closed { &self.rest[..] } else { self.rest.strip_suffix('}').unwrap_or(&self.rest) };
         hasher.update(rest.as_bytes());
     }
@@ -334,61 +335,43 @@ fn dict_tail<'a>(
     host: &HostPlatform,
     shared: &'a SharedTexts,
 ) -> Result<DictTail<'a>, CacheKeyError> {
-    let mut out = String::with_capacity(512);
-    out.push_str(",\"element-base-key\":{\"build-root\":");
-    write_string(&input.build_root, &mut out);
-    out.push_str("},\"element-plugin-key\":");
-    write_canonical(&plugin.key, &mut out);
-    out.push_str(",\"element-plugin-name\":");
-    write_string(&input.kind, &mut out);
-    out.push_str(",\"element-plugin-version\":");
-    out.push_str(&plugin.artifact_version.to_string());
-    if plugin.run_commands {
-        out.push_str(",\"environment\":");
-        let cached = input.environment.iter().filter(|(name, _)| !input.environment_nocache.contains(*name));
-        write_object(cached, &mut out, |value, out| write_string(value, out));
-    }
-    out.push_str(",\"fatal-warnings\":");
-    let mut warnings: Vec<&str> = input.fatal_warnings.iter().map(String::as_str).collect();
-    warnings.sort_unstable();
-    out.push('[');
-    for (position, warning) in warnings.into_iter().enumerate() {
-        if position > 0 {
-            out.push(',');
+    let mut head = String::with_capacity(512);
+    head.push_str(",\"element-base-key\":{\"build-root\":");
+    write_string(&input.build_root, &mut head);
+    head.push_str("},\"element-plugin-key\":");
+    write_canonical(&plugin.key, &mut head);
+    head.push_str(",\"element-plugin-name\":");
+    write_string(&input.kind, &mut head);
+    head.push_str(",\"element-plugin-version\":");
+    head.push_str(&plugin.artifact_version.to_string());
+    let middle = match shared.middle(input, plugin.run_commands) {
+        Some(text) => text,
+        None => {
+            write_middle(input, plugin.run_commands, host, &mut head)?;
+            ""
         }
-        write_string(warning, &mut out);
-    }
-    out.push(']');
-    out.push_str(",\"public\":");
-    let public = shared.public(input).unwrap_or_else(|| {
-        shared.write_public(input, &mut out);
-        ""
-    });
-    let head = std::mem::replace(&mut out, String::with_capacity(256));
-    if plugin.run_commands {
-        out.push_str(",\"sandbox\":");
-        shared.write_sandbox(input, host, &mut out)?;
-    }
-    out.push_str(",\"sources\":[");
+    };
+    let mut rest = String::with_capacity(256);
+    rest.push_str(",\"sources\":[");
     for (position, (source, key)) in input.sources.iter().zip(sources).enumerate() {
         if position > 0 {
-            out.push(',');
+            rest.push(',');
         }
         // Members in code-point order: directory, key, name.
-        out.push('{');
+        rest.push('{');
         if let Some(directory) = source.directory.as_deref().filter(|d| !d.is_empty()) {
-            out.push_str("\"directory\":");
-            write_string(directory, &mut out);
-            out.push(',');
+            rest.push_str("\"directory\":");
+            write_string(directory, &mut rest);
+            rest.push(',');
         }
-        out.push_str("\"key\":");
-        write_canonical(key.as_ref().unwrap_or(&Value::Null), &mut out);
-        out.push_str(",\"name\":");
-        write_string(&source.kind, &mut out);
-        out.push('}');
+        rest.push_str("\"key\":");
+        write_canonical(key.as_ref().unwrap_or(&Value::Null), &mut rest);
+        rest.push_str(",\"name\":");
+        write_string(&source.kind, &mut rest);
+        rest.push('}');
     }
-    out.push_str("]}");
-    Ok(DictTail { head, public, rest: out })
+    rest.push_str("]}");
+    Ok(DictTail { head, middle, rest })
 }
 
 #[cfg(test)]
@@ -577,7 +560,7 @@ mod tests {
     fn written_dict(input: &ElementInput, sources: &[Option<Value>]) -> String {
         let plugin = PluginKey::for_element(input).unwrap();
         let shared = SharedTexts::collect(std::slice::from_ref(input), &host());
-        let text = |tail: DictTail| format!("{}{}{}", tail.head, tail.public, tail.rest);
+        let text = |tail: DictTail| format!("{}{}{}", tail.head, tail.middle, tail.rest);
         let written = text(dict_tail(input, &plugin, sources, &host(), &shared).unwrap());
         assert_eq!(written, text(dict_tail(input, &plugin, sources, &host(), &SharedTexts::default()).unwrap()));
         format!("{DICT_HEAD}[]{written}")

@@ -1,12 +1,14 @@
-//! Canonical texts that many elements' key dicts share: the `public` and
-//! `sandbox` members.
+//! Canonical text that many elements' key dicts share: the members between
+//! the element's own ones and its sources (`environment`, `fatal-warnings`,
+//! `public` and `sandbox`).
 //!
 //! It owns [`SharedTexts`]. Key decision: the loader interns equal mappings
 //! and the input adapter keeps that sharing (one `Arc` per distinct
-//! mapping), so these members are serialised once per distinct mapping,
-//! found by address, instead of once per element (the `public` member with
-//! its split rules is most of a dict's text). A mapping met only by address
-//! is exact: equal addresses are the same value while the inputs are
+//! mapping, one per project for the fatal warnings), so this part of the
+//! dict is serialised once per distinct combination, found by the
+//! addresses of its parts, instead of once per element (`public` with its
+//! split rules and the environment are most of a dict's text). Addresses
+//! are exact: equal addresses are the same value while the inputs are
 //! borrowed. Anything not found (or whose serialisation failed, so that the
 //! error names the element) is written the ordinary way.
 
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::canonical::write_canonical;
+use super::canonical::{write_canonical, write_object, write_string};
 use super::element_input::ElementInput;
 use super::sandbox::{sandbox_dict, HostPlatform};
 use super::value::Value;
@@ -30,68 +32,90 @@ fn address(value: &Value) -> Option<usize> {
     }
 }
 
-/// `public` and `sandbox` texts by mapping address.
+/// What the shared members of an element's dict are made of: the
+/// addresses of its environment, `environment-nocache` set, fatal
+/// warnings, public data and sandbox, and whether its kind runs commands
+/// (only then are `environment` and `sandbox` members).
+type MiddleKey = ([usize; 5], bool);
+
+fn middle_key(input: &ElementInput, run_commands: bool) -> Option<MiddleKey> {
+    let addresses = [
+        Arc::as_ptr(&input.environment) as usize,
+        Arc::as_ptr(&input.environment_nocache) as usize,
+        input.fatal_warnings.as_ptr() as usize,
+        address(&input.public)?,
+        address(&input.sandbox)?,
+    ];
+    Some((addresses, run_commands))
+}
+
+/// The shared members' texts by what they are made of.
 #[derive(Debug, Default)]
 pub struct SharedTexts {
-    public: FxHashMap<usize, String>,
-    sandbox: FxHashMap<usize, String>,
+    middles: FxHashMap<MiddleKey, String>,
 }
 
 impl SharedTexts {
-    /// The texts of every distinct `public` and `sandbox` mapping of `inputs`.
+    /// The texts of every distinct combination among `inputs`, for kinds
+    /// that run commands and for those that do not.
     pub fn collect(inputs: &[ElementInput], host: &HostPlatform) -> Self {
-        let mut publics: FxHashMap<usize, &Value> = FxHashMap::default();
-        let mut sandboxes: FxHashMap<usize, &ElementInput> = FxHashMap::default();
+        let mut distinct: FxHashMap<[usize; 5], &ElementInput> = FxHashMap::default();
         for input in inputs {
-            if let Some(address) = address(&input.public) {
-                publics.entry(address).or_insert(&input.public);
-            }
-            if let Some(address) = address(&input.sandbox) {
-                sandboxes.entry(address).or_insert(input);
+            if let Some((addresses, _)) = middle_key(input, false) {
+                distinct.entry(addresses).or_insert(input);
             }
         }
-        let public = publics
+        let middles = distinct
             .into_par_iter()
-            .map(|(address, public)| {
-                let mut text = String::new();
-                write_public(public, &mut text);
-                (address, text)
+            .flat_map_iter(|(addresses, input)| {
+                [false, true].into_iter().filter_map(move |run_commands| {
+                    let mut text = String::new();
+                    write_middle(input, run_commands, host, &mut text).ok()?;
+                    Some(((addresses, run_commands), text))
+                })
             })
             .collect();
-        let sandbox = sandboxes
-            .into_par_iter()
-            .filter_map(|(address, input)| {
-                let mut text = String::new();
-                write_sandbox(input, host, &mut text).ok()?;
-                Some((address, text))
-            })
-            .collect();
-        SharedTexts { public, sandbox }
+        SharedTexts { middles }
     }
 
-    /// The `public` member's value of `input`, if it is shared.
-    pub fn public(&self, input: &ElementInput) -> Option<&str> {
-        address(&input.public).and_then(|address| self.public.get(&address)).map(String::as_str)
+    /// The shared members of `input`'s dict, when they are shared
+    /// (`run_commands`: its kind's `BST_RUN_COMMANDS`).
+    pub fn middle(&self, input: &ElementInput, run_commands: bool) -> Option<&str> {
+        self.middles.get(&middle_key(input, run_commands)?).map(String::as_str)
     }
+}
 
-    /// Appends the `public` member's value of `input`.
-    pub fn write_public(&self, input: &ElementInput, out: &mut String) {
-        match self.public(input) {
-            Some(text) => out.push_str(text),
-            None => write_public(&input.public, out),
+/// Appends the members from `environment` to `sandbox` of `input`'s dict,
+/// each with its leading comma (spec §3).
+pub fn write_middle(
+    input: &ElementInput,
+    run_commands: bool,
+    host: &HostPlatform,
+    out: &mut String,
+) -> Result<(), CacheKeyError> {
+    if run_commands {
+        out.push_str(",\"environment\":");
+        let cached = input.environment.iter().filter(|(name, _)| !input.environment_nocache.contains(*name));
+        write_object(cached, out, |value, out| write_string(value, out));
+    }
+    out.push_str(",\"fatal-warnings\":");
+    let mut warnings: Vec<&str> = input.fatal_warnings.iter().map(String::as_str).collect();
+    warnings.sort_unstable();
+    out.push('[');
+    for (position, warning) in warnings.into_iter().enumerate() {
+        if position > 0 {
+            out.push(',');
         }
+        write_string(warning, out);
     }
-
-    /// Appends the `sandbox` member's value of `input`.
-    pub fn write_sandbox(&self, input: &ElementInput, host: &HostPlatform, out: &mut String) -> Result<(), CacheKeyError> {
-        match address(&input.sandbox).and_then(|address| self.sandbox.get(&address)) {
-            Some(text) => {
-                out.push_str(text);
-                Ok(())
-            }
-            None => write_sandbox(input, host, out),
-        }
+    out.push(']');
+    out.push_str(",\"public\":");
+    write_public(&input.public, out);
+    if run_commands {
+        out.push_str(",\"sandbox\":");
+        write_canonical(&sandbox_dict(&input.full_name, &input.sandbox, host)?, out);
     }
+    Ok(())
 }
 
 /// The element's public data, guaranteed to hold `bst.split-rules` (spec §5.4).
@@ -116,11 +140,6 @@ pub(super) fn public_with_split_rules(public: &Value) -> Value {
     Value::Map(Arc::new(public))
 }
 
-fn write_sandbox(input: &ElementInput, host: &HostPlatform, out: &mut String) -> Result<(), CacheKeyError> {
-    write_canonical(&sandbox_dict(&input.full_name, &input.sandbox, host)?, out);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::canonical::to_canonical;
@@ -135,25 +154,28 @@ mod tests {
     }
 
     #[test]
-    fn shared_and_unshared_values_give_the_same_text() {
+    fn shared_and_unshared_middles_give_the_same_text() {
         let public: Value = [("bst".to_owned(), Value::map())].into_iter().collect();
         let sandbox: Value = [("build-arch".to_owned(), Value::from("aarch64"))].into_iter().collect();
         let bad: Value = [("build-arch".to_owned(), Value::from("vax"))].into_iter().collect();
-        let inputs = [input(&public, &sandbox), input(&public, &bad)];
+        let first = input(&public, &sandbox);
+        let inputs = [first.clone(), first, input(&public, &bad)];
         let shared = SharedTexts::collect(&inputs, &host());
-        assert_eq!(shared.public.len(), 1, "one text per distinct mapping");
-        assert_eq!(shared.sandbox.len(), 1, "a sandbox that fails is not kept");
-        for texts in [&shared, &SharedTexts::default()] {
-            let mut public_text = String::new();
-            texts.write_public(&inputs[0], &mut public_text);
-            assert_eq!(public_text, r#"{"bst":{"split-rules":{}}}"#);
-            let mut sandbox_text = String::new();
-            texts.write_sandbox(&inputs[0], &host(), &mut sandbox_text).unwrap();
-            assert_eq!(sandbox_text, to_canonical(&sandbox_dict("e.bst", &sandbox, &host()).unwrap()));
-            assert!(matches!(
-                texts.write_sandbox(&inputs[1], &host(), &mut String::new()),
-                Err(CacheKeyError::UnknownArchitecture { .. })
-            ));
+        assert_eq!(shared.middles.len(), 3, "one text per distinct combination and kind of plugin, none that fails");
+        assert!(shared.middle(&inputs[2], false).is_some(), "without commands the sandbox is not written");
+        assert!(shared.middle(&inputs[2], true).is_none(), "a sandbox that fails is not kept");
+        for run_commands in [false, true] {
+            let mut written = String::new();
+            write_middle(&inputs[0], run_commands, &host(), &mut written).unwrap();
+            assert_eq!(shared.middle(&inputs[1], run_commands), Some(written.as_str()));
         }
+        let mut written = String::new();
+        write_middle(&inputs[0], true, &host(), &mut written).unwrap();
+        let sandbox_text = to_canonical(&sandbox_dict("e.bst", &sandbox, &host()).unwrap());
+        assert!(written.ends_with(&format!(r#","public":{{"bst":{{"split-rules":{{}}}}}},"sandbox":{sandbox_text}"#)));
+        assert!(matches!(
+            write_middle(&inputs[2], true, &host(), &mut String::new()),
+            Err(CacheKeyError::UnknownArchitecture { .. })
+        ));
     }
 }
