@@ -62,6 +62,39 @@ pub fn to_canonical(value: &Value) -> String {
     out
 }
 
+/// Whether byte `b` is written as it is in a string literal: printable
+/// ASCII other than `"` and `\`, and DEL.
+fn is_plain(b: u8) -> bool {
+    (0x20..0x80).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// The length of the longest prefix of `bytes` that needs no escape,
+/// tested eight bytes at a time (the texts of a key are mostly long plain
+/// runs: commands, paths, names).
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Non-zero when some byte of `word` is below `n` (n <= 0x80; no false
+    // negatives, and a false positive only sends the chunk to the exact
+    // test below).
+    let has_below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGHS;
+    let mut start = 0;
+    while let Some(chunk) = bytes.get(start..start + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let special = (word & HIGHS)
+            | has_below(word, 0x20)
+            | has_below(word ^ (ONES * u64::from(b'"')), 1)
+            | has_below(word ^ (ONES * u64::from(b'\\')), 1);
+        if special != 0 {
+            break;
+        }
+        start += 8;
+    }
+    start + bytes[start..].iter().position(|&b| !is_plain(b)).unwrap_or(bytes.len() - start)
+}
+
 /// Appends `text` as a JSON string literal with ujson's escaping. Runs of
 /// bytes that need no escape (printable ASCII other than `"` and `\`, and
 /// DEL) are copied at once.
@@ -76,7 +109,7 @@ pub fn write_string(text: &str, out: &mut String) {
     out.push('"');
     let mut rest = text;
     while !rest.is_empty() {
-        let plain = rest.bytes().position(|b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\').unwrap_or(rest.len());
+        let plain = plain_prefix(rest.as_bytes());
         out.push_str(&rest[..plain]);
         rest = &rest[plain..];
         let Some(ch) = rest.chars().next() else { break };
@@ -144,6 +177,33 @@ mod tests {
         assert_eq!(text("/<>&'"), r#""/<>&'""#);
         assert_eq!(text("é\u{ffff}"), r#""\u00e9\uffff""#);
         assert_eq!(text("😀"), r#""\ud83d\ude00""#);
+    }
+
+    #[test]
+    fn plain_runs_are_found_at_every_position() {
+        // Every special byte class at every offset of texts longer than a
+        // chunk, against the byte-by-byte definition.
+        let specials = [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff];
+        let plains = [b' ', b'!', b'#', b'[', b']', b'~', 0x7f, b'a', b'/'];
+        for len in 0..40 {
+            for &filler in &plains {
+                let mut bytes = vec![filler; len];
+                assert_eq!(plain_prefix(&bytes), len);
+                for at in 0..len {
+                    for &special in &specials {
+                        bytes[at] = special;
+                        assert_eq!(plain_prefix(&bytes), at, "{special:#x} at {at} of {len}");
+                        bytes[at] = filler;
+                    }
+                }
+            }
+        }
+        // Bytes just around the limits of each class.
+        for b in 0..=255u8 {
+            let bytes = [b'a', b'a', b'a', b'a', b'a', b'a', b'a', b'a', b, b'a'];
+            assert_eq!(plain_prefix(&bytes), if is_plain(b) { 10 } else { 8 }, "{b:#x}");
+            assert_eq!(plain_prefix(&bytes[1..]), if is_plain(b) { 9 } else { 7 }, "{b:#x}");
+        }
     }
 
     #[test]
