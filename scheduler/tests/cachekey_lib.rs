@@ -97,13 +97,14 @@ fn cachekey_cases_through_the_library() {
         std::os::unix::fs::symlink("hello", &goodbye).expect("goodbye symlinked");
 
         let targets: Vec<String> = suite.cases.iter().filter_map(|c| c.element.clone()).collect();
-        let outcome = loader::load(&copy, &targets, &LoadOptions::default())
-            .map_err(|f| f.message)
-            .and_then(|loaded| GraphKeys::compute(&loaded.graph).map(|k| (loaded, k)).map_err(|e| e.to_string()));
+        let loaded = loader::load(&copy, &targets, &LoadOptions::default()).map_err(|f| f.message);
+        let outcome = loaded.as_ref().map_err(Clone::clone).and_then(|loaded| {
+            GraphKeys::compute(&loaded.graph).map(|keys| (&loaded.graph, keys)).map_err(|e| e.to_string())
+        });
         for case in &suite.cases {
             let element = case.element.as_deref().unwrap_or("?");
             let differences = match &outcome {
-                Ok((loaded, keys)) => check(keys, &loaded.graph, case, element),
+                Ok((graph, keys)) => check(keys, graph, case, element),
                 Err(error) => vec![error.clone()],
             };
             if differences.is_empty() {

@@ -44,7 +44,7 @@ pub fn write_node(node: &Node, out: &mut String) {
             let mut members: Vec<_> = map.iter().collect();
             // Byte order of UTF-8 is code-point order.
             members.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
-            write_object(members, out, |node, out| write_node(node, out));
+            write_object(members, out, write_node);
         }
     }
 }
