@@ -22,18 +22,21 @@ pub fn write_canonical(value: &Value, out: &mut String) {
         Value::Int(number) => out.push_str(&number.to_string()),
         Value::Str(text) => write_string(text, out),
         Value::Raw(text) => out.push_str(text),
-        Value::List(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
+        Value::List(items) => write_array(items, out, write_canonical),
         Value::Map(map) => write_object(map.iter(), out, write_canonical),
     }
+}
+
+/// Appends a JSON array of `items`, each written by `write_item`.
+pub fn write_array<T>(items: impl IntoIterator<Item = T>, out: &mut String, mut write_item: impl FnMut(T, &mut String)) {
+    out.push('[');
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        write_item(item, out);
+    }
+    out.push(']');
 }
 
 /// Appends a JSON object of `members`, which must come in code-point order

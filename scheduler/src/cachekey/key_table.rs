@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use super::build_scope::BuildScopes;
-use super::canonical::{hex_digest, write_canonical, write_string};
+use super::canonical::{hex_digest, write_array, write_canonical, write_string};
 use super::element_input::ElementInput;
 use super::plugin_key::PluginKey;
 use super::prefix_states::{DependencyEntry, EntryMode, PrefixStates};
@@ -352,25 +352,22 @@ fn dict_tail<'a>(
         }
     };
     let mut rest = String::with_capacity(256);
-    rest.push_str(",\"sources\":[");
-    for (position, (source, key)) in input.sources.iter().zip(sources).enumerate() {
-        if position > 0 {
-            rest.push(',');
-        }
+    rest.push_str(",\"sources\":");
+    write_array(input.sources.iter().zip(sources), &mut rest, |(source, key), out| {
         // Members in code-point order: directory, key, name.
-        rest.push('{');
+        out.push('{');
         if let Some(directory) = source.directory.as_deref().filter(|d| !d.is_empty()) {
-            rest.push_str("\"directory\":");
-            write_string(directory, &mut rest);
-            rest.push(',');
+            out.push_str("\"directory\":");
+            write_string(directory, out);
+            out.push(',');
         }
-        rest.push_str("\"key\":");
-        write_canonical(key.as_ref().unwrap_or(&Value::Null), &mut rest);
-        rest.push_str(",\"name\":");
-        write_string(&source.kind, &mut rest);
-        rest.push('}');
-    }
-    rest.push_str("]}");
+        out.push_str("\"key\":");
+        write_canonical(key.as_ref().unwrap_or(&Value::Null), out);
+        out.push_str(",\"name\":");
+        write_string(&source.kind, out);
+        out.push('}');
+    });
+    rest.push('}');
     Ok(DictTail { head, middle, rest })
 }
 

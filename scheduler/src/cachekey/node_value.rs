@@ -7,7 +7,7 @@
 
 use crate::yaml::{Map, Node};
 
-use super::canonical::{write_object, write_string};
+use super::canonical::{write_array, write_object, write_string};
 use super::value::Value;
 
 /// The key value of a node.
@@ -30,16 +30,7 @@ pub fn map_to_value(map: &Map) -> Value {
 pub fn write_node(node: &Node, out: &mut String) {
     match node {
         Node::Scalar(scalar) => write_string(&scalar.value, out),
-        Node::Seq(seq) => {
-            out.push('[');
-            for (index, item) in seq.items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_node(item, out);
-            }
-            out.push(']');
-        }
+        Node::Seq(seq) => write_array(&seq.items, out, write_node),
         Node::Map(map) => {
             let mut members: Vec<_> = map.iter().collect();
             // Byte order of UTF-8 is code-point order.

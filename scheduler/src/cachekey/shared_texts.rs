@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::canonical::{write_canonical, write_object, write_string};
+use super::canonical::{write_array, write_canonical, write_object, write_string};
 use super::element_input::ElementInput;
 use super::sandbox::{sandbox_dict, HostPlatform};
 use super::value::Value;
@@ -101,14 +101,7 @@ pub fn write_middle(
     out.push_str(",\"fatal-warnings\":");
     let mut warnings: Vec<&str> = input.fatal_warnings.iter().map(String::as_str).collect();
     warnings.sort_unstable();
-    out.push('[');
-    for (position, warning) in warnings.into_iter().enumerate() {
-        if position > 0 {
-            out.push(',');
-        }
-        write_string(warning, out);
-    }
-    out.push(']');
+    write_array(warnings, out, write_string);
     out.push_str(",\"public\":");
     write_public(&input.public, out);
     if run_commands {
