@@ -145,7 +145,7 @@ fn print_keys_of_project_in_env() {
     let loaded = loader::load(Path::new(&project), &["target.bst".to_owned()], &LoadOptions::default())
         .unwrap_or_else(|f| panic!("load failed: {}", f.message));
     let inputs = element_inputs(&loaded.graph).expect("inputs");
-    let scopes = BuildScopes::compute(&inputs).expect("scopes");
+    let scopes = BuildScopes::compute(&inputs[..]).expect("scopes");
     let entries: usize = scopes.scopes.iter().map(Vec::len).sum();
     eprintln!("{} elements, {entries} build-scope entries", inputs.len());
     for _ in 0..3 {

@@ -8,11 +8,61 @@
 //! ever re-walked; a dependency already visited is skipped whole (its
 //! closure came with it); a visited set is an epoch-stamped array, so
 //! starting a new one costs nothing, and each worker thread keeps its own.
+//! The lists need only the dependency edges ([`DependencyGraph`]), so they
+//! can be computed from the loader's graph while the key inputs are made.
 
 use rayon::prelude::*;
 
 use super::element_input::ElementInput;
 use super::CacheKeyError;
+
+/// One direct dependency, as the lists need it.
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyEdge {
+    /// The dependency's element index.
+    pub element: usize,
+    /// Needed at build time.
+    pub build: bool,
+    /// Needed at run time.
+    pub runtime: bool,
+}
+
+/// The direct dependencies of every element of a graph, by element index,
+/// in the loader's sorted order (spec §4.2).
+pub trait DependencyGraph: Sync {
+    /// Number of elements.
+    fn element_count(&self) -> usize;
+    /// Number of direct dependencies of `element`.
+    fn dependency_count(&self, element: usize) -> usize;
+    /// The direct dependency of `element` at `position`.
+    fn dependency(&self, element: usize, position: usize) -> DependencyEdge;
+    /// The full name of `element`, for messages.
+    fn element_name(&self, element: usize) -> &str;
+
+    /// The direct dependencies of `element` in order.
+    fn dependencies(&self, element: usize) -> impl Iterator<Item = DependencyEdge> + '_ {
+        (0..self.dependency_count(element)).map(move |position| self.dependency(element, position))
+    }
+}
+
+impl DependencyGraph for [ElementInput<'_>] {
+    fn element_count(&self) -> usize {
+        self.len()
+    }
+
+    fn dependency_count(&self, element: usize) -> usize {
+        self[element].dependencies.len()
+    }
+
+    fn dependency(&self, element: usize, position: usize) -> DependencyEdge {
+        let dep = &self[element].dependencies[position];
+        DependencyEdge { element: dep.element, build: dep.build, runtime: dep.runtime }
+    }
+
+    fn element_name(&self, element: usize) -> &str {
+        &self[element].full_name
+    }
+}
 
 /// Levels whose dependencies' closures hold fewer members than this in
 /// all are done on the calling thread.
@@ -30,25 +80,25 @@ pub struct BuildScopes {
 impl BuildScopes {
     /// Computes the lists of every element; an out-of-range dependency or a cycle is an error.
     /// The elements of one level are independent and are done in parallel.
-    pub fn compute(inputs: &[ElementInput]) -> Result<Self, CacheKeyError> {
-        let order = topological_order(inputs)?;
-        let count = inputs.len();
+    pub fn compute<G: DependencyGraph + ?Sized>(graph: &G) -> Result<Self, CacheKeyError> {
+        let order = topological_order(graph)?;
+        let count = graph.element_count();
         let mut scopes = BuildScopes { closures: vec![Vec::new(); count], scopes: vec![Vec::new(); count] };
         let mut marks = Marks::new(count);
-        for level in &dependency_levels(inputs, &order) {
+        for level in &dependency_levels(graph, &order) {
             let closures = &scopes.closures;
             // Levels with little work are not worth waking other threads for.
             let work: usize = level
                 .iter()
-                .flat_map(|&index| &inputs[index].dependencies)
+                .flat_map(|&index| graph.dependencies(index))
                 .map(|dep| closures.get(dep.element).map_or(0, Vec::len))
                 .sum();
             let computed: Vec<ElementLists> = if level.len() < 2 || work < PARALLEL_WORK {
-                level.iter().map(|&index| ElementLists::compute(&inputs[index], index, closures, &mut marks)).collect()
+                level.iter().map(|&index| ElementLists::compute(graph, index, closures, &mut marks)).collect()
             } else {
                 level
                     .par_iter()
-                    .map_init(|| Marks::new(count), |marks, &index| ElementLists::compute(&inputs[index], index, closures, marks))
+                    .map_init(|| Marks::new(count), |marks, &index| ElementLists::compute(graph, index, closures, marks))
                     .collect()
             };
             for (&index, lists) in level.iter().zip(computed) {
@@ -62,11 +112,11 @@ impl BuildScopes {
 
 /// The elements by level, given a topological `order`: every dependency of
 /// an element is in an earlier level.
-fn dependency_levels(inputs: &[ElementInput], order: &[usize]) -> Vec<Vec<usize>> {
+fn dependency_levels<G: DependencyGraph + ?Sized>(graph: &G, order: &[usize]) -> Vec<Vec<usize>> {
     let mut levels: Vec<Vec<usize>> = Vec::new();
-    let mut level_of = vec![0usize; inputs.len()];
+    let mut level_of = vec![0usize; graph.element_count()];
     for &index in order {
-        let level = inputs[index].dependencies.iter().map(|d| level_of[d.element] + 1).max().unwrap_or(0);
+        let level = graph.dependencies(index).map(|d| level_of[d.element] + 1).max().unwrap_or(0);
         level_of[index] = level;
         if levels.len() <= level {
             levels.resize_with(level + 1, Vec::new);
@@ -84,9 +134,9 @@ struct ElementLists {
 
 impl ElementLists {
     /// The lists of element `index`, whose dependencies' closures are in `closures`.
-    fn compute(input: &ElementInput, index: usize, closures: &[Vec<u32>], marks: &mut Marks) -> Self {
-        let closure = marks.union(input.dependencies.iter().filter(|d| d.runtime).map(|d| d.element), closures, Some(index));
-        let scope = marks.union(input.dependencies.iter().filter(|d| d.build).map(|d| d.element), closures, None);
+    fn compute<G: DependencyGraph + ?Sized>(graph: &G, index: usize, closures: &[Vec<u32>], marks: &mut Marks) -> Self {
+        let closure = marks.union(graph.dependencies(index).filter(|d| d.runtime).map(|d| d.element), closures, Some(index));
+        let scope = marks.union(graph.dependencies(index).filter(|d| d.build).map(|d| d.element), closures, None);
         ElementLists { closure, scope }
     }
 }
@@ -135,30 +185,30 @@ impl Marks {
 }
 
 /// Elements ordered so that every dependency comes before its dependants.
-pub(super) fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, CacheKeyError> {
+pub(super) fn topological_order<G: DependencyGraph + ?Sized>(graph: &G) -> Result<Vec<usize>, CacheKeyError> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         New,
         Open,
         Done,
     }
-    let mut state = vec![State::New; inputs.len()];
-    let mut order = Vec::with_capacity(inputs.len());
-    for root in 0..inputs.len() {
+    let count = graph.element_count();
+    let mut state = vec![State::New; count];
+    let mut order = Vec::with_capacity(count);
+    for root in 0..count {
         if state[root] != State::New {
             continue;
         }
         let mut stack = vec![(root, 0usize)];
         state[root] = State::Open;
         while let Some((node, next)) = stack.pop() {
-            let deps = &inputs[node].dependencies;
-            if let Some(dep) = deps.get(next) {
+            if next < graph.dependency_count(node) {
                 stack.push((node, next + 1));
-                let target = dep.element;
+                let target = graph.dependency(node, next).element;
                 match state.get(target) {
                     None => {
                         return Err(CacheKeyError::Internal {
-                            detail: format!("{}: dependency index {target} out of range", inputs[node].full_name),
+                            detail: format!("{}: dependency index {target} out of range", graph.element_name(node)),
                         })
                     }
                     Some(State::New) => {
@@ -167,7 +217,7 @@ pub(super) fn topological_order(inputs: &[ElementInput]) -> Result<Vec<usize>, C
                     }
                     Some(State::Open) => {
                         return Err(CacheKeyError::Internal {
-                            detail: format!("circular dependency at {}", inputs[target].full_name),
+                            detail: format!("circular dependency at {}", graph.element_name(target)),
                         })
                     }
                     Some(State::Done) => {}
@@ -206,17 +256,17 @@ mod tests {
             element(&[(1, true, true), (0, true, true)]),
             element(&[(2, true, true), (3, true, true)]),
         ];
-        let scopes = BuildScopes::compute(&all).unwrap();
+        let scopes = BuildScopes::compute(&all[..]).unwrap();
         assert_eq!(scopes.scopes[4], vec![0, 2, 1, 3], "zzz, t1, aaa, t2 (spec §4.1)");
         assert_eq!(scopes.closures[4], vec![0, 2, 1, 3, 4]);
-        assert_eq!(dependency_levels(&all, &topological_order(&all).unwrap()), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(dependency_levels(&all[..], &topological_order(&all[..]).unwrap()), vec![vec![0, 1], vec![2, 3], vec![4]]);
     }
 
     #[test]
     fn build_only_dependencies_do_not_reach_dependants() {
         // 1 build-depends on 0; 2 depends (all) on 1: 0 is not in 2's scope.
         let all = [element(&[]), element(&[(0, true, false)]), element(&[(1, true, true)])];
-        let scopes = BuildScopes::compute(&all).unwrap();
+        let scopes = BuildScopes::compute(&all[..]).unwrap();
         assert_eq!(scopes.scopes[1], vec![0]);
         assert_eq!(scopes.scopes[2], vec![1]);
         assert_eq!(scopes.closures[1], vec![1]);
@@ -224,7 +274,7 @@ mod tests {
 
     #[test]
     fn cycles_and_bad_indices_are_errors() {
-        assert!(BuildScopes::compute(&[element(&[(1, true, true)]), element(&[(0, true, true)])]).is_err());
-        assert!(BuildScopes::compute(&[element(&[(7, true, true)])]).is_err());
+        assert!(BuildScopes::compute(&[element(&[(1, true, true)]), element(&[(0, true, true)])][..]).is_err());
+        assert!(BuildScopes::compute(&[element(&[(7, true, true)])][..]).is_err());
     }
 }

@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 use crate::graph::{Element, ElementId, Graph, ProjectSummary};
 use crate::yaml::Map;
 
+use super::build_scope::{BuildScopes, DependencyEdge, DependencyGraph};
 use super::element_input::{DependencyInput, ElementInput, KeyVariables, SourceInput, KEY_VARIABLES};
 use super::key_fields::{key_field, KeyFields, DEFAULT_KEY_LENGTH};
 use super::key_table::{ElementKeys, KeyTable};
@@ -47,10 +48,13 @@ impl<'g> GraphKeys<'g> {
         host: &HostPlatform,
         digester: &dyn TreeDigester,
     ) -> Result<Self, CacheKeyError> {
+        // The build scopes need only the dependency edges: they are
+        // computed from the graph while its elements become inputs.
         let mut timer = crate::loader::PhaseTimer::new();
-        let inputs = element_inputs(graph)?;
-        timer.done("keys: inputs");
-        let table = KeyTable::compute(&inputs, host, digester)?;
+        let (inputs, scopes) = rayon::join(|| element_inputs(graph), || BuildScopes::compute(graph));
+        let inputs = inputs?;
+        timer.done("keys: inputs, build scopes");
+        let table = KeyTable::compute_with_scopes(&inputs, scopes?, host, digester)?;
         Ok(GraphKeys { inputs, table })
     }
 
@@ -271,6 +275,26 @@ fn element_input<'g>(
     }
 }
 
+/// The loader's graph as dependency edges (element ids are indices).
+impl DependencyGraph for Graph {
+    fn element_count(&self) -> usize {
+        self.elements.len()
+    }
+
+    fn dependency_count(&self, element: usize) -> usize {
+        self.elements[element].dependencies.len()
+    }
+
+    fn dependency(&self, element: usize, position: usize) -> DependencyEdge {
+        let dep = &self.elements[element].dependencies[position];
+        DependencyEdge { element: dep.element.index(), build: dep.dep_type.is_build(), runtime: dep.dep_type.is_runtime() }
+    }
+
+    fn element_name(&self, element: usize) -> &str {
+        &self.elements[element].full_name
+    }
+}
+
 /// `alias:rest` → the alias's URL + `rest` when the project defines the alias
 /// (BuildStream's `Project.translate_url` without a mirror override).
 fn translate_url(url: &str, project: &ProjectSummary) -> String {
@@ -395,6 +419,20 @@ mod tests {
         assert!(build.dependencies[0].build && !build.dependencies[0].runtime);
         assert_eq!(build.dependencies[0].configs[0].get("location").and_then(|n| n.as_str()), Some("/sysroot"));
         assert!(build.environment_nocache.contains("MAKEFLAGS"));
+    }
+
+    #[test]
+    fn build_scopes_of_the_graph_are_those_of_its_inputs() {
+        let graph = graph();
+        let inputs = element_inputs(&graph).unwrap();
+        let (from_graph, from_inputs) = (BuildScopes::compute(&graph).unwrap(), BuildScopes::compute(&inputs[..]).unwrap());
+        assert_eq!(from_graph.scopes, from_inputs.scopes);
+        assert_eq!(from_graph.closures, from_inputs.closures);
+        assert_eq!(from_graph.scopes[1], [0], "build.bst build-depends on fetch.bst");
+        let mut cyclic = graph;
+        cyclic.elements[0].dependencies = cyclic.elements[1].dependencies.clone();
+        cyclic.elements[0].dependencies[0].element = ElementId(1);
+        assert!(matches!(BuildScopes::compute(&cyclic), Err(CacheKeyError::Internal { .. })));
     }
 
     #[test]

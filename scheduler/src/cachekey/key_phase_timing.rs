@@ -72,7 +72,7 @@ fn key_phase_timing() {
     for run in 0..runs {
         println!("run {run}: {} elements", graph.elements.len());
         let inputs = timed("inputs", || element_inputs(graph).expect("inputs"));
-        let scopes = timed("build scopes", || BuildScopes::compute(&inputs).expect("scopes"));
+        let scopes = timed("build scopes", || BuildScopes::compute(&inputs[..]).expect("scopes"));
         let total = |lists: &[Vec<u32>]| lists.iter().map(Vec::len).sum::<usize>();
         println!("{:>14}: {} in scopes, {} in closures", "entries", total(&scopes.scopes), total(&scopes.closures));
         let before = entries_hashed();

@@ -83,15 +83,42 @@ impl KeyTable {
     ) -> Result<Self, CacheKeyError> {
         // The dependency lists and the parts of each entry that depend on the
         // element alone are independent: they are computed side by side (the
-        // lists are often one element at a time, on deep graphs). The parts
-        // many elements share are written once.
-        let mut timer = crate::loader::PhaseTimer::new();
-        let shared = SharedTexts::collect(inputs, host);
+        // lists are often one element at a time, on deep graphs).
         let (scopes, parts) = rayon::join(|| BuildScopes::compute(inputs), || element_parts(inputs, digester));
-        let scopes = scopes?;
-        let (sources, entries) = parts?;
+        Self::compute_with_parts(inputs, scopes?, parts?, host)
+    }
+
+    /// Computes all keys with the build scopes of `inputs` already known
+    /// (computed, for instance, from the loader's graph while the inputs
+    /// were made).
+    pub fn compute_with_scopes(
+        inputs: &[ElementInput],
+        scopes: BuildScopes,
+        host: &HostPlatform,
+        digester: &dyn TreeDigester,
+    ) -> Result<Self, CacheKeyError> {
+        let mut timer = crate::loader::PhaseTimer::new();
+        let parts = element_parts(inputs, digester)?;
+        timer.done("keys: source keys");
+        Self::compute_with_parts(inputs, scopes, parts, host)
+    }
+
+    fn compute_with_parts(
+        inputs: &[ElementInput],
+        scopes: BuildScopes,
+        (sources, entries): ElementParts,
+        host: &HostPlatform,
+    ) -> Result<Self, CacheKeyError> {
+        if scopes.scopes.len() != inputs.len() {
+            return Err(CacheKeyError::Internal {
+                detail: format!("build scopes of {} elements for {} inputs", scopes.scopes.len(), inputs.len()),
+            });
+        }
+        let mut timer = crate::loader::PhaseTimer::new();
+        // The parts many elements share are written once.
+        let shared = SharedTexts::collect(inputs, host);
         let prefixes = PrefixStates::new(&scopes.scopes);
-        timer.done("keys: scopes, sources");
+        timer.done("keys: shared texts, prefixes");
 
         let hashing = Hashing { entries: &entries, prefixes: &prefixes };
         let dicts = DictMaker { inputs, sources: &sources, host, shared: &shared, first_error: Mutex::new(None) };
