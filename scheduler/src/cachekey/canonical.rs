@@ -146,9 +146,10 @@ pub fn hash_canonical(text: &str) -> String {
 /// table, where `hex::encode` goes character by character).
 pub fn hex_digest(digest: &[u8; 32]) -> String {
     let mut text = [0u8; 64];
-    // Cannot fail: the output is exactly twice the input's length.
+    // Cannot fail: the output is exactly twice the input's length, and
+    // hex digits are ASCII.
     let _ = hex::encode_to_slice(digest, &mut text);
-    text.iter().map(|&digit| char::from(digit)).collect()
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The key of a value: SHA-256 of its canonical text (BuildStream's `generate_key`).

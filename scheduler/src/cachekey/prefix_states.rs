@@ -86,7 +86,11 @@ impl DependencyEntry {
     pub fn set_keys(&self, weak: Option<&str>, strict: Option<&str>) {
         let keyed = |key: &str| {
             let open = &self.names[..self.names.len() - 1];
-            format!("{open},\"{key}\"]")
+            let mut text = String::with_capacity(open.len() + key.len() + 4);
+            for piece in [open, ",\"", key, "\"]"] {
+                text.push_str(piece);
+            }
+            text
         };
         if let Some(weak) = weak {
             let _ = self.weak.set(keyed(weak));
