@@ -157,9 +157,8 @@ impl<'g> ProjectInput<'g> {
 /// address, valid while the graph is borrowed) and shared, which also lets
 /// [`super::shared_texts`] write each distinct one once. Equal
 /// `environment-nocache` lists (usually the project's) share one set.
-/// (`config`, with its per-element commands nearly always distinct, is
-/// converted per element, in parallel: a table of 10,000 converted
-/// configurations, filled on one thread, cost more than it saved.)
+/// (`config`, with its per-element commands nearly always distinct, is not
+/// converted at all: the inputs borrow it.)
 struct InternedValues<'g> {
     values: FxHashMap<usize, Value>,
     environments: FxHashMap<usize, Arc<BTreeMap<String, String>>>,

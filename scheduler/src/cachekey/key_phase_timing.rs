@@ -22,7 +22,7 @@ use super::source_key::MerkleDigester;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Process CPU time (user + system) and minor page faults so far.
-fn process_cpu() -> (Duration, i64) {
+fn process_usage() -> (Duration, i64) {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
@@ -32,11 +32,11 @@ fn process_cpu() -> (Duration, i64) {
     (time(usage.ru_utime) + time(usage.ru_stime), usage.ru_minflt)
 }
 
-/// Runs `f`, printing its wall and CPU time under `label`.
+/// Runs `f`, printing its wall and CPU time and page faults under `label`.
 fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
-    let (wall, (cpu, faults)) = (Instant::now(), process_cpu());
+    let (wall, (cpu, faults)) = (Instant::now(), process_usage());
     let value = f();
-    let (cpu_after, faults_after) = process_cpu();
+    let (cpu_after, faults_after) = process_usage();
     println!(
         "{label:>14}: wall {:7.1} ms, cpu {:7.1} ms, {} page faults",
         ms(wall.elapsed()),

@@ -122,7 +122,7 @@ impl KeyTable {
 
         let hashing = Hashing { entries: &entries, prefixes: &prefixes };
         let dicts = DictMaker { inputs, sources: &sources, host, shared: &shared, first_error: Mutex::new(None) };
-        let computed = hashing.all_keys(inputs, &dicts);
+        let computed = hashing.all_keys(&dicts);
         timer.done("keys: hashing");
         if let Some((_, error)) = dicts.first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
@@ -238,7 +238,8 @@ impl Hashing<'_> {
     /// dependencies are (each then has every member of its lists done, as
     /// those are dependencies of dependencies), on any rayon thread: no
     /// element waits for a whole level of the graph to finish.
-    fn all_keys(&self, inputs: &[ElementInput], dicts: &DictMaker) -> Vec<KeySlot> {
+    fn all_keys(&self, dicts: &DictMaker) -> Vec<KeySlot> {
+        let inputs = dicts.inputs;
         let count = inputs.len();
         let slots: Vec<KeySlot> = (0..count).map(|_| OnceLock::new()).collect();
         let pending: Vec<AtomicUsize> = inputs.iter().map(|input| AtomicUsize::new(input.dependencies.len())).collect();
@@ -400,15 +401,14 @@ fn dict_tail<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::sync::Arc;
-    use std::path::Path;
-
     use std::borrow::Cow;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+    use std::sync::Arc;
 
     use super::super::canonical::{generate_key, to_canonical};
-    use super::super::node_value::value_to_map;
     use super::super::element_input::{DependencyInput, SourceInput};
+    use super::super::node_value::value_to_map;
     use super::super::prefix_states::DICT_HEAD;
     use super::super::sandbox::sandbox_dict;
     use super::super::shared_texts::public_with_split_rules;

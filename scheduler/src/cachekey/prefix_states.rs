@@ -84,14 +84,7 @@ impl DependencyEntry {
     /// Adds the keyed forms (keys are lowercase hex: nothing to escape); a
     /// key left unknown (`None`) stays unset.
     pub fn set_keys(&self, weak: Option<&str>, strict: Option<&str>) {
-        let keyed = |key: &str| {
-            let open = &self.names[..self.names.len() - 1];
-            let mut text = String::with_capacity(open.len() + key.len() + 4);
-            for piece in [open, ",\"", key, "\"]"] {
-                text.push_str(piece);
-            }
-            text
-        };
+        let keyed = |key: &str| [&self.names[..self.names.len() - 1], ",\"", key, "\"]"].concat();
         if let Some(weak) = weak {
             let _ = self.weak.set(keyed(weak));
         }
