@@ -243,11 +243,11 @@ impl Session {
         Ok(element)
     }
 
-    /// Hands element `id` to the preparing thread when nothing it needs is
+    /// Hands element `id` to the helper threads when nothing it needs is
     /// the session's alone: a core kind, sources of core kinds, no
     /// `project.refs` (see [`super::prepare`]). False: prepare it here.
     fn hand_over(&mut self, id: ElementId) -> bool {
-        if !self.preparer.is_active() {
+        if !self.prefetch.is_active() {
             return false;
         }
         let el = self.element(id);
@@ -264,13 +264,8 @@ impl Session {
         let Some(prep) = self.project_prep(project) else { return false };
         let facts = self.element_facts(id);
         let node = std::mem::replace(&mut self.elements[id.index()].node, crate::yaml::Map::new(kind_span));
-        match self.preparer.submit(facts, kind, base, prep, node) {
-            Ok(()) => true,
-            Err(node) => {
-                self.elements[id.index()].node = node;
-                false
-            }
-        }
+        self.preparer.submit(&self.prefetch, facts, kind, base, prep, node);
+        true
     }
 
     /// Whether every source of element `id` is well formed and of a kind
@@ -306,11 +301,11 @@ impl Session {
         Some(prep)
     }
 
-    /// Waits for the preparing thread and files what it made: an element it
-    /// could not prepare gets its tree back and is prepared here when
+    /// Prepares what the helpers have not, waits for them and files what
+    /// they made: an element a helper could not prepare gets its tree back and is prepared here when
     /// instantiated (with the errors a sequential load reports).
     pub(crate) fn collect_prepared(&mut self) {
-        for (id, outcome) in self.preparer.finish() {
+        for (id, outcome) in self.preparer.finish(&self.prefetch) {
             match outcome {
                 Ok(prepared) => self.elements[id.index()].prepared = Some(Box::new(Ok(*prepared))),
                 Err(node) => self.elements[id.index()].node = node,

@@ -141,9 +141,9 @@ fn default_targets(session: &Session) -> Vec<String> {
     })
 }
 
-/// Threads that read and parse element files ahead of the loader: one per
-/// core besides the loader's own, at most three (parsing is about half of
-/// the loader's work, so more would wait). On a machine whose cores are all
+/// Threads that read and parse element files ahead of the loader, and
+/// prepare elements when no file is waiting: one per core besides the
+/// loader's own, at most three. On a machine whose cores are all
 /// busy a helper costs little: with mimalloc's thread-local heaps, handing a
 /// parsed tree to the loader is cheap, and measured with every core busy the
 /// process used the same CPU time with or without a helper.
@@ -224,12 +224,6 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
     let mut timer = PhaseTimer::new();
     let helpers = session.helper_threads.unwrap_or_else(load_threads);
     session.prefetch = prefetch::Prefetcher::start(helpers);
-    // Measured on 2 cores (one helper): the preparing thread then competes
-    // with the parsing helper, the bottleneck, and costs more than it saves;
-    // it runs from two helpers (three cores) on.
-    if helpers >= 2 {
-        session.preparer = prepare::Preparer::start();
-    }
     let top = session.load_project(directory, None)?;
     let targets = if targets.is_empty() { default_targets(session) } else { targets.to_vec() };
     let mut ids = Vec::with_capacity(targets.len());
@@ -240,9 +234,9 @@ fn load_in(session: &mut Session, directory: &Path, targets: &[String]) -> Resul
         ids.push(session.resolve_element(top, target, None)?);
     }
     timer.note(&session.prefetch.summary());
+    session.collect_prepared();
     // Stops the workers and frees what they parsed for nothing.
     session.prefetch = prefetch::Prefetcher::start(0);
-    session.collect_prepared();
     timer.done("load files");
     session.check_cycles(&ids)?;
     timer.done("cycle check");

@@ -21,7 +21,14 @@
 //! * the trees the workers parsed are also freed by them ([`Prefetcher::recycle`]),
 //!   which keeps that work off the loader's thread, the critical path (it
 //!   was first done because glibc's allocator made the loader and the
-//!   workers wait on each other's arena locks; the binary now uses mimalloc).
+//!   workers wait on each other's arena locks; the binary now uses mimalloc);
+//! * a worker with no file to parse (none known, or `MAX_READY` trees
+//!   waiting) runs tasks set aside by the loader ([`Prefetcher::set_aside`]:
+//!   preparing elements, see [`super::prepare`]), and the loader runs those
+//!   left when it is done reading ([`Prefetcher::finish_aside`]). So the two
+//!   threads balance: when the loader's core is the slower one (a shared
+//!   host), its worker takes over its deferred work, and when the worker's
+//!   is, the loader reads the files still queued itself.
 //!
 //! [`SourceMap`]: crate::yaml::SourceMap
 
@@ -41,11 +48,18 @@ pub const UNREGISTERED: FileId = FileId(u32::MAX - 1);
 /// Parsed trees that may wait for the loader at once.
 const MAX_READY: usize = 32;
 
+/// Tasks that may wait for a worker at once; the loader runs those it sets
+/// aside beyond (the elements' trees stay few and warm in cache).
+const MAX_ASIDE: usize = 32;
+
 /// Trees handed back before a worker is woken to free them.
 const GRAVEYARD_BATCH: usize = 16;
 
 /// One element file of one project.
 type Key = (ProjectId, String);
+
+/// Work the loader sets aside for a worker with no file to parse.
+pub type AsideTask = Box<dyn FnOnce() + Send>;
 
 /// What a worker made of a file.
 #[derive(Debug)]
@@ -88,6 +102,10 @@ struct State {
     counts: [usize; 4],
     /// Trees the loader is done with, dropped by the workers (see [`Prefetcher::recycle`]).
     graveyard: Vec<Map>,
+    /// Tasks set aside, the most recent last (its tree is likeliest still in cache).
+    aside: Vec<AsideTask>,
+    /// Tasks set aside that a worker is running.
+    aside_running: usize,
     closed: bool,
 }
 
@@ -95,7 +113,7 @@ struct Shared {
     state: Mutex<State>,
     /// Work was queued, room was made, or the prefetcher closed.
     wake_workers: Condvar,
-    /// A running file was finished.
+    /// A running file or task set aside was finished.
     finished: Condvar,
 }
 
@@ -217,6 +235,13 @@ impl Prefetcher {
                     return None;
                 }
                 Some(Slot::Running) => {
+                    // Rather than wait, do work set aside meanwhile.
+                    if let Some(task) = state.aside.pop() {
+                        drop(state);
+                        run_aside(task);
+                        state = self.shared.lock();
+                        continue;
+                    }
                     state.counts[1] += 1;
                     state.loader_waiting = true;
                     state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -237,6 +262,47 @@ impl Prefetcher {
                     }
                     return Some(fetched);
                 }
+            }
+        }
+    }
+
+    /// Queues `task` for a worker with no file to parse; without workers,
+    /// runs it now.
+    pub fn set_aside(&self, task: AsideTask) {
+        if !self.is_active() {
+            run_aside(task);
+            return;
+        }
+        let mut state = self.shared.lock();
+        if state.aside.len() >= MAX_ASIDE {
+            // The workers fall behind: the loader does its share.
+            drop(state);
+            run_aside(task);
+            return;
+        }
+        state.aside.push(task);
+        let idle = state.idle_workers > 0;
+        drop(state);
+        if idle {
+            self.shared.wake_workers.notify_one();
+        }
+    }
+
+    /// Runs on this thread the tasks set aside that no worker has started,
+    /// then waits for those the workers are running.
+    pub fn finish_aside(&self) {
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(task) = state.aside.pop() {
+                drop(state);
+                run_aside(task);
+                state = self.shared.lock();
+            } else if state.aside_running > 0 {
+                state.loader_waiting = true;
+                state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.loader_waiting = false;
+            } else {
+                return;
             }
         }
     }
@@ -264,6 +330,12 @@ impl Prefetcher {
             self.shared.wake_workers.notify_one();
         }
     }
+}
+
+/// Runs a task set aside; a panic (a bug) loses only what the task would
+/// have made, whichever thread runs it.
+fn run_aside(task: AsideTask) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
 }
 
 fn push_jobs(state: &mut State, project: ProjectId, element_path: &Arc<Path>, names: Vec<String>) {
@@ -297,6 +369,17 @@ fn work(shared: &Shared) {
         }
         let job = if state.ready < MAX_READY { state.stack.pop() } else { None };
         let Some(job) = job else {
+            if let Some(task) = state.aside.pop() {
+                state.aside_running += 1;
+                drop(state);
+                run_aside(task);
+                state = shared.lock();
+                state.aside_running -= 1;
+                if state.loader_waiting {
+                    shared.finished.notify_all();
+                }
+                continue;
+            }
             state.idle_workers += 1;
             state = shared.wake_workers.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
             state.idle_workers -= 1;
@@ -388,6 +471,35 @@ mod tests {
         assert!(matches!(prefetcher.take(ProjectId(0), "d.bst"), Some(Fetched::Unreadable)));
         // A junction reference is never prefetched.
         assert!(prefetcher.shared.lock().seen.iter().all(|(_, n)| !n.contains(':')));
+    }
+
+    #[test]
+    fn tasks_set_aside_run_once_each_whoever_runs_them() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for workers in [0, 1, 2] {
+            let prefetcher = Prefetcher::start(workers);
+            let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..200).map(|_| AtomicUsize::new(0)).collect());
+            for i in 0..200 {
+                let runs = runs.clone();
+                prefetcher.set_aside(Box::new(move || {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+            // A panicking task stops neither its thread nor the others.
+            prefetcher.set_aside(Box::new(|| panic!("a task's bug")));
+            let after_panic = runs.clone();
+            prefetcher.set_aside(Box::new(move || {
+                after_panic[0].fetch_add(1, Ordering::Relaxed);
+            }));
+            if workers == 0 {
+                assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) >= 1), "without workers a task runs at once");
+            }
+            prefetcher.finish_aside();
+            let counts: Vec<usize> = runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+            assert_eq!(counts[0], 2, "{workers} workers");
+            assert!(counts[1..].iter().all(|&c| c == 1), "{workers} workers: {counts:?}");
+            assert!(prefetcher.shared.lock().aside.is_empty());
+        }
     }
 
     #[test]

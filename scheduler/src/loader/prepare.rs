@@ -3,28 +3,29 @@
 //! kind's [`KindBase`] and its file, resolving and expanding variables.
 //!
 //! It owns [`PrepareEnv`] (what preparing needs from its surroundings),
-//! [`prepare_element`] (the one body both callers run) and [`Preparer`], a
-//! thread that prepares elements while the loader reads the next files.
-//! Key decisions:
+//! [`prepare_element`] (the one body both callers run) and [`Preparer`],
+//! which hands elements to the helper threads that parse files ahead, to be
+//! prepared while the loader reads on. Key decisions:
 //! * the loader hands over only elements that need nothing but shareable
 //!   data: a core kind whose [`KindBase`] it already built, sources of core
 //!   kinds only, and no `project.refs`; everything else is prepared on the
 //!   loader's thread, as before;
-//! * the thread's result is used only when preparing succeeded there; on any
+//! * a helper's result is used only when preparing succeeded there; on any
 //!   error the element file's tree comes back and the loader prepares it
 //!   again itself when instantiating, so errors, their order and their
 //!   provenance are exactly those of a sequential load;
-//! * the thread runs only from three cores on (two parsing helpers): on two
-//!   cores it competes with the parsing helper and, measured, gains nothing.
+//! * no thread of its own: a helper prepares only when it has no file to
+//!   parse, and the loader prepares what is left when it is done reading.
+//!   A dedicated thread competed with the parsing helper on two cores and
+//!   gained nothing; this way the work goes to whichever core has time.
 
 use std::collections::BTreeSet;
-use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::instantiate::{check_protected, compose_own, element_variables_over_base, empty, plain_own_variables, section, Prepared};
 use super::kind_base::{compose_public, Expanded, KindBase, Section};
 use super::kinds::{KindBehaviour, KindInfo};
+use super::prefetch::Prefetcher;
 use crate::graph::{Element, ElementId, ExternalKey, SourceData};
 use crate::plugins::core::{configure_core_source, reject_internal_source, CORE_SOURCES};
 use crate::project::{ProjectId, Variables};
@@ -271,70 +272,74 @@ struct Job {
     node: Map,
 }
 
-/// What the preparing thread made of one element: its data, or (on any
-/// error) its tree back, to be prepared again by the loader.
+/// What a helper made of one element: its data, or (on any error) its tree
+/// back, to be prepared again by the loader.
 pub type Outcome = (ElementId, Result<Box<Prepared>, Map>);
 
-/// A thread that prepares the elements the loader hands it.
+/// What preparing on a helper thread keeps between elements: an empty file
+/// table (errors are reported by the loader) and the thread's interner.
+#[derive(Default)]
+struct HelperState {
+    sources: SourceMap,
+    interner: MapInterner,
+}
+
+thread_local! {
+    static HELPER_STATE: std::cell::RefCell<HelperState> = std::cell::RefCell::default();
+}
+
+impl Job {
+    fn run(self) -> Outcome {
+        let Job { facts, kind, base, project, node } = self;
+        let id = facts.id;
+        let result = HELPER_STATE.with_borrow_mut(|state| {
+            let mut env = ThreadEnv { sources: &state.sources, interner: &mut state.interner, project: &project };
+            // A panic (a bug) sends the element back, as an error does.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepare_element(&mut env, facts, kind, &base, &project.environment_nocache, &node)
+            }))
+        });
+        match result {
+            Ok(Ok(prepared)) => (id, Ok(Box::new(prepared))),
+            _ => (id, Err(node)),
+        }
+    }
+}
+
+/// Elements prepared off the loader's thread: set aside for the helper
+/// threads that parse files ahead ([`Prefetcher::set_aside`]), which
+/// prepare them when they have no file to parse.
+#[derive(Default)]
 pub struct Preparer {
-    jobs: Option<Sender<Job>>,
-    thread: Option<JoinHandle<Vec<Outcome>>>,
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
 }
 
 impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preparer").field("running", &self.thread.is_some()).finish()
-    }
-}
-
-impl Default for Preparer {
-    /// No thread: every element is prepared by the loader.
-    fn default() -> Self {
-        Preparer { jobs: None, thread: None }
+        f.debug_struct("Preparer").finish_non_exhaustive()
     }
 }
 
 impl Preparer {
-    /// Starts the thread (none if it cannot start).
-    pub fn start() -> Preparer {
-        let (jobs, queue) = channel::<Job>();
-        let thread = std::thread::Builder::new().name("weir-prepare".into()).spawn(move || {
-            let (sources, mut interner) = (SourceMap::new(), MapInterner::default());
-            let mut outcomes = Vec::new();
-            for job in queue {
-                let Job { facts, kind, base, project, node } = job;
-                let id = facts.id;
-                let mut env = ThreadEnv { sources: &sources, interner: &mut interner, project: &project };
-                let result = prepare_element(&mut env, facts, kind, &base, &project.environment_nocache, &node);
-                outcomes.push((id, result.map(Box::new).map_err(|_| node)));
-            }
-            outcomes
-        });
-        match thread {
-            Ok(thread) => Preparer { jobs: Some(jobs), thread: Some(thread) },
-            Err(_) => Preparer::default(),
-        }
+    /// Hands element `facts` to `helpers` (prepared here when none runs).
+    pub fn submit(&self, helpers: &Prefetcher, facts: ElementFacts, kind: Arc<KindInfo>, base: Arc<KindBase>, project: Arc<ProjectPrep>, node: Map) {
+        let job = Job { facts, kind, base, project, node };
+        let outcomes = self.outcomes.clone();
+        helpers.set_aside(Box::new(move || {
+            let outcome = job.run();
+            outcomes.lock().unwrap_or_else(PoisonError::into_inner).push(outcome);
+        }));
     }
 
-    /// Whether elements can be handed over.
-    pub fn is_active(&self) -> bool {
-        self.jobs.is_some()
-    }
-
-    /// Hands element `facts` over; gives the tree back when the thread is gone.
-    pub fn submit(&self, facts: ElementFacts, kind: Arc<KindInfo>, base: Arc<KindBase>, project: Arc<ProjectPrep>, node: Map) -> Result<(), Map> {
-        let Some(jobs) = &self.jobs else { return Err(node) };
-        jobs.send(Job { facts, kind, base, project, node }).map_err(|e| e.0.node)
-    }
-
-    /// Waits for every element handed over and returns what became of each.
-    pub fn finish(&mut self) -> Vec<Outcome> {
-        drop(self.jobs.take());
-        self.thread.take().and_then(|thread| thread.join().ok()).unwrap_or_default()
+    /// Runs or waits for every element handed to `helpers` and returns what
+    /// became of each, in no particular order.
+    pub fn finish(&mut self, helpers: &Prefetcher) -> Vec<Outcome> {
+        helpers.finish_aside();
+        std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-/// The preparing thread's surroundings: no plugin, no `project.refs`, no
+/// A helper thread's surroundings for preparing: no plugin, no `project.refs`, no
 /// registered files (a failure is retried by the loader, which has them).
 struct ThreadEnv<'a> {
     sources: &'a SourceMap,

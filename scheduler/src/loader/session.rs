@@ -153,8 +153,8 @@ pub struct Session {
     /// Workers parsing element files ahead of the loader (none outside the
     /// element loading phase).
     pub(crate) prefetch: super::prefetch::Prefetcher,
-    /// The thread preparing elements while the loader reads on (none
-    /// outside the element loading phase, or without helper threads).
+    /// Elements handed to the helper threads (`prefetch`) to prepare while
+    /// the loader reads on.
     pub(crate) preparer: super::prepare::Preparer,
 }
 
