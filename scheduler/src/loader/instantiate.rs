@@ -134,9 +134,12 @@ impl Session {
         let mut graph_id: Vec<Option<ElementId>> = vec![None; self.elements.len()];
         // Indexed by graph id (visiting order), so the list becomes the
         // graph's element list in place, without a second copy.
-        let mut elements: Vec<Element> = Vec::new();
-        let mut kinds: Vec<Arc<KindInfo>> = Vec::new();
-        let mut order: Vec<ElementId> = Vec::new();
+        // Sized for every loaded element (all of them, for most targets):
+        // growing by doubling would copy the list and touch twice its memory.
+        let loaded = self.elements.len();
+        let mut elements: Vec<Element> = Vec::with_capacity(loaded);
+        let mut kinds: Vec<Arc<KindInfo>> = Vec::with_capacity(loaded);
+        let mut order: Vec<ElementId> = Vec::with_capacity(loaded);
         for &target in targets {
             let mut stack = vec![Step::Enter(target)];
             while let Some(step) = stack.pop() {
@@ -166,7 +169,9 @@ impl Session {
             }
         }
         drop(kinds);
-        elements.shrink_to_fit();
+        if elements.len() < elements.capacity() / 2 {
+            elements.shrink_to_fit();
+        }
         for (element, load_id) in elements.iter_mut().zip(order.iter()) {
             for (dep, loaded) in element.dependencies.iter_mut().zip(self.element(*load_id).deps.iter()) {
                 dep.element = graph_id[loaded.element.index()].unwrap_or(ElementId(0));

@@ -32,6 +32,9 @@
 //!
 //! [`SourceMap`]: crate::yaml::SourceMap
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -167,16 +170,54 @@ fn written_dependencies(node: &Map) -> Vec<String> {
 /// but without first asking the file's size (element files are small: one
 /// read usually holds the whole file; two system calls less per file).
 pub fn read_text(path: &Path) -> std::io::Result<String> {
+    text_of(std::fs::File::open(path)?)
+}
+
+fn text_of(mut file: std::fs::File) -> std::io::Result<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(4096);
     // Through `by_ref`: `File`'s own `read_to_end` asks for the size first.
     Read::by_ref(&mut file).take(u64::MAX).read_to_end(&mut bytes)?;
     String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-fn fetch(path: &Path) -> Fetched {
-    match read_text(path) {
+/// The directories of the files a worker has read, kept open (`O_PATH`) so
+/// that each file is opened relative to its directory: the kernel then
+/// looks up one path component per file instead of every one (a tenth of a
+/// worker's time went to those lookups).
+#[derive(Default)]
+struct OpenDirectories(FxHashMap<PathBuf, OwnedFd>);
+
+impl OpenDirectories {
+    /// Opens the file at `path` for reading, as `File::open(path)` does.
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        let (Some(directory), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::File::open(path);
+        };
+        let directory = match self.0.get(directory) {
+            Some(fd) => fd.as_raw_fd(),
+            None => {
+                let fd = OwnedFd::from(
+                    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(directory)?,
+                );
+                let raw = fd.as_raw_fd();
+                self.0.insert(directory.to_path_buf(), fd);
+                raw
+            }
+        };
+        let name = std::ffi::CString::new(name.as_bytes())?;
+        // SAFETY: `directory` is an open descriptor and `name` a NUL-terminated string.
+        let fd = unsafe { libc::openat(directory, name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+}
+
+fn fetch(directories: &mut OpenDirectories, path: &Path) -> Fetched {
+    match directories.open(path).and_then(text_of) {
         Ok(text) => Fetched::Parsed(parser::parse(&text, UNREGISTERED)),
         Err(_) => Fetched::Unreadable,
     }
@@ -355,6 +396,7 @@ fn push_jobs(state: &mut State, project: ProjectId, element_path: &Arc<Path>, na
 }
 
 fn work(shared: &Shared) {
+    let mut directories = OpenDirectories::default();
     let mut state = shared.lock();
     loop {
         if state.closed {
@@ -395,7 +437,7 @@ fn work(shared: &Shared) {
         let path: PathBuf = job.element_path.join(&job.key.1);
         // A panic (a parser bug) must not leave the file running forever:
         // the loader then reads the file itself, as without workers.
-        let fetched = std::panic::catch_unwind(|| fetch(&path)).unwrap_or(Fetched::Unreadable);
+        let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(&mut directories, &path))).unwrap_or(Fetched::Unreadable);
         let next = match &fetched {
             Fetched::Parsed(Ok(node)) => written_dependencies(node),
             _ => Vec::new(),
@@ -500,6 +542,26 @@ mod tests {
             assert!(counts[1..].iter().all(|&c| c == 1), "{workers} workers: {counts:?}");
             assert!(prefetcher.shared.lock().aside.is_empty());
         }
+    }
+
+    #[test]
+    fn files_opened_through_their_directory_read_as_opened_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
+        write(dir.path(), "a.bst", "kind: import\n");
+        write(&dir.path().join("sub"), "b.bst", "kind: stack\n");
+        write(&dir.path().join("sub/deeper"), "c.bst", "kind: manual\n");
+        let mut directories = OpenDirectories::default();
+        for name in ["a.bst", "sub/b.bst", "sub/deeper/c.bst", "sub/deeper/../b.bst", "./sub/./b.bst", "sub/deeper/..", "sub"] {
+            let path = dir.path().join(name);
+            let through = directories.open(&path).and_then(text_of).map_err(|e| e.kind());
+            assert_eq!(through, read_text(&path).map_err(|e| e.kind()), "{name}");
+        }
+        for missing in ["nowhere.bst", "nodir/x.bst", "a.bst/x.bst"] {
+            assert!(directories.open(&dir.path().join(missing)).is_err(), "{missing}");
+        }
+        // One descriptor per directory, whatever the number of files read in it.
+        assert!(directories.0.len() <= 4, "{:?}", directories.0.keys().collect::<Vec<_>>());
     }
 
     #[test]
