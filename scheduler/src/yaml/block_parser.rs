@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use super::node::{Map, Node, Scalar, Seq};
+use super::node::{Entries, Map, Node, Scalar, Seq};
 use super::parser::shared_key;
 use super::provenance::{FileId, Span};
 
@@ -69,9 +69,23 @@ impl<'a> BlockParser<'a, '_> {
         self.lines.get(self.next).copied().filter(|l| l.indent == indent)
     }
 
+    /// The entries of the block about to be read at `indent`, so that its
+    /// mapping or list is allocated once, at its size: the lines at
+    /// `indent` that are sequence items (`items`) or keys, up to the first
+    /// line left of `indent` (for items, also up to the first key at
+    /// `indent`: a list written at its key's column ends there).
+    fn count_at(&self, indent: usize, items: bool) -> usize {
+        self.lines[self.next.min(self.lines.len())..]
+            .iter()
+            .take_while(|l| l.indent > indent || (l.indent == indent && (!items || is_item(l.text))))
+            .filter(|l| l.indent == indent && is_item(l.text) == items)
+            .count()
+    }
+
     /// A mapping whose keys are at column `indent`; `first` is an entry that
     /// already started on a sequence item's line (`- key: ...`).
     fn mapping(&mut self, indent: usize, first: Option<(u32, &'a str)>) -> Option<Map> {
+        let size = self.count_at(indent, false) + usize::from(first.is_some());
         let mut map: Option<Map> = None;
         let mut pending = first;
         loop {
@@ -98,11 +112,11 @@ impl<'a> BlockParser<'a, '_> {
                     value
                 }
             };
-            let map = map.get_or_insert_with(|| Map::new(key_span));
-            if map.entries.contains_key(key) {
+            let map = map.get_or_insert_with(|| Map { entries: Entries::with_capacity_and_hasher(size, Default::default()), span: key_span });
+            if map.entries.insert(shared_key(key), value).is_some() {
+                // A duplicate key.
                 return None;
             }
-            map.entries.insert(shared_key(key), value);
         }
         map
     }
@@ -127,13 +141,14 @@ impl<'a> BlockParser<'a, '_> {
 
     /// A sequence whose dashes are at column `indent`.
     fn sequence(&mut self, indent: usize) -> Option<Seq> {
+        let size = self.count_at(indent, true);
         let mut seq: Option<Seq> = None;
         while let Some(line) = self.at(indent).filter(|l| is_item(l.text)) {
             self.next += 1;
             let after_dash = &line.text[1..];
             let item_text = after_dash.trim_start_matches(' ');
             let item_col = indent + 1 + (after_dash.len() - item_text.len());
-            let seq = seq.get_or_insert_with(|| Seq { items: Vec::new(), span: self.span(line.number, indent) });
+            let seq = seq.get_or_insert_with(|| Seq { items: Vec::with_capacity(size), span: self.span(line.number, indent) });
             if item_text.starts_with('-') && (item_text.len() == 1 || item_text.as_bytes()[1] == b' ') {
                 return None;
             }
