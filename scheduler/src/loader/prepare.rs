@@ -150,7 +150,11 @@ pub fn prepare_element(
     let (source_map, interner) = env.source_map_and_interner();
     // A regular element's variables all resolved above (`check`); a
     // first-pass element's that fail to resolve are never used.
-    let variables = vars.resolved_with(source_map, |v| interner.intern_str(v)).unwrap_or_default();
+    // The values kept here are those the element does not share with its
+    // kind's base table: its name and what refers to it, mostly unique, so
+    // they are not interned (measured: a set of every such value cost more
+    // time and memory than the duplicates it removed).
+    let variables = vars.resolved_with(source_map, |v| v).unwrap_or_default();
     let element = Element {
         id: facts.id,
         name: facts.name,

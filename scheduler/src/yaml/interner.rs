@@ -14,7 +14,7 @@ use super::node::{Map, Node};
 #[derive(Debug, Default)]
 pub struct MapInterner {
     by_hash: rustc_hash::FxHashMap<u64, Vec<Arc<Map>>>,
-    /// Distinct resolved strings (variable values recur across elements).
+    /// Distinct resolved strings (the values of the base variable tables).
     strings: rustc_hash::FxHashSet<Arc<str>>,
 }
 
