@@ -84,7 +84,8 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph from instantiated elements.
     pub fn new(elements: Vec<Element>, targets: Vec<ElementId>, projects: Vec<ProjectSummary>, sources: SourceMap) -> Graph {
-        let mut dag = DiGraph::with_capacity(elements.len(), elements.len() * 2);
+        let edges = elements.iter().map(|e| e.dependencies.len()).sum();
+        let mut dag = DiGraph::with_capacity(elements.len(), edges);
         for e in &elements {
             dag.add_node(e.id);
         }

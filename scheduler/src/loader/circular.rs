@@ -233,7 +233,7 @@ struct Edges {
 }
 
 impl Edges {
-    fn new(elements: &[super::session::LoadElement]) -> Edges {
+    fn new(elements: &[Box<super::session::LoadElement>]) -> Edges {
         let mut start = Vec::with_capacity(elements.len() + 1);
         let mut targets = Vec::new();
         start.push(0);

@@ -220,7 +220,7 @@ impl Session {
             link_target = Some(self.expand_first_pass(id, name, &node, target)?);
         }
         let element = ElementId(self.elements.len() as u32);
-        self.elements.push(LoadElement {
+        self.elements.push(Box::new(LoadElement {
             id: element,
             project: id,
             name: name.to_string(),
@@ -234,7 +234,7 @@ impl Session {
             deps: Vec::new(),
             link_target,
             prepared: None,
-        });
+        }));
         self.state(id).files.insert(name.to_string(), element);
         if !first_pass && !self.hand_over(element) {
             let prepared = self.prepare(element);
