@@ -260,8 +260,10 @@ impl<'a> PrefixStates<'a> {
     /// As [`new`](Self::new), with a checkpoint every `interval` entries (at least 1).
     pub fn with_interval(lists: &'a [Vec<u32>], interval: usize) -> Self {
         let interval = interval.max(1);
-        // Index room for a checkpoint per interval of every list in two
-        // modes (the usual weak and strict), so that it never grows while shared.
+        // Room for a checkpoint per interval of every list in two modes (the
+        // usual weak and strict), so that neither the index nor the states
+        // grow while shared: growing would copy the states, and the room
+        // never used is never touched (no page of it is faulted in).
         let checkpoints = (2 * lists.iter().map(|list| list.len() / interval).sum::<usize>()).min(MAX_CHECKPOINTS);
         PrefixStates {
             lists,
@@ -269,7 +271,7 @@ impl<'a> PrefixStates<'a> {
             shards: (0..SHARDS)
                 .map(|_| {
                     let index = FxHashMap::with_capacity_and_hasher(checkpoints / SHARDS, Default::default());
-                    Mutex::new(Shard { index, states: Vec::new() })
+                    Mutex::new(Shard { index, states: Vec::with_capacity(checkpoints / SHARDS) })
                 })
                 .collect(),
         }
