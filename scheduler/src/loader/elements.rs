@@ -302,8 +302,9 @@ impl Session {
     }
 
     /// Prepares what the helpers have not, waits for them and files what
-    /// they made: an element a helper could not prepare gets its tree back and is prepared here when
-    /// instantiated (with the errors a sequential load reports).
+    /// they made: an element a helper could not prepare gets its tree back
+    /// and is prepared here when instantiated (with the errors a sequential
+    /// load reports).
     pub(crate) fn collect_prepared(&mut self) {
         for (id, outcome) in self.preparer.finish(&self.prefetch) {
             match outcome {

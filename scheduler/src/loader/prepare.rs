@@ -339,6 +339,9 @@ impl Preparer {
     /// became of each, in no particular order.
     pub fn finish(&mut self, helpers: &Prefetcher) -> Vec<Outcome> {
         helpers.finish_aside();
+        // The loader's thread may have prepared some itself: what it kept
+        // for that is not kept past this load.
+        HELPER_STATE.with_borrow_mut(|state| *state = HelperState::default());
         std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
