@@ -16,7 +16,9 @@ use serde_yaml_ng::Value;
 use weir_proto::merkle::MerkleTree;
 
 fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    // At run time first: a test binary built from another checkout of the
+    // same commit (a shared target directory) still reads this one.
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from).join("../../shared")
 }
 
 fn load_yaml(path: &Path) -> Value {
