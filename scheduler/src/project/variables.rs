@@ -152,9 +152,6 @@ pub struct VariablesBase {
     /// The table holds no composition directive (it cannot fail the
     /// trailing-directive check of a composed table).
     directive_free: bool,
-    /// The positions of the variables that did not resolve here (every
-    /// element resolves those itself).
-    unresolved: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -206,8 +203,7 @@ impl VariablesBase {
                 }
             }
         }
-        let unresolved = (0..defs.len()).filter(|&i| defs[i].resolved.is_none()).map(|i| i as u32).collect();
-        VariablesBase { index, defs, directive_free: crate::yaml::check_trailing_directives(map).is_ok(), unresolved }
+        VariablesBase { index, defs, directive_free: crate::yaml::check_trailing_directives(map).is_ok() }
     }
 
     /// Whether the table holds no composition directive.
@@ -236,9 +232,6 @@ pub struct Variables {
     /// Position of each of those names (the base's own index has the rest).
     extra_index: NameIndex,
     entries: RefCell<Vec<Entry>>,
-    /// The positions of the entries defined by the table itself, in order
-    /// (a table usually shares all but a few of its base's).
-    own: Vec<u32>,
 }
 
 fn pieces(text: &str) -> Option<Arc<[Part]>> {
@@ -292,7 +285,7 @@ impl Variables {
                 }
             }
         }
-        let mut vars = Variables { base: base.cloned(), extra_names, extra_index, entries: RefCell::new(entries), own: Vec::new() };
+        let vars = Variables { base: base.cloned(), extra_names, extra_index, entries: RefCell::new(entries) };
         vars.finish_base(changed);
         Ok(vars)
     }
@@ -311,7 +304,6 @@ impl Variables {
             extra_names: Vec::new(),
             extra_index: NameIndex::default(),
             entries: RefCell::new(entries),
-            own: Vec::new(),
         };
         let mut changed: Vec<usize> = Vec::new();
         for (name, value, span) in assignments {
@@ -336,37 +328,26 @@ impl Variables {
     }
 
     /// Gives every base entry that refers (transitively) to a `changed` one,
-    /// or that did not resolve in the base, a definition of its own, and
-    /// lists the positions of the table's own entries.
-    fn finish_base(&mut self, mut changed: Vec<usize>) {
-        let base_len = self.base_len();
-        let entries = self.entries.get_mut();
-        let mut own: Vec<u32> = changed.iter().map(|&i| i as u32).collect();
-        if let Some(base) = &self.base {
-            let define = |entries: &mut Vec<Entry>, own: &mut Vec<u32>, position: usize| {
-                let def = &base.defs[position];
-                entries[position] = Entry::Own(Definition::new(def.text.clone(), def.parts.clone(), def.span));
-                own.push(position as u32);
-            };
-            // A dependent is visited once: it is then no longer a base entry.
-            while let Some(i) = changed.pop() {
-                for &d in &base.defs[i].dependents {
-                    if matches!(entries[d as usize], Entry::Base) {
-                        define(entries, &mut own, d as usize);
-                        changed.push(d as usize);
-                    }
-                }
-            }
-            for &d in &base.unresolved {
-                if matches!(entries[d as usize], Entry::Base) {
-                    define(entries, &mut own, d as usize);
+    /// or that did not resolve in the base, a definition of its own.
+    fn finish_base(&self, mut changed: Vec<usize>) {
+        let Some(base) = &self.base else { return };
+        let mut dirty = vec![false; base.defs.len()];
+        for &i in &changed {
+            dirty[i] = true;
+        }
+        while let Some(i) = changed.pop() {
+            for &d in &base.defs[i].dependents {
+                if !std::mem::replace(&mut dirty[d as usize], true) {
+                    changed.push(d as usize);
                 }
             }
         }
-        own.extend((base_len..entries.len()).map(|i| i as u32));
-        own.sort_unstable();
-        own.dedup();
-        self.own = own;
+        let mut entries = self.entries.borrow_mut();
+        for ((entry, base_def), dirty) in entries.iter_mut().zip(&base.defs).zip(dirty) {
+            if matches!(entry, Entry::Base) && (dirty || base_def.resolved.is_none()) {
+                *entry = Entry::Own(Definition::new(base_def.text.clone(), base_def.parts.clone(), base_def.span));
+            }
+        }
     }
 
     /// Number of variables.
@@ -402,8 +383,10 @@ impl Variables {
 
     /// Resolves every variable (regular elements).
     pub fn check(&self, sources: &SourceMap) -> LoadResult<()> {
-        for &i in &self.own {
-            self.resolve_index(i as usize, sources)?;
+        for i in 0..self.len() {
+            if matches!(self.entries.borrow()[i], Entry::Own(_)) {
+                self.resolve_index(i, sources)?;
+            }
         }
         Ok(())
     }
@@ -589,8 +572,10 @@ impl Variables {
         let mut changed = Vec::new();
         // Exact capacity: every element keeps this list.
         let mut extra = Vec::with_capacity(self.extra_names.len());
-        for &i in &self.own {
-            let i = i as usize;
+        for i in 0..self.len() {
+            if matches!(self.entries.borrow()[i], Entry::Base) {
+                continue;
+            }
             let value = intern(self.resolve_index(i, sources)?);
             if i < base_len {
                 changed.push((i as u32, value));
