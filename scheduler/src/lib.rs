@@ -14,3 +14,12 @@ pub mod plugins;
 pub mod project;
 pub mod remote;
 pub mod yaml;
+
+/// The directory of this crate's manifest, for tests that read the
+/// repository's files: as cargo or nextest set it when running the test
+/// first (a test binary reused from another checkout through a shared
+/// target directory then still reads this checkout), else as compiled.
+#[cfg(test)]
+pub(crate) fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from)
+}

@@ -230,8 +230,7 @@ mod merkle_tests {
     /// Spec §8.1: the upstream `files/local` tree, with `goodbye` a symlink to `hello`.
     #[test]
     fn local_tree_digest_matches_buildstream() {
-        // At run time first (a test binary may come from another checkout).
-        let shared = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from).join("../../shared/conformance/data/cachekey/project/files/local");
+        let shared = crate::manifest_dir().join("../../shared/conformance/data/cachekey/project/files/local");
         let Ok(tmp) = tempfile::tempdir() else { return };
         let root = tmp.path().join("local");
         copy_tree(&shared, &root);

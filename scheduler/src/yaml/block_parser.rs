@@ -438,8 +438,7 @@ mod tests {
 
     #[test]
     fn every_conformance_and_example_file_gives_the_full_parsers_tree() {
-        // At run time first (a test binary may come from another checkout).
-        let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from).join("..");
+        let root = crate::manifest_dir().join("..");
         let shared = std::env::var_os("WEIR_SHARED").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("../shared"));
         let (mut files, mut accepted) = (0, 0);
         for dir in [root.join("examples"), shared.join("conformance/data")] {
