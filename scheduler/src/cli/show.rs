@@ -165,7 +165,7 @@ const KEY_FIELDS: [&str; 7] = ["full-key", "key", "strict-key", "weak-key", "sta
 /// pages loading freed, and giving them back first cost it 9,000 more page
 /// faults and 0.03 s of CPU. Harmless under another allocator.
 fn return_freed_pages_at_once() {
-    // `mi_option_purge_delay` of mimalloc 3 (libmimalloc-sys 0.1.49, pinned),
+    // `mi_option_purge_delay` of mimalloc 2 (libmimalloc-sys 0.1.49, pinned),
     // whose bindings predate the option's name.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one allocator option; any thread may call it at any time.
