@@ -75,7 +75,17 @@ pub struct BuildScopes {
     pub closures: Vec<Vec<u32>>,
     /// Build-scope list per element: the runtime closures of its build dependencies.
     pub scopes: Vec<Vec<u32>>,
+    /// Per element, where the segments of its build-scope list end (see [`SegmentEnds`]).
+    pub segment_ends: Vec<SegmentEnds>,
 }
+
+/// Where the first two segments of a build-scope list end: its length
+/// after the members that its first build dependency (with any new member)
+/// brought, and after the next one's; 0 when there is no such segment. Two
+/// elements whose first build dependencies are the same have the same list
+/// up to there, whatever the length, which fixed intervals miss (see
+/// `prefix_states`).
+pub type SegmentEnds = [u32; 2];
 
 impl BuildScopes {
     /// Computes the lists of every element; an out-of-range dependency or a cycle is an error.
@@ -83,7 +93,8 @@ impl BuildScopes {
     pub fn compute<G: DependencyGraph + ?Sized>(graph: &G) -> Result<Self, CacheKeyError> {
         let order = topological_order(graph)?;
         let count = graph.element_count();
-        let mut scopes = BuildScopes { closures: vec![Vec::new(); count], scopes: vec![Vec::new(); count] };
+        let mut scopes =
+            BuildScopes { closures: vec![Vec::new(); count], scopes: vec![Vec::new(); count], segment_ends: vec![[0; 2]; count] };
         let mut marks = Marks::new(count);
         for level in &dependency_levels(graph, &order) {
             let closures = &scopes.closures;
@@ -104,6 +115,7 @@ impl BuildScopes {
             for (&index, lists) in level.iter().zip(computed) {
                 scopes.closures[index] = lists.closure;
                 scopes.scopes[index] = lists.scope;
+                scopes.segment_ends[index] = lists.segment_ends;
             }
         }
         Ok(scopes)
@@ -130,14 +142,15 @@ fn dependency_levels<G: DependencyGraph + ?Sized>(graph: &G, order: &[usize]) ->
 struct ElementLists {
     closure: Vec<u32>,
     scope: Vec<u32>,
+    segment_ends: SegmentEnds,
 }
 
 impl ElementLists {
     /// The lists of element `index`, whose dependencies' closures are in `closures`.
     fn compute<G: DependencyGraph + ?Sized>(graph: &G, index: usize, closures: &[Vec<u32>], marks: &mut Marks) -> Self {
-        let closure = marks.union(graph.dependencies(index).filter(|d| d.runtime).map(|d| d.element), closures, Some(index));
-        let scope = marks.union(graph.dependencies(index).filter(|d| d.build).map(|d| d.element), closures, None);
-        ElementLists { closure, scope }
+        let (closure, _) = marks.union(graph.dependencies(index).filter(|d| d.runtime).map(|d| d.element), closures, Some(index));
+        let (scope, segment_ends) = marks.union(graph.dependencies(index).filter(|d| d.build).map(|d| d.element), closures, None);
+        ElementLists { closure, scope, segment_ends }
     }
 }
 
@@ -156,15 +169,27 @@ impl Marks {
     }
 
     /// The union of the closures of `elements` in order (first occurrence
-    /// kept), then `last` if given.
-    fn union(&mut self, elements: impl Iterator<Item = usize>, closures: &[Vec<u32>], last: Option<usize>) -> Vec<u32> {
+    /// kept), then `last` if given; and where its first two segments end.
+    fn union(
+        &mut self,
+        elements: impl Iterator<Item = usize>,
+        closures: &[Vec<u32>],
+        last: Option<usize>,
+    ) -> (Vec<u32>, SegmentEnds) {
         self.epoch += 1;
         self.scratch.clear();
+        let mut ends: SegmentEnds = [0; 2];
+        let mut segments = 0;
         for element in elements {
+            let before = self.scratch.len();
             self.extend_unvisited(element, &closures[element]);
+            if segments < ends.len() && self.scratch.len() > before {
+                ends[segments] = self.scratch.len() as u32;
+                segments += 1;
+            }
         }
         self.scratch.extend(last.map(|index| index as u32));
-        self.scratch.to_vec()
+        (self.scratch.to_vec(), ends)
     }
 
     /// Appends the members of `closure`, the closure of `element`, not yet
@@ -259,6 +284,9 @@ mod tests {
         let scopes = BuildScopes::compute(&all[..]).unwrap();
         assert_eq!(scopes.scopes[4], vec![0, 2, 1, 3], "zzz, t1, aaa, t2 (spec §4.1)");
         assert_eq!(scopes.closures[4], vec![0, 2, 1, 3, 4]);
+        assert_eq!(scopes.segment_ends[4], [2, 4], "t1's closure, then t2's new members");
+        assert_eq!(scopes.segment_ends[2], [1, 0], "one segment");
+        assert_eq!(scopes.segment_ends[0], [0, 0], "an empty list");
         assert_eq!(dependency_levels(&all[..], &topological_order(&all[..]).unwrap()), vec![vec![0, 1], vec![2, 3], vec![4]]);
     }
 

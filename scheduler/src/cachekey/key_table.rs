@@ -117,7 +117,7 @@ impl KeyTable {
         let mut timer = crate::loader::PhaseTimer::new();
         // The parts many elements share are written once.
         let shared = SharedTexts::collect(inputs, host);
-        let prefixes = PrefixStates::new(&scopes.scopes);
+        let prefixes = PrefixStates::new(&scopes.scopes, &scopes.segment_ends);
         timer.done("keys: shared texts, prefixes");
 
         let hashing = Hashing { entries: &entries, prefixes: &prefixes };
