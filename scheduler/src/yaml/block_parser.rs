@@ -174,7 +174,7 @@ impl<'a> BlockParser<'a, '_> {
             b'"' => {
                 let inner = &text[1..];
                 let end = inner.find('"')?;
-                if inner[..end].contains('\\') || !only_comment(&inner[end + 1..]) {
+                if inner.as_bytes()[..end].contains(&b'\\') || !only_comment(&inner[end + 1..]) {
                     return None;
                 }
                 Arc::from(inner[..end].trim())
@@ -203,11 +203,11 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
     if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
         return None;
     }
-    let (key, rest) = match text.find(": ") {
+    let (key, rest) = match find_pair(text, *b": ") {
         Some(at) => (&text[..at], text[at + 2..].trim_start_matches(' ')),
         None => (text.strip_suffix(':')?, ""),
     };
-    if key.contains(" #") || key.contains(':') || key.ends_with(' ') {
+    if find_pair(key, *b" #").is_some() || key.as_bytes().contains(&b':') || key.ends_with(' ') {
         return None;
     }
     if rest.starts_with('#') {
@@ -224,15 +224,22 @@ fn plain(text: &str) -> Option<&str> {
     if b"?:,[]{}#&*!|>'\"%@`".contains(&first) || (first == b'-' && text.as_bytes().get(1).is_none_or(|b| *b == b' ')) {
         return None;
     }
-    let body = match text.find(" #") {
+    let body = match find_pair(text, *b" #") {
         Some(at) => &text[..at],
         None => text,
     }
     .trim_end_matches(' ');
-    if body.contains(": ") || body.ends_with(':') {
+    if find_pair(body, *b": ").is_some() || body.ends_with(':') {
         return None;
     }
     Some(body)
+}
+
+/// Where the two bytes `pair` first occur in `text`. A plain scan: the
+/// texts are a line or less, where `str::find` with a string pattern spent
+/// more time setting up its searcher than searching (a tenth of parsing).
+fn find_pair(text: &str, pair: [u8; 2]) -> Option<usize> {
+    text.as_bytes().windows(2).position(|window| window == pair)
 }
 
 /// The rest of a single-quoted scalar after its opening quote: its value
@@ -289,6 +296,14 @@ mod tests {
         for text in accepted {
             assert!(agrees(text), "declined: {text:?}");
         }
+    }
+
+    #[test]
+    fn pairs_are_found_at_their_first_place() {
+        assert_eq!(find_pair("a: b: c", *b": "), Some(1));
+        assert_eq!(find_pair("a:b #c #d", *b" #"), Some(3));
+        assert_eq!(find_pair("a:", *b": "), None);
+        assert_eq!(find_pair("", *b": "), None);
     }
 
     #[test]
