@@ -409,10 +409,10 @@ impl<'a> PrefixStates<'a> {
         }
         let longest_interval = best.as_ref().map_or(0, |(_, length)| *length);
         let mut segments = prints.segments;
-        segments.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        segments.sort_unstable_by_key(|&(end, _)| std::cmp::Reverse(end));
         for (end, print) in segments {
             let length = end as usize;
-            if length <= longest_interval || length % self.interval == 0 {
+            if length <= longest_interval || length.is_multiple_of(self.interval) {
                 continue;
             }
             if let Some(found) = self.lookup(&(slot, end, print)) {
