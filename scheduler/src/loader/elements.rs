@@ -323,7 +323,7 @@ impl Session {
         node: &crate::yaml::Map,
         mut value: crate::yaml::Scalar,
     ) -> LoadResult<crate::yaml::Scalar> {
-        if !value.value.contains("%{") {
+        if !crate::project::variables::may_reference(&value.value) {
             return Ok(value);
         }
         let vars = self.first_pass_variables(id, name, node)?;

@@ -108,7 +108,14 @@ pub fn references_in(map: &Map) -> Vec<String> {
 
 /// Whether `text` holds any `%{name}` reference.
 pub fn has_references(text: &str) -> bool {
-    text.contains("%{") && split(text).iter().any(|p| matches!(p, Part::Ref(_)))
+    may_reference(text) && split(text).iter().any(|p| matches!(p, Part::Ref(_)))
+}
+
+/// Whether `text` holds `%{`, where a reference may start. A plain scan:
+/// on values this short `str::contains` with a string pattern mostly set
+/// up a two-way searcher (its vector path needs 16 bytes or more).
+pub fn may_reference(text: &str) -> bool {
+    text.as_bytes().windows(2).any(|pair| pair == b"%{")
 }
 
 #[derive(Debug)]
@@ -235,7 +242,7 @@ pub struct Variables {
 }
 
 fn pieces(text: &str) -> Option<Arc<[Part]>> {
-    text.contains("%{").then(|| split(text).into())
+    may_reference(text).then(|| split(text).into())
 }
 
 impl Variables {
@@ -512,7 +519,7 @@ impl Variables {
 
     /// Substitutes references in `text` (the node at `span`).
     pub fn expand_str(&self, text: &str, span: Span, sources: &SourceMap) -> LoadResult<Arc<str>> {
-        if !text.contains("%{") {
+        if !may_reference(text) {
             return Ok(Arc::from(text));
         }
         let mut out = String::with_capacity(text.len());
@@ -539,7 +546,7 @@ impl Variables {
     pub fn expand_node(&self, node: &mut Node, sources: &SourceMap) -> LoadResult<()> {
         match node {
             Node::Scalar(s) => {
-                if s.value.contains("%{") {
+                if may_reference(&s.value) {
                     s.value = self.expand_str(&s.value, s.span, sources)?;
                 }
                 Ok(())
