@@ -126,6 +126,21 @@ impl Shared {
         // outside it); a poisoned lock still holds consistent state.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Runs `task` (set aside) without the lock, then takes it again.
+    fn run_unlocked<'a>(&'a self, state: MutexGuard<'a, State>, task: AsideTask) -> MutexGuard<'a, State> {
+        drop(state);
+        run_aside(task);
+        self.lock()
+    }
+
+    /// The loader waits until a worker finishes a file or a task set aside.
+    fn loader_wait<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.loader_waiting = true;
+        let mut state = self.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.loader_waiting = false;
+        state
+    }
 }
 
 /// Worker threads reading and parsing element files ahead of the loader.
@@ -278,15 +293,11 @@ impl Prefetcher {
                 Some(Slot::Running) => {
                     // Rather than wait, do work set aside meanwhile.
                     if let Some(task) = state.aside.pop() {
-                        drop(state);
-                        run_aside(task);
-                        state = self.shared.lock();
+                        state = self.shared.run_unlocked(state, task);
                         continue;
                     }
                     state.counts[1] += 1;
-                    state.loader_waiting = true;
-                    state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-                    state.loader_waiting = false;
+                    state = self.shared.loader_wait(state);
                 }
                 Some(Slot::Queued) => {
                     // Left in the stack; a worker popping it skips it.
@@ -335,13 +346,9 @@ impl Prefetcher {
         let mut state = self.shared.lock();
         loop {
             if let Some(task) = state.aside.pop() {
-                drop(state);
-                run_aside(task);
-                state = self.shared.lock();
+                state = self.shared.run_unlocked(state, task);
             } else if state.aside_running > 0 {
-                state.loader_waiting = true;
-                state = self.shared.finished.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-                state.loader_waiting = false;
+                state = self.shared.loader_wait(state);
             } else {
                 return;
             }
@@ -413,9 +420,7 @@ fn work(shared: &Shared) {
         let Some(job) = job else {
             if let Some(task) = state.aside.pop() {
                 state.aside_running += 1;
-                drop(state);
-                run_aside(task);
-                state = shared.lock();
+                state = shared.run_unlocked(state, task);
                 state.aside_running -= 1;
                 if state.loader_waiting {
                     shared.finished.notify_all();
