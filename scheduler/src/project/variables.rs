@@ -115,7 +115,7 @@ pub fn has_references(text: &str) -> bool {
 /// on values this short `str::contains` with a string pattern mostly set
 /// up a two-way searcher (its vector path needs 16 bytes or more).
 pub fn may_reference(text: &str) -> bool {
-    text.as_bytes().windows(2).any(|pair| pair == b"%{")
+    crate::yaml::block_parser::find_pair(text, *b"%{").is_some()
 }
 
 #[derive(Debug)]

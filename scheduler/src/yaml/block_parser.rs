@@ -238,7 +238,7 @@ fn plain(text: &str) -> Option<&str> {
 /// Where the two bytes `pair` first occur in `text`. A plain scan: the
 /// texts are a line or less, where `str::find` with a string pattern spent
 /// more time setting up its searcher than searching (a tenth of parsing).
-fn find_pair(text: &str, pair: [u8; 2]) -> Option<usize> {
+pub(crate) fn find_pair(text: &str, pair: [u8; 2]) -> Option<usize> {
     text.as_bytes().windows(2).position(|window| window == pair)
 }
 
